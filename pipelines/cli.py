@@ -1,0 +1,162 @@
+"""`expscore`: the nightly command line.
+
+Exit codes: 0 success; 2 bad input or usage (the message names file, column or key); 1 an internal
+error. Errors are one line on stderr, never a traceback (set EXPSCORE_DEBUG=1 to see one).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import polars as pl
+import typer
+
+from pipelines.errors import ExpscoreError, InputError
+from pipelines.run import RunResult, backfill, load_rules, run_day
+
+app = typer.Typer(
+    help="Shop and product experience scores: load raw logs, score, publish Parquet tables.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+RawOption = Annotated[
+    Path, typer.Option("--raw", help="Raw logs: <raw>/<log>/dt=YYYY-MM-DD/*.parquet.")
+]
+OutOption = Annotated[
+    Path, typer.Option("--out", help="Where the tables go: <out>/<table>/dt=YYYY-MM-DD/.")
+]
+RulesOption = Annotated[
+    Path | None,
+    typer.Option("--rules", help="Rules TOML file (default: the shipped rules of SCORING.md 11)."),
+]
+
+
+def _parse_date(value: str | None, option: str) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise InputError(f"{option}: {value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def summary_lines(result: RunResult) -> list[str]:
+    """A short human summary of one run: what a scheduler log or an operator wants to see."""
+    shops = result.tables["shop_scores"]
+    scored = shops.filter(pl.col("status") == "scored")
+    lines = [
+        f"expscore {result.run_date}: {shops.height} shops ({scored.height} scored), "
+        f"{result.tables['item_scores'].height} items"
+    ]
+    if scored.height:
+        shares = (
+            scored.group_by("band")
+            .len()
+            .sort("band")
+            .with_columns(share=pl.col("len") / scored.height)
+        )
+        lines.append(
+            "  bands: "
+            + ", ".join(
+                f"{b} {s:.1%}" for b, s in zip(shares["band"], shares["share"], strict=True)
+            )
+        )
+    labels = result.tables["shop_labels"]
+    if labels.height:
+        counts = labels.group_by("label").len().sort("label")
+        lines.append(
+            "  labels: "
+            + ", ".join(f"{lab} {n}" for lab, n in zip(counts["label"], counts["len"], strict=True))
+        )
+    else:
+        lines.append("  labels: none")
+    rejected = result.manifest["rejected_by_reason"]
+    total = sum(sum(r.values()) for r in rejected.values())
+    detail = "; ".join(
+        f"{log}: " + ", ".join(f"{reason} {n}" for reason, n in reasons.items())
+        for log, reasons in rejected.items()
+    )
+    lines.append(f"  quarantined: {total} rows" + (f" ({detail})" if detail else ""))
+    lines.append(f"  tables: {result.out}/<table>/dt={result.run_date}/")
+    return lines
+
+
+@app.command()
+def run(
+    date: Annotated[
+        str | None,
+        typer.Option("--date", help="Business date YYYY-MM-DD (default: latest raw dt)."),
+    ] = None,
+    raw: RawOption = Path("data_samples/raw"),
+    out: OutOption = Path("output"),
+    rules: RulesOption = None,
+) -> None:
+    """Score one business date and publish its tables, quarantine and manifest."""
+    result = run_day(raw, out, load_rules(rules), _parse_date(date, "--date"))
+    typer.echo("\n".join(summary_lines(result)))
+
+
+@app.command("backfill")
+def backfill_command(
+    start: Annotated[str, typer.Option("--start", help="First business date, YYYY-MM-DD.")],
+    end: Annotated[str, typer.Option("--end", help="Last business date, YYYY-MM-DD.")],
+    raw: RawOption = Path("data_samples/raw"),
+    out: OutOption = Path("output"),
+    rules: RulesOption = None,
+) -> None:
+    """Run every date from --start to --end in order (labels and weights carry over)."""
+    first, last = _parse_date(start, "--start"), _parse_date(end, "--end")
+    backfill(
+        raw,
+        out,
+        load_rules(rules),
+        first,
+        last,
+        on_day=lambda r: typer.echo(summary_lines(r)[0]),
+    )
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the raw logs.")],
+    start: Annotated[str, typer.Option("--start", help="First business date, YYYY-MM-DD.")],
+    days: Annotated[int, typer.Option("--days", min=1, help="Number of days.")] = 40,
+    shops: Annotated[int, typer.Option("--shops", min=1, help="Number of shops.")] = 300,
+    orders_per_day: Annotated[
+        int, typer.Option("--orders-per-day", min=1, help="Orders paid per day.")
+    ] = 3000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same data).")] = 7,
+) -> None:
+    """Write realistic synthetic raw logs in the spec's layout."""
+    from pipelines.generate import generate_raw
+
+    counts = generate_raw(out, _parse_date(start, "--start"), days, shops, orders_per_day, seed)
+    typer.echo(f"wrote {out}: " + ", ".join(f"{log} {n:,} rows" for log, n in counts.items()))
+
+
+def main() -> None:
+    """Console entry point: run the app, turning known failures into one line and an exit code."""
+    try:
+        code = app(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
+    except ExpscoreError as exc:
+        typer.echo(f"expscore: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except (typer.Exit, SystemExit) as exc:
+        raise exc
+    except typer.Abort:
+        sys.exit(130)
+    except typer.TyperException as exc:  # usage errors: bad option, missing argument
+        exc.show()
+        sys.exit(getattr(exc, "exit_code", 2))
+    except Exception as exc:
+        if os.environ.get("EXPSCORE_DEBUG"):
+            raise
+        typer.echo(f"expscore: internal error: {type(exc).__name__}: {exc}", err=True)
+        sys.exit(1)

@@ -1,0 +1,422 @@
+"""Load the window's raw partitions into DuckDB: validate, quarantine, reduce to current state.
+
+The flow per log (SCORING.md 2 and 2.5, readings 12.1-12.2):
+
+1. every file is checked on its own (readable Parquet, every required column present with a type
+   that can hold the values); a bad file stops the run with an `InputError` naming file and column;
+2. the files are cast to the canonical types and stacked, each row tagged with its partition `dt`,
+   that partition's cutoff, its file and row number;
+3. each row gets the first reason code it breaks; rejected rows go to the quarantine;
+4. the good rows are reduced to current state (change logs) or de-duplicated (append-only logs).
+
+Polars receives only current state, as Arrow with UTC-aware timestamps.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipelines.errors import InputError
+from pipelines.schemas import LOGS, Column, LogSchema
+from scoring.window import Window, partition_cutoff
+
+PARTITION_RE = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")
+
+REASON_CODES: tuple[str, ...] = (
+    "null_in_required_column",
+    "unknown_enum_value",
+    "rating_out_of_range",
+    "negative_value",
+    "updated_before_created",
+    "at_or_after_partition_cutoff",
+    "decision_time_mismatch",
+)
+
+# Columns the scoring step reads from each log's current state; the rest stay in DuckDB.
+SCORING_COLUMNS: dict[str, tuple[str, ...]] = {
+    "orders": (
+        "order_id",
+        "shop_id",
+        "item_id",
+        "category_id",
+        "paid_at",
+        "amount_cents",
+        "promised_ship_at",
+        "promised_delivery_at",
+        "return_insurance",
+        "cancelled_at",
+        "review_rating",
+        "is_abnormal",
+    ),
+    "refunds": (
+        "refund_id",
+        "order_id",
+        "shop_id",
+        "item_id",
+        "requested_at",
+        "reason",
+        "seller_decision",
+        "decided_at",
+        "platform_help",
+        "escalated_at",
+        "ruling",
+        "is_abnormal",
+    ),
+    "logistics": ("event_id", "order_id", "event_type", "event_at", "door_delivery"),
+    "cs_sessions": (
+        "session_id",
+        "shop_id",
+        "started_at",
+        "first_response_seconds",
+        "satisfaction",
+        "escalated_to_platform",
+    ),
+}
+
+
+@dataclass
+class LoadedInputs:
+    """Current state of the four logs, plus what the manifest reports about the load."""
+
+    orders: pl.LazyFrame
+    refunds: pl.LazyFrame
+    logistics: pl.LazyFrame
+    cs_sessions: pl.LazyFrame
+    quarantine: pl.DataFrame
+    files: list[dict] = field(default_factory=list)  # path, log, dt, rows
+    rows_read: dict[str, int] = field(default_factory=dict)
+    rows_current: dict[str, int] = field(default_factory=dict)
+    rejected: dict[str, dict[str, int]] = field(default_factory=dict)  # log -> reason -> rows
+    missing_partitions: dict[str, list[str]] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------
+# discovery and file checks
+
+
+def list_partitions(raw: Path, log: str) -> dict[dt.date, Path]:
+    """All `dt=YYYY-MM-DD` folders of a log; a folder with any other name is an input error."""
+    base = raw / log
+    if not base.is_dir():
+        return {}
+    partitions: dict[dt.date, Path] = {}
+    for child in sorted(base.iterdir()):
+        if not child.is_dir():
+            continue
+        match = PARTITION_RE.match(child.name)
+        try:
+            day = dt.date.fromisoformat(match.group(1)) if match else None
+        except ValueError:
+            day = None
+        if day is None:
+            raise InputError(
+                f"{child}: partition folder name is not dt=YYYY-MM-DD with a valid date"
+            )
+        partitions[day] = child
+    return partitions
+
+
+def latest_partition_date(raw: Path) -> dt.date:
+    """The newest `dt` present in any log: the default run date."""
+    dates = [d for log in LOGS for d in list_partitions(raw, log)]
+    if not dates:
+        raise InputError(f"{raw}: no raw partitions found (expected <raw>/<log>/dt=YYYY-MM-DD/)")
+    return max(dates)
+
+
+def _type_holds(column: Column, arrow_type: pa.DataType) -> bool:
+    if pa.types.is_null(arrow_type):
+        return True  # an all-null column: its rows are quarantined if the column is required
+    if pa.types.is_dictionary(arrow_type):
+        arrow_type = arrow_type.value_type
+    match column.kind:
+        case "int":
+            return pa.types.is_integer(arrow_type)
+        case "timestamp":
+            return pa.types.is_timestamp(arrow_type)
+        case "bool":
+            return pa.types.is_boolean(arrow_type)
+        case "string":
+            return (
+                pa.types.is_string(arrow_type)
+                or pa.types.is_large_string(arrow_type)
+                or (pa.types.is_string_view(arrow_type))
+            )
+    return False
+
+
+def check_file(path: Path, schema: LogSchema) -> tuple[pa.Schema, int]:
+    """Readable Parquet with every required column of a usable type, or an `InputError`.
+
+    Returns the file's Arrow schema and its row count (from the footer).
+    """
+    try:
+        metadata = pq.read_metadata(path)
+        file_schema = metadata.schema.to_arrow_schema()
+    except (OSError, pa.ArrowException) as exc:
+        raise InputError(f"{path}: cannot be read as Parquet ({exc})") from exc
+    for column in schema.columns:
+        if column.name not in file_schema.names:
+            raise InputError(f"{path}: missing required column '{column.name}'")
+        arrow_type = file_schema.field(column.name).type
+        if not _type_holds(column, arrow_type):
+            raise InputError(
+                f"{path}: column '{column.name}' has type {arrow_type}, "
+                f"which cannot hold {column.kind} values ({column.duck_type})"
+            )
+    return file_schema, metadata.num_rows
+
+
+# --------------------------------------------------------------------------------------------
+# SQL building blocks
+
+
+def _sql_literal(value: object) -> str:
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    if isinstance(value, dt.datetime):
+        return f"TIMESTAMP '{value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(sep=' ')}'"
+    if isinstance(value, dt.date):
+        return f"DATE '{value.isoformat()}'"
+    raise TypeError(value)
+
+
+def _cast(column: Column, arrow_type: pa.DataType) -> str:
+    """Cast a file column to its canonical type; timestamps become naive UTC microseconds."""
+    name = f'"{column.name}"'
+    if pa.types.is_null(arrow_type):
+        return f"CAST(NULL AS {column.duck_type})"
+    if column.kind == "timestamp":
+        return f"make_timestamp(epoch_us({name}))"
+    if column.kind == "int":
+        # all integers are widened to BIGINT first so that out-of-range ratings reach the
+        # quarantine instead of failing a narrowing cast
+        return f"CAST({name} AS BIGINT)"
+    return f"CAST({name} AS {column.duck_type})"
+
+
+def _file_select(
+    path: Path, schema: LogSchema, file_schema: pa.Schema, day: dt.date, tz: str
+) -> str:
+    columns = ", ".join(
+        f'{_cast(c, file_schema.field(c.name).type)} AS "{c.name}"' for c in schema.columns
+    )
+    return (
+        f"SELECT {columns}, {_sql_literal(day)} AS dt, "
+        f"{_sql_literal(partition_cutoff(day, tz))} AS part_cutoff, "
+        f"{_sql_literal(str(path))} AS source_file, file_row_number AS source_row "
+        f"FROM read_parquet({_sql_literal(str(path))}, file_row_number = true)"
+    )
+
+
+def _empty_select(schema: LogSchema) -> str:
+    columns = ", ".join(
+        f'CAST(NULL AS {"BIGINT" if c.kind == "int" else c.duck_type}) AS "{c.name}"'
+        for c in schema.columns
+    )
+    return (
+        f"SELECT {columns}, CAST(NULL AS DATE) AS dt, CAST(NULL AS TIMESTAMP) AS part_cutoff, "
+        "CAST(NULL AS VARCHAR) AS source_file, CAST(NULL AS BIGINT) AS source_row WHERE false"
+    )
+
+
+def reject_reason_sql(schema: LogSchema) -> str:
+    """A CASE giving the first reason code (12.2 order) a row breaks, or NULL for a good row."""
+    cols = {c.name: c for c in schema.columns}
+    rules: list[tuple[str, list[str]]] = [
+        (
+            "null_in_required_column",
+            [f'"{c.name}" IS NULL' for c in schema.columns if not c.nullable],
+        ),
+        (
+            "unknown_enum_value",
+            [
+                f'"{c.name}" NOT IN ({", ".join(map(_sql_literal, c.enum))})'
+                for c in schema.columns
+                if c.enum
+            ],
+        ),
+        (
+            "rating_out_of_range",
+            [f'"{n}" NOT BETWEEN 1 AND 5' for n in ("review_rating", "satisfaction") if n in cols],
+        ),
+        (
+            "negative_value",
+            [f'"{n}" < 0' for n in ("amount_cents", "first_response_seconds") if n in cols],
+        ),
+        (
+            "updated_before_created",
+            [f'updated_at < "{n}"' for n in ("paid_at", "requested_at") if n in cols],
+        ),
+        ("at_or_after_partition_cutoff", [f'"{schema.version_column}" >= part_cutoff']),
+        (
+            "decision_time_mismatch",
+            ["(seller_decision IS NULL) <> (decided_at IS NULL)"] if "decided_at" in cols else [],
+        ),
+    ]
+    assert [code for code, _ in rules] == list(REASON_CODES)
+    # NULL comparisons are false in a CASE, so a nullable column only fails when it has a value
+    whens = [f"WHEN {' OR '.join(conds)} THEN '{code}'" for code, conds in rules if conds]
+    return "CASE " + " ".join(whens) + " END"
+
+
+def _current_state_sql(schema: LogSchema, table: str) -> str:
+    """Latest version per key (change logs) or one copy per key (append-only logs).
+
+    Ties that the spec calls duplicates ("any one of them counts") are broken on every column so
+    that a rerun, a reordering or a file split always picks the same row.
+    """
+    others = ", ".join(f'"{c.name}"' for c in schema.columns if c.name != schema.key)
+    order = f"updated_at DESC, dt DESC, {others}" if schema.change_log else f"dt, {others}"
+    return (
+        f"SELECT * EXCLUDE (rn) FROM (SELECT *, row_number() OVER "
+        f'(PARTITION BY "{schema.key}" ORDER BY {order}) AS rn FROM {table}) WHERE rn = 1'
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# the load
+
+
+def load_window(con: duckdb.DuckDBPyConnection, raw: Path, window: Window) -> LoadedInputs:
+    """Read, check, quarantine and reduce the window's partitions of all four logs."""
+    con.sql("SET TimeZone = 'UTC'")
+    wanted = set(window.partition_dates())
+    files: list[dict] = []
+    frames: dict[str, pl.LazyFrame] = {}
+    quarantine_parts: list[str] = []
+    rows_read: dict[str, int] = {}
+    rows_current: dict[str, int] = {}
+    rejected: dict[str, dict[str, int]] = {}
+    missing: dict[str, list[str]] = {}
+
+    for log, schema in LOGS.items():
+        partitions = {d: p for d, p in list_partitions(raw, log).items() if d in wanted}
+        missing[log] = [d.isoformat() for d in sorted(wanted - partitions.keys())]
+        selects = []
+        for day, folder in sorted(partitions.items()):
+            for path in sorted(folder.glob("*.parquet")):
+                file_schema, rows = check_file(path, schema)
+                _check_integer_ranges(con, path, schema, file_schema)
+                selects.append(_file_select(path, schema, file_schema, day, window.tz))
+                files.append({"log": log, "dt": day.isoformat(), "path": str(path), "rows": rows})
+        union = " UNION ALL ".join(selects) if selects else _empty_select(schema)
+        con.sql(
+            f"CREATE OR REPLACE TEMP TABLE raw_{log} AS "
+            f"SELECT *, {reject_reason_sql(schema)} AS reject_reason FROM ({union})"
+        )
+        rows_read[log] = con.sql(f"SELECT count(*) FROM raw_{log}").fetchall()[0][0]
+        rejected[log] = dict(
+            con.sql(
+                f"SELECT reject_reason, count(*) FROM raw_{log} WHERE reject_reason IS NOT NULL "
+                "GROUP BY ALL ORDER BY 1"
+            ).fetchall()
+        )
+        con.sql(
+            f"CREATE OR REPLACE TEMP TABLE good_{log} AS "
+            f"SELECT * EXCLUDE (reject_reason) FROM raw_{log} WHERE reject_reason IS NULL"
+        )
+        con.sql(
+            f"CREATE OR REPLACE TEMP TABLE current_{log} AS "
+            f"{_current_state_sql(schema, f'good_{log}')}"
+        )
+        rows_current[log] = con.sql(f"SELECT count(*) FROM current_{log}").fetchall()[0][0]
+        frames[log] = _to_polars(con, f"current_{log}", schema, SCORING_COLUMNS[log])
+        row_struct = ", ".join(f'"{c}" := "{c}"' for c in schema.column_names)
+        quarantine_parts.append(
+            f"SELECT {_sql_literal(log)} AS log, reject_reason AS reason, dt AS source_dt, "
+            f'source_file, source_row, "{schema.key}" AS record_key, '
+            f"to_json(struct_pack({row_struct})) AS row "
+            f"FROM raw_{log} WHERE reject_reason IS NOT NULL"
+        )
+
+    quarantine = pl.from_arrow(
+        con.sql(
+            " UNION ALL ".join(quarantine_parts)
+            + " ORDER BY log, source_dt, source_file, source_row"
+        ).to_arrow_table()
+    )
+    return LoadedInputs(
+        orders=frames["orders"],
+        refunds=frames["refunds"],
+        logistics=frames["logistics"],
+        cs_sessions=frames["cs_sessions"],
+        quarantine=quarantine,
+        files=files,
+        rows_read=rows_read,
+        rows_current=rows_current,
+        rejected=rejected,
+        missing_partitions=missing,
+    )
+
+
+def _check_integer_ranges(
+    con: duckdb.DuckDBPyConnection, path: Path, schema: LogSchema, file_schema: pa.Schema
+) -> None:
+    """An integer column whose values do not fit the canonical type stops the run (2.5).
+
+    Ratings are exempt: any integer there is a value, and values outside 1-5 are quarantined.
+    """
+    limits = {"BIGINT": (-(2**63), 2**63 - 1), "INTEGER": (-(2**31), 2**31 - 1)}
+    checks = []
+    for column in schema.columns:
+        arrow_type = file_schema.field(column.name).type
+        if column.kind != "int" or column.duck_type not in limits or pa.types.is_null(arrow_type):
+            continue
+        lo, hi = limits[column.duck_type]
+        wide = (
+            arrow_type.bit_width > 32
+            if column.duck_type == "INTEGER"
+            else (pa.types.is_unsigned_integer(arrow_type) and arrow_type.bit_width == 64)
+        )
+        if wide:
+            checks.append(
+                (
+                    column.name,
+                    f'count(*) FILTER (WHERE "{column.name}" < {lo} OR "{column.name}" > {hi})',
+                )
+            )
+    if not checks:
+        return
+    counts = con.sql(
+        f"SELECT {', '.join(sql for _, sql in checks)} FROM read_parquet({_sql_literal(str(path))})"
+    ).fetchall()[0]
+    for (name, _), bad in zip(checks, counts, strict=True):
+        if bad:
+            column = schema.column(name)
+            raise InputError(
+                f"{path}: column '{name}' has {bad} value(s) outside the range of "
+                f"{column.duck_type}"
+            )
+
+
+def _to_polars(
+    con: duckdb.DuckDBPyConnection, table: str, schema: LogSchema, columns: tuple[str, ...]
+) -> pl.LazyFrame:
+    """Hand current state to Polars with canonical types; timestamps become UTC-aware."""
+    select = ", ".join(f'"{c}"' for c in columns)
+    frame = pl.from_arrow(con.sql(f"SELECT {select} FROM {table}").to_arrow_table())
+    casts = []
+    for name in columns:
+        column = schema.column(name)
+        match column.kind:
+            case "timestamp":
+                casts.append(pl.col(name).cast(pl.Datetime("us")).dt.replace_time_zone("UTC"))
+            case "int":
+                dtype = {"BIGINT": pl.Int64, "INTEGER": pl.Int32, "TINYINT": pl.Int8}[
+                    column.duck_type
+                ]
+                casts.append(pl.col(name).cast(dtype))
+            case "bool":
+                casts.append(pl.col(name).cast(pl.Boolean))
+            case "string":
+                casts.append(pl.col(name).cast(pl.String))
+    return frame.lazy().with_columns(casts)

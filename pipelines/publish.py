@@ -1,0 +1,121 @@
+"""Atomic publish of one date's partition: write aside, then swap it into place.
+
+A reader globbing `<out>/<table>/dt=*/` sees the old partition or the new one, never a mix and
+never a half-written file. On Linux the swap is one `renameat2(RENAME_EXCHANGE)` call, so the
+partition is never even briefly missing; elsewhere it falls back to two renames. Staging folders
+start with a dot, so readers that skip hidden entries (DuckDB globs on `dt=*`, Polars, Spark)
+never see them; a crashed run's leftovers are removed by the next publish of that table.
+
+DuckDB's `COPY ... (PARTITION_BY, OVERWRITE)` is deliberately not used: it deletes every sibling
+partition under the target folder (engineering notes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import datetime as dt
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _load_renameat2() -> Any:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        func = libc.renameat2
+    except (OSError, AttributeError):
+        return None
+    func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    func.restype = ctypes.c_int
+    return func
+
+
+_renameat2 = _load_renameat2()
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two existing paths; False where the platform cannot."""
+    if _renameat2 is None:
+        return False
+    rc = _renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    return rc == 0
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def partition_dir(out: Path, table: str, day: dt.date) -> Path:
+    return out / table / f"dt={day.isoformat()}"
+
+
+def clean_stale_staging(table_dir: Path) -> None:
+    """Remove staging/retired folders a killed run left behind."""
+    if not table_dir.is_dir():
+        return
+    for child in table_dir.iterdir():
+        if child.name.startswith((".staging-", ".retired-")):
+            shutil.rmtree(child, ignore_errors=True)
+
+
+def publish_partition(out: Path, table: str, day: dt.date, frame: pl.DataFrame) -> Path:
+    """Replace `<out>/<table>/dt=<day>/` with a partition holding exactly `frame`."""
+    table_dir = out / table
+    table_dir.mkdir(parents=True, exist_ok=True)
+    clean_stale_staging(table_dir)
+    target = partition_dir(out, table, day)
+    token = uuid.uuid4().hex[:12]
+    staging = table_dir / f".staging-{target.name}-{token}"
+    staging.mkdir()
+    file = staging / "part-0.parquet"
+    frame.write_parquet(file, compression="zstd", statistics=True)
+    with open(file, "rb") as fh:
+        os.fsync(fh.fileno())
+    _fsync_dir(staging)
+
+    if not target.exists():
+        os.rename(staging, target)
+    elif _exchange(staging, target):
+        shutil.rmtree(staging)  # now holds the old partition
+    else:
+        retired = table_dir / f".retired-{target.name}-{token}"
+        os.rename(target, retired)
+        os.rename(staging, target)
+        shutil.rmtree(retired)
+    _fsync_dir(table_dir)
+    return target
+
+
+def write_json_atomic(path: Path, payload: dict) -> None:
+    """Write JSON to a temp file beside `path`, then rename it over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def read_partition(out: Path, table: str, day: dt.date) -> pl.DataFrame | None:
+    """A published partition, or None when that date was never published."""
+    folder = partition_dir(out, table, day)
+    files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+    if not files:
+        return None
+    return pl.read_parquet(files)

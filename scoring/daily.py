@@ -1,0 +1,149 @@
+"""One business date, end to end: current state in, the six published tables out (LazyFrames).
+
+raw current state -> facts -> shop sums -> indicators -> scores -> labels / weights -> tables.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import polars as pl
+
+from scoring.activity import shop_activity
+from scoring.facts import order_facts, refund_facts, session_facts
+from scoring.indicators import indicator_counts
+from scoring.labels import held_labels, label_candidates
+from scoring.product import item_scores
+from scoring.rules import Rules
+from scoring.shop_score import scored_indicators, shop_scores
+from scoring.weights import item_traffic_weights, shop_traffic_weights
+from scoring.window import Window
+
+# The published columns and their types (SCORING.md 10, reading 12.18), in order.
+TABLE_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
+    "shop_scores": {
+        "shop_id": pl.Int64,
+        "main_category_id": pl.Int32,
+        "valid_orders": pl.Int64,
+        "status": pl.String,
+        "score": pl.Float64,
+        "score_display": pl.Float64,
+        "band": pl.String,
+        "product_score": pl.Float64,
+        "logistics_score": pl.Float64,
+        "service_score": pl.Float64,
+        "bonus": pl.Float64,
+        "peer_percentile": pl.Float64,
+    },
+    "shop_indicators": {
+        "shop_id": pl.Int64,
+        "indicator": pl.String,
+        "dimension": pl.String,
+        "numerator": pl.Float64,
+        "denominator": pl.Int64,
+        "raw_value": pl.Float64,
+        "prior": pl.Float64,
+        "smoothed_value": pl.Float64,
+        "indicator_score": pl.Float64,
+        "effective_weight": pl.Float64,
+        "points_lost": pl.Float64,
+        "assessed": pl.Boolean,
+    },
+    "item_scores": {
+        "item_id": pl.Int64,
+        "shop_id": pl.Int64,
+        "category_id": pl.Int32,
+        "paid_orders": pl.Int64,
+        "problem_orders": pl.Int64,
+        "smoothed_rate": pl.Float64,
+        "pxi": pl.Float64,
+        "status": pl.String,
+        "category_percentile": pl.Float64,
+    },
+    "shop_labels": {
+        "shop_id": pl.Int64,
+        "label": pl.String,
+        "value": pl.Float64,
+        "display_text": pl.String,
+        "since": pl.Date,
+    },
+    "shop_traffic_weights": {
+        "shop_id": pl.Int64,
+        "target_weight": pl.Float64,
+        "weight": pl.Float64,
+        "refund_only_tier": pl.String,
+        "campaign_eligible": pl.Boolean,
+    },
+    "item_traffic_weights": {
+        "item_id": pl.Int64,
+        "shop_id": pl.Int64,
+        "weight": pl.Float64,
+        "campaign_eligible": pl.Boolean,
+    },
+}
+TABLE_KEYS: dict[str, list[str]] = {
+    "shop_scores": ["shop_id"],
+    "shop_indicators": ["shop_id", "indicator"],
+    "item_scores": ["item_id"],
+    "shop_labels": ["shop_id", "label"],
+    "shop_traffic_weights": ["shop_id"],
+    "item_traffic_weights": ["item_id"],
+}
+
+PREVIOUS_LABELS_SCHEMA = {"shop_id": pl.Int64, "label": pl.String, "since": pl.Date}
+PREVIOUS_WEIGHTS_SCHEMA = {"shop_id": pl.Int64, "weight": pl.Float64}
+
+
+@dataclass(frozen=True)
+class DayInputs:
+    """Current state of the four logs, and what the run published for D-1 (empty when nothing)."""
+
+    orders: pl.LazyFrame
+    refunds: pl.LazyFrame
+    logistics: pl.LazyFrame
+    cs_sessions: pl.LazyFrame
+    previous_labels: pl.LazyFrame
+    previous_weights: pl.LazyFrame
+
+
+def no_previous() -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """D-1 as if nothing was held: no labels, no weights."""
+    return (
+        pl.LazyFrame(schema=PREVIOUS_LABELS_SCHEMA),
+        pl.LazyFrame(schema=PREVIOUS_WEIGHTS_SCHEMA),
+    )
+
+
+def _finish(frame: pl.LazyFrame, table: str, run_date: dt.date, rules: Rules) -> pl.LazyFrame:
+    """Select the published columns with their types, add dt and rules_version, sort by key."""
+    schema = TABLE_SCHEMAS[table]
+    return (
+        frame.select([pl.col(c).cast(t) for c, t in schema.items()])
+        .with_columns(dt=pl.lit(run_date, pl.Date), rules_version=pl.lit(rules.version))
+        .sort(TABLE_KEYS[table])
+    )
+
+
+def score_day(inputs: DayInputs, rules: Rules, run_date: dt.date) -> dict[str, pl.LazyFrame]:
+    """All six output tables for `run_date` (not yet collected)."""
+    window = Window(run_date, rules.window_days, rules.timezone)
+    orders_v = order_facts(inputs.orders, inputs.logistics, inputs.refunds, window)
+    refunds_f = refund_facts(inputs.refunds, window)
+    sessions_c = session_facts(inputs.cs_sessions, window)
+
+    activity = shop_activity(orders_v, refunds_f, sessions_c, window)
+    indicators = scored_indicators(indicator_counts(activity), rules)
+    shops = shop_scores(activity, indicators, rules)
+    labels = held_labels(label_candidates(shops), inputs.previous_labels, rules, run_date)
+    items = item_scores(orders_v, rules)
+
+    tables = {
+        "shop_scores": shops,
+        "shop_indicators": indicators,
+        "item_scores": items,
+        "shop_labels": labels,
+        "shop_traffic_weights": shop_traffic_weights(shops, inputs.previous_weights, rules),
+        "item_traffic_weights": item_traffic_weights(items, rules),
+    }
+    return {name: _finish(frame, name, run_date, rules) for name, frame in tables.items()}

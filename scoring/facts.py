@@ -1,0 +1,164 @@
+"""From current state to facts: one row per order of V, per refund, per session (SCORING.md 3).
+
+Every later number is a sum over these rows, so each fact is named for what it means and computed
+once. Inputs are current-state LazyFrames with UTC-aware timestamps (see `pipelines.load`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+
+from scoring.window import Window
+
+PICKUP_GRACE = dt.timedelta(hours=48)
+STALL_GAP = dt.timedelta(hours=72)
+SERVICE_HOURS = (8, 23)  # [start, end) local hour of day: CS is expected to answer
+QUALITY_REASONS = ("quality", "not_as_described")
+PROBLEM_REASONS = ("quality", "not_as_described", "damaged")
+
+
+def in_window(column: str, window: Window) -> pl.Expr:
+    """`start(D) <= t < cutoff(D)`; null is not in the window."""
+    return (
+        pl.col(column)
+        .is_between(pl.lit(window.start), pl.lit(window.cutoff), closed="left")
+        .fill_null(False)
+    )
+
+
+def valid_paid_orders(orders: pl.LazyFrame, window: Window) -> pl.LazyFrame:
+    """V: current orders paid in the window that the risk model did not remove."""
+    return orders.filter(in_window("paid_at", window) & ~pl.col("is_abnormal"))
+
+
+def order_tracking(events: pl.LazyFrame, window: Window) -> pl.LazyFrame:
+    """Per order with any tracking: pickup(o), delivered(o) with its door flag, exception.
+
+    Only events before the cutoff exist (3). At the earliest `delivered` instant the smallest
+    `event_id` decides `door_delivery`, and null counts as not at the door (12.5).
+    """
+    before_cutoff = events.filter(pl.col("event_at") < pl.lit(window.cutoff))
+    is_type = pl.col("event_type").__eq__
+    milestones = before_cutoff.group_by("order_id").agg(
+        pickup_at=pl.col("event_at").filter(is_type("picked_up")).min(),
+        has_exception=is_type("exception").any(),
+    )
+    first_delivery = (
+        before_cutoff.filter(is_type("delivered"))
+        .group_by("order_id")
+        .agg(
+            delivered_at=pl.col("event_at").min(),
+            delivered_at_door=pl.col("door_delivery")
+            .sort_by("event_at", "event_id")
+            .first()
+            .fill_null(False),
+        )
+    )
+    return milestones.join(first_delivery, on="order_id", how="left")
+
+
+def stalled_orders(events: pl.LazyFrame, tracking: pl.LazyFrame, window: Window) -> pl.LazyFrame:
+    """Orders with a stall: a gap of more than 72 h in their tracking (4, reading 12.6).
+
+    E = times of the order's events (any type) from pickup(o), before the cutoff and, when
+    delivered, up to delivered(o). A gap between consecutive times of E, or for an undelivered
+    order between the last time of E and the cutoff, of more than 72 h is a stall.
+    """
+    tracked = tracking.filter(pl.col("pickup_at").is_not_null()).select(
+        "order_id", "pickup_at", "delivered_at"
+    )
+    trail = events.join(tracked, on="order_id", how="inner").filter(
+        (pl.col("event_at") >= pl.col("pickup_at"))
+        & (pl.col("event_at") < pl.lit(window.cutoff))
+        & (pl.col("delivered_at").is_null() | (pl.col("event_at") <= pl.col("delivered_at")))
+    )
+    per_order = trail.group_by("order_id").agg(
+        longest_gap=pl.col("event_at").sort().diff().max(),
+        last_event_at=pl.col("event_at").max(),
+        delivered=pl.col("delivered_at").first().is_not_null(),
+    )
+    gap_to_cutoff = pl.lit(window.cutoff) - pl.col("last_event_at")
+    stalled = (pl.col("longest_gap") > STALL_GAP).fill_null(False) | (
+        ~pl.col("delivered") & (gap_to_cutoff > STALL_GAP)
+    )
+    return per_order.select("order_id", stalled=stalled)
+
+
+def order_refund_flags(refunds: pl.LazyFrame, window: Window) -> pl.LazyFrame:
+    """Per order: has a quality refund (4) / a problem refund (7) among current, normal refunds."""
+    normal = refunds.filter(~pl.col("is_abnormal"))
+    return normal.group_by("order_id").agg(
+        has_quality_refund=pl.col("reason").is_in(QUALITY_REASONS).any(),
+        has_problem_refund=(
+            pl.col("reason").is_in(PROBLEM_REASONS)
+            & (pl.col("requested_at") < pl.lit(window.cutoff))
+        ).any(),
+    )
+
+
+def pickup_deadline() -> pl.Expr:
+    """deadline(o): the later of paid_at + 48 h and the promised ship-by time, when set."""
+    grace = pl.col("paid_at") + PICKUP_GRACE
+    return (
+        pl.when(pl.col("promised_ship_at") > grace)
+        .then(pl.col("promised_ship_at"))
+        .otherwise(grace)
+    )
+
+
+def local_date(column: str, tz: str) -> pl.Expr:
+    return pl.col(column).dt.convert_time_zone(tz).dt.date()
+
+
+def order_facts(
+    orders: pl.LazyFrame, events: pl.LazyFrame, refunds: pl.LazyFrame, window: Window
+) -> pl.LazyFrame:
+    """One row per order of V with everything the order-based indicators, PXI and labels need."""
+    valid = valid_paid_orders(orders, window)
+    tracking = order_tracking(events, window)
+    facts = (
+        valid.join(tracking, on="order_id", how="left")
+        .join(stalled_orders(events, tracking, window), on="order_id", how="left")
+        .join(order_refund_flags(refunds, window), on="order_id", how="left")
+    )
+    next_day_end = local_date("paid_at", window.tz) + pl.duration(days=2)
+    return facts.with_columns(
+        pl.col(
+            "has_exception",
+            "stalled",
+            "has_quality_refund",
+            "has_problem_refund",
+            "delivered_at_door",
+        ).fill_null(False),
+        deadline=pickup_deadline(),
+        delivered_next_day=(local_date("delivered_at", window.tz) < next_day_end).fill_null(False),
+    )
+
+
+def refund_facts(refunds: pl.LazyFrame, window: Window) -> pl.LazyFrame:
+    """Current, normal refunds that count somewhere: in R, or a help event in the window.
+
+    `in_r`: requested in the window (R). `is_help`: escalated in the window and not ruled the
+    buyer's responsibility (a null ruling counts). Both use the refund's own shop (12.4).
+    """
+    normal = refunds.filter(~pl.col("is_abnormal"))
+    in_r = in_window("requested_at", window)
+    is_help = (
+        pl.col("platform_help")
+        & in_window("escalated_at", window)
+        & (pl.col("ruling") != "buyer_responsible").fill_null(True)
+    )
+    return normal.with_columns(in_r=in_r, is_help=is_help).filter(
+        pl.col("in_r") | pl.col("is_help")
+    )
+
+
+def session_facts(sessions: pl.LazyFrame, window: Window) -> pl.LazyFrame:
+    """C: sessions started in the window, with whether they started in local service hours."""
+    local_hour = pl.col("started_at").dt.convert_time_zone(window.tz).dt.hour()
+    start, end = SERVICE_HOURS
+    return sessions.filter(in_window("started_at", window)).with_columns(
+        in_service_hours=(local_hour >= start) & (local_hour < end)
+    )

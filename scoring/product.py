@@ -1,0 +1,46 @@
+"""Product experience score, PXI [商品体验分] (SCORING.md 7): 0-100 per item over V."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from scoring.interp import interp
+from scoring.rules import Rules
+from scoring.shop_score import share_strictly_below
+
+
+def problem_order() -> pl.Expr:
+    """An order with a quality / not-as-described / damaged refund, or rated 1 or 2."""
+    return pl.col("has_problem_refund") | (pl.col("review_rating") <= 2).fill_null(False)
+
+
+def item_counts(orders_v: pl.LazyFrame) -> pl.LazyFrame:
+    """Paid and problem orders per item; shop and category are the item's (smallest if mixed)."""
+    return orders_v.group_by("item_id").agg(
+        shop_id=pl.col("shop_id").min(),
+        category_id=pl.col("category_id").min(),
+        paid_orders=pl.len().cast(pl.Int64),
+        problem_orders=problem_order().cast(pl.Int64).sum(),
+    )
+
+
+def item_scores(orders_v: pl.LazyFrame, rules: Rules) -> pl.LazyFrame:
+    """Problem rate shrunk toward the category's pooled rate, mapped through the PXI knots."""
+    per_category = ["category_id"]
+    prior = pl.col("problem_orders").sum().over(per_category) / pl.col("paid_orders").sum().over(
+        per_category
+    )
+    k = rules.k_item
+    smoothed = (pl.col("problem_orders") + k * pl.col("prior")) / (pl.col("paid_orders") + k)
+    scored = pl.col("paid_orders") >= rules.min_item_orders
+    return (
+        item_counts(orders_v)
+        .with_columns(prior=prior)
+        .with_columns(smoothed_rate=smoothed)
+        .with_columns(
+            pxi=pl.when(scored).then(interp(pl.col("smoothed_rate"), rules.pxi_knots)),
+            status=pl.when(scored).then(pl.lit("scored")).otherwise(pl.lit("insufficient_orders")),
+        )
+        .with_columns(category_percentile=share_strictly_below("pxi", "category_id"))
+        .drop("prior")
+    )
