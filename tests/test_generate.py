@@ -1,0 +1,426 @@
+"""Tests of the synthetic raw-log generator (pipelines/generate.py) against SCORING.md section 2.
+
+The quarantine rules are re-implemented here, independently of the generator, so that "the rows the
+generator meant to break" and "the rows a reader of the spec rejects" are compared, not assumed.
+"""
+
+from __future__ import annotations
+
+from datetime import date, time, timedelta
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines import generate as gen
+from pipelines.schemas import LOGS, LogSchema
+
+TZ = "Asia/Shanghai"
+START = date(2026, 3, 1)
+DAYS = 14
+SHOPS = 120
+ORDERS_PER_DAY = 1200
+SEED = 11
+
+REASONS = (
+    "null_in_required_column",
+    "unknown_enum_value",
+    "rating_out_of_range",
+    "negative_value",
+    "updated_before_created",
+    "at_or_after_partition_cutoff",
+    "decision_time_mismatch",
+)
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, gen.GenerationReport]:
+    out = tmp_path_factory.mktemp("raw")
+    return out, gen.generate(out, START, DAYS, SHOPS, ORDERS_PER_DAY, SEED, TZ)
+
+
+@pytest.fixture(scope="module")
+def logs(sample: tuple[Path, gen.GenerationReport]) -> dict[str, pl.DataFrame]:
+    out, _ = sample
+    return {log: classify(read_log(out, log), LOGS[log]) for log in LOGS}
+
+
+# --------------------------------------------------------------------------------------------------
+# An independent reader of the raw layout and of the quarantine rules
+
+
+def parquet_files(out: Path, log: str) -> list[Path]:
+    return sorted((out / log).glob("dt=*/*.parquet"))
+
+
+def read_log(out: Path, log: str) -> pl.DataFrame:
+    """All files of a log, cast to the canonical types (UTC-aware timestamps, Int64), with `dt`."""
+    schema = LOGS[log]
+    frames = []
+    for path in parquet_files(out, log):
+        frame = pl.read_parquet(path)
+        columns = []
+        for column in schema.columns:
+            expr = pl.col(column.name)
+            if column.kind == "timestamp":
+                if frame.schema[column.name].time_zone is None:  # type: ignore[union-attr]
+                    expr = expr.dt.replace_time_zone("UTC")
+                expr = expr.dt.convert_time_zone("UTC")
+            elif column.kind == "int":
+                expr = expr.cast(pl.Int64)
+            columns.append(expr)
+        dt = date.fromisoformat(path.parent.name.removeprefix("dt="))
+        frames.append(frame.select(columns).with_columns(dt=pl.lit(dt)))
+    return pl.concat(frames)
+
+
+def cutoff_of(dt: pl.Expr) -> pl.Expr:
+    """00:00 of dt + 1 in the business time zone, as a UTC instant."""
+    local = (dt + pl.duration(days=1)).cast(pl.Datetime("us")).dt.replace_time_zone(TZ)
+    return local.dt.convert_time_zone("UTC")
+
+
+def classify(frame: pl.DataFrame, schema: LogSchema) -> pl.DataFrame:
+    """Add `_reason`: the first quarantine rule of SCORING.md 2.5 / 12.2 a row breaks, else null."""
+    names = schema.column_names
+    checks = dict.fromkeys(REASONS, pl.lit(False))
+    required = [pl.col(c.name).is_null() for c in schema.columns if not c.nullable]
+    checks["null_in_required_column"] = pl.any_horizontal(required)
+    enums = [~pl.col(c.name).is_in(list(c.enum)).fill_null(True) for c in schema.columns if c.enum]
+    if enums:
+        checks["unknown_enum_value"] = pl.any_horizontal(enums)
+    for rating in ("review_rating", "satisfaction"):
+        if rating in names:
+            checks["rating_out_of_range"] = ~pl.col(rating).is_between(1, 5).fill_null(True)
+    negative = [
+        (pl.col(c) < 0).fill_null(False)
+        for c in ("amount_cents", "first_response_seconds")
+        if c in names
+    ]
+    if negative:
+        checks["negative_value"] = pl.any_horizontal(negative)
+    created = {"orders": "paid_at", "refunds": "requested_at"}.get(schema.name)
+    if created:
+        checks["updated_before_created"] = (pl.col("updated_at") < pl.col(created)).fill_null(False)
+    version = pl.col(schema.version_column)
+    checks["at_or_after_partition_cutoff"] = (version >= cutoff_of(pl.col("dt"))).fill_null(False)
+    if schema.name == "refunds":
+        mismatch = pl.col("seller_decision").is_null() != pl.col("decided_at").is_null()
+        checks["decision_time_mismatch"] = mismatch
+    reason: pl.Expr = pl.lit(None, pl.String)
+    for name in reversed(REASONS):
+        reason = pl.when(checks[name]).then(pl.lit(name)).otherwise(reason)
+    return frame.with_columns(_reason=reason)
+
+
+def good(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.filter(pl.col("_reason").is_null())
+
+
+def local(ts: str) -> pl.Expr:
+    return pl.col(ts).dt.convert_time_zone(TZ)
+
+
+# --------------------------------------------------------------------------------------------------
+# Determinism
+
+
+def read_all(out: Path) -> dict[str, pa.Table]:
+    return {str(p.relative_to(out)): pq.read_table(p) for p in sorted(out.rglob("*.parquet"))}
+
+
+def test_same_seed_same_tables_other_seed_other_tables(tmp_path: Path) -> None:
+    args = (START, 3, 30, 300, 5, TZ)
+    counts = [gen.generate_raw(tmp_path / name, *args) for name in ("a", "b")]
+    assert counts[0] == counts[1]
+    first, second = read_all(tmp_path / "a"), read_all(tmp_path / "b")
+    assert first.keys() == second.keys()
+    for name, table in first.items():
+        assert table.equals(second[name]), name
+    gen.generate_raw(tmp_path / "c", START, 3, 30, 300, 6, TZ)
+    other = read_all(tmp_path / "c")
+    assert any(not other[n].equals(t) for n, t in first.items() if n in other)
+
+
+def test_chunking_and_run_length_do_not_change_a_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Draws are keyed by ids: simulating in smaller chunks, or generating fewer days, gives the
+    same tables for the days both runs cover."""
+    gen.generate_raw(tmp_path / "whole", START, 4, 25, 300, 5, TZ)
+    monkeypatch.setattr(gen, "CHUNK_ORDERS", 70)
+    gen.generate_raw(tmp_path / "chunked", START, 2, 25, 300, 5, TZ)
+    whole, chunked = read_all(tmp_path / "whole"), read_all(tmp_path / "chunked")
+    assert chunked.keys() == {n for n in whole if "2026-03-01" in n or "2026-03-02" in n}
+    for name, table in chunked.items():  # the same rows; their order follows the chunks
+        assert _rows(table).equals(_rows(whole[name])), name
+
+
+def _rows(table: pa.Table) -> pl.DataFrame:
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return frame.sort(pl.all())
+
+
+# --------------------------------------------------------------------------------------------------
+# Layout and schema
+
+
+def _compatible(declared: str, actual: pa.DataType) -> bool:
+    if declared == "int":
+        return pa.types.is_integer(actual)
+    if declared == "timestamp":
+        return pa.types.is_timestamp(actual) and actual.tz in (None, "UTC")  # type: ignore[attr-defined]
+    if declared == "bool":
+        return pa.types.is_boolean(actual)
+    return pa.types.is_string(actual) or pa.types.is_large_string(actual)
+
+
+def test_layout_schema_and_counts(sample: tuple[Path, gen.GenerationReport]) -> None:
+    out, report = sample
+    expected_dts = {f"dt={START + timedelta(days=i)}" for i in range(DAYS)}
+    styles: set[str] = set()
+    for log, schema in LOGS.items():
+        files = parquet_files(out, log)
+        assert {f.parent.name for f in files} == expected_dts  # every day, none beyond the last
+        assert {f.name for f in files} <= {"part-0.parquet", "part-1.parquet"}
+        rows = 0
+        for path in files:
+            arrow = pq.read_schema(path)
+            for column in schema.columns:
+                assert column.name in arrow.names, (path, column.name)
+                actual = arrow.field(column.name).type
+                assert _compatible(column.kind, actual), (path, column.name, actual)
+                if column.kind == "timestamp" and actual.tz is None:
+                    styles.add("naive timestamps")
+                if (
+                    column.kind == "int"
+                    and actual
+                    != {"BIGINT": pa.int64(), "INTEGER": pa.int32(), "TINYINT": pa.int8()}[
+                        column.duck_type
+                    ]
+                ):
+                    styles.add("other integer width")
+            if path.name == "part-1.parquet":
+                styles.add("two files")
+            rows += pq.read_metadata(path).num_rows
+        assert rows == report.rows[log]
+    assert styles == {"naive timestamps", "other integer width", "two files"}
+    assert not list(out.glob(".generate-*")), "scratch folder left behind"
+
+
+def test_canonical_types_follow_schemas_py() -> None:
+    canonical = gen.arrow_schema(LOGS["orders"])
+    assert canonical.field("category_id").type == pa.int32()
+    assert canonical.field("review_rating").type == pa.int8()
+    assert canonical.field("paid_at").type == pa.timestamp("us", tz="UTC")
+    cs = gen.arrow_schema(LOGS["cs_sessions"])
+    assert cs.field("first_response_seconds").type == pa.int32()
+    assert cs.field("satisfaction").type == pa.int8()
+
+
+# --------------------------------------------------------------------------------------------------
+# Partition cutoff and bad rows
+
+
+def test_quarantine_finds_exactly_the_rows_meant_to_be_bad(
+    sample: tuple[Path, gen.GenerationReport], logs: dict[str, pl.DataFrame]
+) -> None:
+    _, report = sample
+    for log, frame in logs.items():
+        found = dict(frame["_reason"].drop_nulls().value_counts().iter_rows())
+        meant = {reason: n for reason, n in report.bad_rows[log].items() if n}
+        assert found == meant, log
+        assert sum(meant.values()) <= 0.005 * frame.height + DAYS, log  # a small share
+
+
+def test_good_rows_lie_before_their_partition_cutoff(logs: dict[str, pl.DataFrame]) -> None:
+    for log, frame in logs.items():
+        version = pl.col(LOGS[log].version_column)
+        rows = good(frame)
+        assert rows.filter(version >= cutoff_of(pl.col("dt"))).height == 0, log
+        # ... and some arrive late: in a partition after the local date of their version time
+        late = rows.filter(local(LOGS[log].version_column).dt.date() < pl.col("dt"))
+        assert late.height > 0, log
+
+
+def test_every_bad_row_kind_appears(
+    sample: tuple[Path, gen.GenerationReport], logs: dict[str, pl.DataFrame]
+) -> None:
+    _, report = sample
+    for log, kinds in gen.BAD_KINDS.items():
+        for kind in kinds:
+            assert report.bad_rows[log][kind] > 0, (log, kind)
+            assert logs[log].filter(pl.col("_reason") == kind).height > 0, (log, kind)
+    all_kinds = {kind for kinds in gen.BAD_KINDS.values() for kind in kinds}
+    assert all_kinds == set(REASONS)
+
+
+# --------------------------------------------------------------------------------------------------
+# What the data simulates
+
+
+def test_change_logs_have_versions_duplicates_and_flags(logs: dict[str, pl.DataFrame]) -> None:
+    orders = good(logs["orders"])
+    versions = orders.group_by("order_id").len()
+    assert versions["len"].max() >= 3  # paid, then e.g. review and risk flag
+    assert orders.filter(pl.col("updated_at") > pl.col("paid_at")).height > 0
+    assert orders.filter(pl.col("review_rating").is_not_null()).height > 0
+    assert orders.filter(pl.col("cancelled_at").is_not_null()).height > 0
+    assert orders.filter(
+        pl.col("promised_ship_at") > pl.col("paid_at") + pl.duration(hours=48)
+    ).height
+    assert orders.filter(pl.col("promised_delivery_at").is_not_null()).height > 0
+    assert orders.filter(pl.col("is_abnormal")).height > 0
+    # some orders are flagged only in a later version
+    first = orders.sort("updated_at").group_by("order_id").first()
+    flagged_later = orders.filter(pl.col("is_abnormal")).join(
+        first.filter(~pl.col("is_abnormal")).select("order_id"), on="order_id"
+    )
+    assert flagged_later.height > 0
+    # exact duplicates: equal on key, version time and partition
+    assert orders.select("order_id", "updated_at", "dt").is_duplicated().any()
+    refunds = good(logs["refunds"])
+    assert set(refunds["reason"].unique()) == set(LOGS["refunds"].column("reason").enum or ())
+    assert set(refunds["seller_decision"].drop_nulls().unique()) == {
+        "agreed",
+        "refused",
+        "negotiated",
+    }
+    assert set(refunds["ruling"].drop_nulls().unique()) == {
+        "merchant_responsible",
+        "buyer_responsible",
+        "no_fault",
+    }
+    assert refunds.filter(pl.col("platform_help") & pl.col("escalated_at").is_not_null()).height
+    assert refunds.filter(pl.col("negotiated_retained")).height > 0
+    assert refunds.filter(pl.col("completed_at").is_not_null()).height > 0
+    assert refunds.filter(pl.col("is_abnormal")).height > 0
+
+
+def test_tracking_events(logs: dict[str, pl.DataFrame]) -> None:
+    events = good(logs["logistics"])
+    assert set(events["event_type"].unique()) == set(
+        LOGS["logistics"].column("event_type").enum or ()
+    )
+    assert events["event_id"].is_duplicated().any()  # copies of the same event
+    delivered = events.filter(pl.col("event_type") == "delivered")
+    assert delivered["door_delivery"].null_count() > 0
+    assert delivered["door_delivery"].drop_nulls().n_unique() == 2
+    twice = delivered.unique("event_id").group_by("order_id", "event_at").len()
+    assert twice["len"].max() >= 2  # two delivered events at one instant, two event ids
+    gaps = (
+        events.unique("event_id")
+        .sort("order_id", "event_at")
+        .with_columns(gap=pl.col("event_at").diff().over("order_id"))
+    )
+    assert gaps.filter(pl.col("gap") == pl.duration(hours=72)).height > 0  # exactly 72 h
+    assert gaps.filter(pl.col("gap") > pl.duration(hours=72)).height > 0  # stalls
+    orders = good(logs["orders"]).select("order_id").unique()
+    picked = events.filter(pl.col("event_type") == "picked_up").select("order_id").unique()
+    assert orders.join(picked, on="order_id", how="anti").height > 0  # never picked up
+
+
+def test_cs_sessions(logs: dict[str, pl.DataFrame]) -> None:
+    sessions = good(logs["cs_sessions"])
+    assert sessions["session_id"].is_duplicated().any()
+    assert sessions["order_id"].null_count() > 0
+    response = sessions["first_response_seconds"]
+    assert response.null_count() > 0
+    assert {179, 180, 181} <= set(response.drop_nulls().to_list())
+    assert set(sessions["satisfaction"].drop_nulls().unique()) == {1, 2, 3, 4, 5}
+    assert sessions["satisfaction"].null_count() > 0
+    assert sessions.filter(pl.col("escalated_to_platform")).height > 0
+    started = sessions.select(local("started_at").dt.time().alias("t"))["t"]
+    for edge in (time(7, 59, 59), time(8), time(22, 59, 59), time(23)):
+        assert edge in set(started.to_list()), edge
+
+
+def test_records_close_to_local_midnight(logs: dict[str, pl.DataFrame]) -> None:
+    paid = good(logs["orders"]).select(local("paid_at").dt.time().alias("t"))["t"]
+    assert (paid < time(0, 0, 5)).any()
+    assert (paid >= time(23, 59, 55)).any()
+    delivered = good(logs["logistics"]).filter(pl.col("event_type") == "delivered")
+    assert (delivered.select(local("event_at").dt.time())["event_at"] >= time(23, 59, 57)).any()
+
+
+def test_shops_differ_in_size_and_quality(logs: dict[str, pl.DataFrame]) -> None:
+    """Sizes from tiny to large, and per-shop rates spread across label thresholds (section 8)."""
+    orders = good(logs["orders"]).sort("updated_at").group_by("order_id").last()
+    size = orders.group_by("shop_id").len()["len"]
+    assert size.min() < 30 < size.max() and size.max() > 10 * size.median()
+    categories = orders.group_by("shop_id").agg(pl.col("category_id").n_unique())
+    assert categories["category_id"].max() >= 2
+    assert 1001 in set(orders["category_id"].to_list())
+    insurance = orders.group_by("shop_id").agg(n=pl.len(), share=pl.col("return_insurance").mean())
+    insurance = insurance.filter(pl.col("n") >= 30)["share"]
+    assert insurance.max() >= 0.8 > insurance.min()
+    events = good(logs["logistics"]).unique("event_id")
+    pickup = (
+        events.filter(pl.col("event_type") == "picked_up")
+        .group_by("order_id")
+        .agg(pl.col("event_at").min())
+        .join(orders, on="order_id")
+        .group_by("shop_id")
+        .agg(n=pl.len(), hours=(pl.col("event_at") - pl.col("paid_at")).dt.total_hours().mean())
+        .filter(pl.col("n") >= 30)["hours"]
+    )
+    assert pickup.min() <= 24 and pickup.max() > 30
+    door = (
+        events.filter(pl.col("event_type") == "delivered")
+        .join(orders.select("order_id", "shop_id"), on="order_id", suffix="_order")
+        .group_by("shop_id_order")
+        .agg(n=pl.len(), share=pl.col("door_delivery").fill_null(False).mean())
+        .filter(pl.col("n") >= 30)["share"]
+    )
+    assert door.max() >= 0.9 > door.min()
+    sessions = good(logs["cs_sessions"]).unique("session_id")
+    service = sessions.filter(local("started_at").dt.hour().is_between(8, 22))
+    reply = (
+        service.filter(pl.col("first_response_seconds").is_not_null())
+        .group_by("shop_id")
+        .agg(n=pl.len(), mean=pl.col("first_response_seconds").mean())
+        .filter(pl.col("n") >= 20)["mean"]
+    )
+    assert reply.min() <= 30 < reply.max()
+    satisfaction = (
+        sessions.filter(pl.col("satisfaction").is_not_null())
+        .group_by("shop_id")
+        .agg(n=pl.len(), share=(pl.col("satisfaction") >= 4).mean())
+        .filter(pl.col("n") >= 20)["share"]
+    )
+    assert satisfaction.max() >= 0.95 > satisfaction.min()
+
+
+# --------------------------------------------------------------------------------------------------
+# Scale
+
+
+def test_vectorised_enough_for_200k_orders(tmp_path: Path) -> None:
+    """A day of 200,000 orders runs in seconds: nothing loops over rows (no timing assertion)."""
+    counts = gen.generate_raw(tmp_path, START, 1, 2_000, 200_000, 3, TZ)
+    assert counts["orders"] > 200_000 * 0.98  # the paid versions, less a few late or broken
+    assert counts["logistics"] > counts["orders"] * 0.3  # pickups and scans of the same day
+    assert counts["cs_sessions"] > 0 and counts["refunds"] >= 0
+
+
+def test_respects_another_time_zone(tmp_path: Path) -> None:
+    """Partitions follow the business time zone given (here across a DST change), and a paid
+    version lands in the partition of its local payment date unless it arrives late."""
+    zone = "America/New_York"
+    gen.generate_raw(tmp_path, date(2026, 3, 7), 3, 20, 300, 2, zone)  # DST starts on 03-08
+    orders = read_log(tmp_path, "orders")
+    paid_versions = orders.filter(pl.col("updated_at") == pl.col("paid_at")).with_columns(
+        paid_date=pl.col("paid_at").dt.convert_time_zone(zone).dt.date(),
+        cutoff=(pl.col("dt") + pl.duration(days=1))
+        .cast(pl.Datetime("us"))
+        .dt.replace_time_zone(zone)
+        .dt.convert_time_zone("UTC"),
+    )
+    assert paid_versions.filter(pl.col("paid_date") > pl.col("dt")).height == 0
+    on_time = paid_versions.filter(pl.col("paid_date") == pl.col("dt")).height
+    assert on_time >= 0.95 * paid_versions.height
+    broken = orders.height - paid_versions.height  # at most: the other versions
+    assert paid_versions.filter(pl.col("updated_at") >= pl.col("cutoff")).height <= broken
