@@ -204,7 +204,7 @@ def _cast(column: Column, arrow_type: pa.DataType) -> str:
 
 
 def _file_select(
-    path: Path, schema: LogSchema, file_schema: pa.Schema, day: dt.date, tz: str
+    path: Path, source: str, schema: LogSchema, file_schema: pa.Schema, day: dt.date, tz: str
 ) -> str:
     columns = ", ".join(
         f'{_cast(c, file_schema.field(c.name).type)} AS "{c.name}"' for c in schema.columns
@@ -212,7 +212,7 @@ def _file_select(
     return (
         f"SELECT {columns}, {_sql_literal(day)} AS dt, "
         f"{_sql_literal(partition_cutoff(day, tz))} AS part_cutoff, "
-        f"{_sql_literal(str(path))} AS source_file, file_row_number AS source_row "
+        f"{_sql_literal(source)} AS source_file, file_row_number AS source_row "
         f"FROM read_parquet({_sql_literal(str(path))}, file_row_number = true)"
     )
 
@@ -306,8 +306,9 @@ def load_window(con: duckdb.DuckDBPyConnection, raw: Path, window: Window) -> Lo
             for path in sorted(folder.glob("*.parquet")):
                 file_schema, rows = check_file(path, schema)
                 _check_integer_ranges(con, path, schema, file_schema)
-                selects.append(_file_select(path, schema, file_schema, day, window.tz))
-                files.append({"log": log, "dt": day.isoformat(), "path": str(path), "rows": rows})
+                source = path.relative_to(raw).as_posix()  # stable across machines
+                selects.append(_file_select(path, source, schema, file_schema, day, window.tz))
+                files.append({"log": log, "dt": day.isoformat(), "path": source, "rows": rows})
         union = " UNION ALL ".join(selects) if selects else _empty_select(schema)
         con.sql(
             f"CREATE OR REPLACE TEMP TABLE raw_{log} AS "

@@ -1,0 +1,177 @@
+"""Hand-built inputs for tests: raw Parquet partitions and current-state LazyFrames.
+
+Rows are given as dicts with only the columns a test cares about; every other column gets a
+harmless default, so each test reads as the few facts it is about.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from pipelines.schemas import LOGS
+from scoring.daily import DayInputs, no_previous, score_day
+from scoring.rules import Rules, parse_rules
+
+DEFAULT_RULES_PATH = (
+    Path(__file__).resolve().parents[1] / "pipelines" / "config" / "rules.default.toml"
+)
+UTC = dt.UTC
+
+
+def default_rules_dict() -> dict[str, Any]:
+    with open(DEFAULT_RULES_PATH, "rb") as fh:
+        return tomllib.load(fh)
+
+
+def default_rules(**overrides: Any) -> Rules:
+    data = default_rules_dict()
+    data.update(overrides)
+    return parse_rules(data, "test")
+
+
+def ts(*args: int) -> dt.datetime:
+    """A UTC instant."""
+    return dt.datetime(*args, tzinfo=UTC)
+
+
+PAID = ts(2026, 3, 1, 2)  # 10:00 local on 2026-03-01
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "orders": {
+        "shop_id": 1,
+        "item_id": 100,
+        "category_id": 5,
+        "buyer_id": 9,
+        "paid_at": PAID,
+        "amount_cents": 1000,
+        "promised_ship_at": None,
+        "promised_delivery_at": None,
+        "return_insurance": False,
+        "cancelled_at": None,
+        "review_rating": None,
+        "is_abnormal": False,
+        "updated_at": None,
+    },
+    "refunds": {
+        "order_id": 1,
+        "shop_id": 1,
+        "item_id": 100,
+        "requested_at": ts(2026, 3, 5),
+        "refund_type": "refund_only",
+        "reason": "changed_mind",
+        "seller_decision": None,
+        "decided_at": None,
+        "platform_help": False,
+        "escalated_at": None,
+        "ruling": None,
+        "negotiated_retained": False,
+        "completed_at": None,
+        "amount_cents": 1000,
+        "is_abnormal": False,
+        "updated_at": None,
+    },
+    "logistics": {
+        "order_id": 1,
+        "shop_id": 1,
+        "event_type": "in_transit",
+        "event_at": ts(2026, 3, 2),
+        "door_delivery": None,
+    },
+    "cs_sessions": {
+        "shop_id": 1,
+        "buyer_id": 9,
+        "order_id": None,
+        "started_at": ts(2026, 3, 3, 2),
+        "first_response_seconds": 60,
+        "satisfaction": None,
+        "escalated_to_platform": False,
+        "closed_at": None,
+    },
+}
+_POLARS_TYPES = {
+    "BIGINT": pl.Int64,
+    "INTEGER": pl.Int32,
+    "TINYINT": pl.Int8,
+    "BOOLEAN": pl.Boolean,
+    "VARCHAR": pl.String,
+    "TIMESTAMP": pl.Datetime("us", "UTC"),
+}
+
+
+def complete_rows(log: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Fill defaults; keys count up from 1; version times default to the row's own times."""
+    schema = LOGS[log]
+    done = []
+    for i, row in enumerate(rows, start=1):
+        full = {schema.key: i, **_DEFAULTS[log], **row}
+        if log == "orders" and full["updated_at"] is None:
+            full["updated_at"] = full["paid_at"]
+        if log == "refunds" and full["updated_at"] is None:
+            full["updated_at"] = max(
+                t for t in (full["requested_at"], full["decided_at"], full["escalated_at"]) if t
+            )
+        if log == "cs_sessions" and full["closed_at"] is None:
+            full["closed_at"] = full["started_at"] + dt.timedelta(minutes=10)
+        done.append(full)
+    return done
+
+
+def frame(log: str, rows: list[dict[str, Any]]) -> pl.DataFrame:
+    """Rows of one log with canonical types."""
+    schema = LOGS[log]
+    types = {c.name: _POLARS_TYPES[c.duck_type] for c in schema.columns}
+    return pl.DataFrame(complete_rows(log, rows), schema=types)
+
+
+def write_partition(
+    raw: Path, log: str, day: dt.date, rows: list[dict], name: str = "part-0"
+) -> Path:
+    """Write rows (already complete or not) to `<raw>/<log>/dt=<day>/<name>.parquet`."""
+    folder = raw / log / f"dt={day.isoformat()}"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.parquet"
+    frame(log, rows).write_parquet(path)
+    return path
+
+
+def day_inputs(
+    orders: list[dict] = (),
+    refunds: list[dict] = (),
+    logistics: list[dict] = (),
+    cs_sessions: list[dict] = (),
+    previous_labels: pl.DataFrame | None = None,
+    previous_weights: pl.DataFrame | None = None,
+) -> DayInputs:
+    """Current-state inputs for `score_day` straight from row dicts (no loader involved)."""
+    empty_labels, empty_weights = no_previous()
+    return DayInputs(
+        orders=frame("orders", list(orders)).lazy(),
+        refunds=frame("refunds", list(refunds)).lazy(),
+        logistics=frame("logistics", list(logistics)).lazy(),
+        cs_sessions=frame("cs_sessions", list(cs_sessions)).lazy(),
+        previous_labels=empty_labels if previous_labels is None else previous_labels.lazy(),
+        previous_weights=empty_weights if previous_weights is None else previous_weights.lazy(),
+    )
+
+
+RUN_DATE = dt.date(2026, 3, 20)  # window: 2026-02-19 .. 2026-03-20 local
+
+
+def score(
+    inputs: DayInputs, rules: Rules | None = None, run_date: dt.date = RUN_DATE
+) -> dict[str, pl.DataFrame]:
+    """All six tables for hand-built inputs, collected."""
+    tables = score_day(inputs, rules or default_rules(), run_date)
+    return {name: lazy.collect() for name, lazy in tables.items()}
+
+
+def indicator_row(tables: dict[str, pl.DataFrame], shop_id: int, indicator: str) -> dict[str, Any]:
+    rows = tables["shop_indicators"].filter(
+        (pl.col("shop_id") == shop_id) & (pl.col("indicator") == indicator)
+    )
+    assert rows.height == 1, rows
+    return rows.row(0, named=True)

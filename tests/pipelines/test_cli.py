@@ -1,0 +1,127 @@
+"""The command line: exit codes, one-line errors, a useful summary."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipelines.cli import main
+from tests.builders import DEFAULT_RULES_PATH, ts, write_partition
+
+
+def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: str):
+    monkeypatch.setattr(sys, "argv", ["expscore", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+@pytest.fixture
+def raw(tmp_path: Path) -> Path:
+    raw = tmp_path / "raw"
+    write_partition(raw, "orders", dt.date(2026, 3, 1), [{"order_id": i} for i in range(1, 4)])
+    write_partition(raw, "cs_sessions", dt.date(2026, 3, 2), [{"started_at": ts(2026, 3, 2, 3)}])
+    return raw
+
+
+def test_run_publishes_tables_and_manifest(monkeypatch, capsys, raw: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code, stdout, _ = cli(monkeypatch, capsys, "run", "--raw", str(raw), "--out", str(out))
+    assert code == 0
+    assert "expscore 2026-03-02: 1 shops (0 scored), 1 items" in stdout
+    for table in (
+        "shop_scores",
+        "shop_indicators",
+        "item_scores",
+        "shop_labels",
+        "shop_traffic_weights",
+        "item_traffic_weights",
+        "quarantine",
+    ):
+        assert (out / table / "dt=2026-03-02" / "part-0.parquet").is_file()
+    manifest = json.loads((out / "manifests" / "dt=2026-03-02.json").read_text())
+    assert manifest["inputs"]["orders"]["rows_read"] == 3
+    assert manifest["outputs"]["shop_indicators"]["rows"] == 12
+    assert manifest["rules_version"] == "2026.1"
+
+
+def test_missing_column_exits_2_naming_file_and_column(
+    monkeypatch, capsys, raw: Path, tmp_path: Path
+) -> None:
+    import polars as pl
+
+    path = raw / "orders" / "dt=2026-03-01" / "part-0.parquet"
+    pl.read_parquet(path).drop("shop_id").write_parquet(path)
+    out = tmp_path / "out"
+    code, _, err = cli(monkeypatch, capsys, "run", "--raw", str(raw), "--out", str(out))
+    assert code == 2
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "part-0.parquet: missing required column 'shop_id'" in err
+    assert not out.exists()  # nothing published for that date
+
+
+def test_bad_rules_file_exits_2_naming_the_key(
+    monkeypatch, capsys, raw: Path, tmp_path: Path
+) -> None:
+    bad = tmp_path / "rules.toml"
+    bad.write_text(DEFAULT_RULES_PATH.read_text().replace("product = 0.35", "product = 0.45"))
+    code, _, err = cli(monkeypatch, capsys, "run", "--raw", str(raw), "--rules", str(bad))
+    assert code == 2
+    assert "dimension_weights: weights must sum to 1" in err
+
+
+def test_bad_date_is_a_usage_error(monkeypatch, capsys, raw: Path) -> None:
+    code, _, err = cli(monkeypatch, capsys, "run", "--raw", str(raw), "--date", "yesterday")
+    assert code == 2
+    assert "--date: 'yesterday' is not a date" in err
+
+
+def test_unknown_option_is_a_usage_error(monkeypatch, capsys) -> None:
+    code, _, _ = cli(monkeypatch, capsys, "run", "--frobnicate")
+    assert code == 2
+
+
+def test_no_raw_data_exits_2(monkeypatch, capsys, tmp_path: Path) -> None:
+    code, _, err = cli(monkeypatch, capsys, "run", "--raw", str(tmp_path / "nothing"))
+    assert code == 2
+    assert "no raw partitions found" in err
+
+
+def test_backfill_runs_dates_in_order(monkeypatch, capsys, raw: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code, stdout, _ = cli(
+        monkeypatch,
+        capsys,
+        "backfill",
+        "--start",
+        "2026-03-01",
+        "--end",
+        "2026-03-03",
+        "--raw",
+        str(raw),
+        "--out",
+        str(out),
+    )
+    assert code == 0
+    assert [line.split(":")[0] for line in stdout.splitlines()] == [
+        "expscore 2026-03-01",
+        "expscore 2026-03-02",
+        "expscore 2026-03-03",
+    ]
+    assert sorted(p.name for p in (out / "shop_scores").iterdir()) == [
+        "dt=2026-03-01",
+        "dt=2026-03-02",
+        "dt=2026-03-03",
+    ]
+
+
+def test_help_lists_commands(monkeypatch, capsys) -> None:
+    code, stdout, _ = cli(monkeypatch, capsys, "--help")
+    assert code == 0
+    for command in ("run", "backfill", "generate"):
+        assert command in stdout

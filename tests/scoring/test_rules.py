@@ -1,0 +1,262 @@
+"""Rules parsing (SCORING.md 11, readings 12.10 and 12.12)."""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable
+
+import pytest
+
+from scoring.catalog import INDICATOR_BY_ID
+from scoring.rules import BonusRule, IndicatorRule, LabelRule, RulesError, parse_rules
+from tests.builders import default_rules_dict
+
+
+def _parse_changed(change: Callable[[dict], None]):
+    data = copy.deepcopy(default_rules_dict())
+    change(data)
+    return parse_rules(data, "test.toml")
+
+
+def test_default_rules_file_parses_with_the_spec_values():
+    rules = parse_rules(default_rules_dict(), "rules.default.toml")
+
+    assert rules.version == "2026.1"
+    assert rules.timezone == "Asia/Shanghai"
+    assert (rules.window_days, rules.min_orders, rules.min_item_orders) == (30, 30, 5)
+    assert rules.k_item == 10.0
+    assert rules.max_daily_change == 0.10
+    assert rules.default.dimension_weights == {"product": 0.35, "logistics": 0.30, "service": 0.35}
+    assert set(rules.default.indicators) == set(INDICATOR_BY_ID)
+    assert rules.default.indicators["pickup_on_time_rate"] == IndicatorRule(
+        weight=0.3,
+        k=20.0,
+        knots=((0.80, 3.0), (0.90, 4.0), (0.95, 4.5), (0.98, 4.8), (1.0, 5.0)),
+    )
+    assert rules.default.indicators["refund_handling_hours"] == IndicatorRule(
+        weight=0.15,
+        k=20.0,
+        knots=((2.0, 5.0), (12.0, 4.8), (24.0, 4.5), (48.0, 4.0), (96.0, 3.0)),
+    )
+    assert rules.pxi_knots[0] == (0.0, 100.0) and rules.pxi_knots[-1] == (0.30, 0.0)
+    assert rules.shop_weight_knots == ((3.0, 0.6), (4.0, 0.85), (4.4, 1.0), (4.8, 1.3), (5.0, 1.5))
+    assert rules.bonus == {
+        "return_insurance_share": BonusRule(threshold=0.8, points=0.05),
+        "next_day_delivery_share": BonusRule(threshold=0.2, points=0.05),
+    }
+    assert rules.labels["fast_shipping"] == LabelRule(enter=24.0, exit=30.0, min_n=30)
+    assert rules.labels["top_experience"] == LabelRule(enter=4.8, exit=4.75, min_n=0)
+    assert (
+        rules.autonomous_min_score,
+        rules.negotiate_first_min_score,
+        rules.campaign_min_score,
+        rules.campaign_min_pxi,
+    ) == (4.8, 4.5, 4.2, 60.0)
+    assert set(rules.categories) == {1001}
+
+
+def test_indicator_weights_of_each_dimension_sum_to_one_in_the_default_file():
+    rules = parse_rules(default_rules_dict())
+    for dimension in ("product", "logistics", "service"):
+        total = sum(
+            rule.weight
+            for ind_id, rule in rules.default.indicators.items()
+            if INDICATOR_BY_ID[ind_id].dimension == dimension
+        )
+        assert total == pytest.approx(1.0, abs=1e-9)
+
+
+def test_knots_are_sorted_by_value():
+    # 12.12: knots given out of order are sorted by value
+    def reverse_knots(d):
+        d["indicators"]["door_delivery_rate"]["knots"].reverse()
+
+    rules = _parse_changed(reverse_knots)
+    assert rules.default.indicators["door_delivery_rate"].knots == (
+        (0.3, 3.0),
+        (0.6, 4.0),
+        (0.8, 4.5),
+        (0.9, 4.8),
+        (1.0, 5.0),
+    )
+
+
+def _set(path: str, value) -> Callable[[dict], None]:
+    """A change setting the value at a dotted key path (creating tables on the way)."""
+
+    def change(data: dict) -> None:
+        *tables, last = path.split(".")
+        for key in tables:
+            data = data.setdefault(key, {})
+        data[last] = value
+
+    return change
+
+
+def _delete(path: str) -> Callable[[dict], None]:
+    def change(data: dict) -> None:
+        *tables, last = path.split(".")
+        for key in tables:
+            data = data[key]
+        del data[last]
+
+    return change
+
+
+REFUSED = [
+    pytest.param(
+        _set("dimension_weights.product", 0.40),  # 0.40 + 0.30 + 0.35 = 1.05
+        r"dimension_weights.*sum to 1",
+        id="dimension-weights-sum",
+    ),
+    pytest.param(
+        _set("indicators.quality_refund_rate.weight", 0.6),  # product: 0.6 + 0.5 = 1.1
+        r"indicators.*product.*sum to 1",
+        id="indicator-weights-of-a-dimension-sum",
+    ),
+    pytest.param(
+        # higher is better, but the score drops from 4.0 at 0.90 to 3.9 at 0.95
+        _set(
+            "indicators.pickup_on_time_rate.knots",
+            [[0.80, 3.0], [0.90, 4.0], [0.95, 3.9], [0.98, 4.8], [1.0, 5.0]],
+        ),
+        r"indicators\.pickup_on_time_rate\.knots.*not monotone",
+        id="knots-turn-the-wrong-way-higher-better",
+    ),
+    pytest.param(
+        # lower is better, but the score rises from 4.0 at 0.0 to 4.8 at 0.005
+        _set(
+            "indicators.quality_refund_rate.knots",
+            [[0.0, 4.0], [0.005, 4.8], [0.015, 4.5], [0.03, 4.0], [0.08, 3.0]],
+        ),
+        r"indicators\.quality_refund_rate\.knots.*not monotone",
+        id="knots-turn-the-wrong-way-lower-better",
+    ),
+    pytest.param(
+        _set(
+            "indicators.pickup_on_time_rate.knots",
+            [[0.80, 3.0], [0.90, 4.0], [0.90, 4.2], [0.98, 4.8], [1.0, 5.0]],
+        ),
+        r"indicators\.pickup_on_time_rate\.knots.*two knots at value 0\.9",
+        id="duplicate-knot-values",
+    ),
+    pytest.param(
+        _set(
+            "indicators.pickup_on_time_rate.knots",
+            [[0.80, 2.0], [0.90, 4.0], [0.95, 4.5], [0.98, 4.8], [1.0, 5.0]],
+        ),
+        r"indicators\.pickup_on_time_rate\.knots.*\[3\.0, 5\.0\]",
+        id="knot-score-outside-3-5",
+    ),
+    pytest.param(
+        _set("indicators.pickup_rate", {"weight": 0.0, "k": 20, "knots": [[0.8, 3.0]]}),
+        r"indicators.*unknown id\(s\) pickup_rate",
+        id="unknown-indicator-id",
+    ),
+    pytest.param(_set("colour", "blue"), r"unknown key\(s\) colour", id="unknown-top-level-key"),
+    pytest.param(_delete("min_orders"), r"missing key\(s\) min_orders", id="missing-top-level-key"),
+    pytest.param(
+        _set("indicators.negative_review_rate.kk", 20),
+        r"indicators\.negative_review_rate.*kk",
+        id="unknown-indicator-field",
+    ),
+    pytest.param(
+        # lower is better (hours): keeping must be easier, so exit must be >= enter (24)
+        _set("labels.fast_shipping.exit", 20.0),
+        r"labels\.fast_shipping.*wrong side",
+        id="label-exit-wrong-side-lower-better",
+    ),
+    pytest.param(
+        # higher is better (a share): exit must be <= enter (0.95)
+        _set("labels.high_cs_satisfaction.exit", 0.97),
+        r"labels\.high_cs_satisfaction.*wrong side",
+        id="label-exit-wrong-side-higher-better",
+    ),
+    pytest.param(
+        _set("categories.1001.indicators.pickup_rate", {"k": 5}),
+        r"categories\.1001\.indicators.*unknown indicator 'pickup_rate'",
+        id="category-override-unknown-indicator",
+    ),
+    pytest.param(
+        # 1001 logistics: 0.5 + 0.25 + 0.2 + 0.15 + 0.1 = 1.2
+        _set("categories.1001.indicators.pickup_on_time_rate.weight", 0.5),
+        r"categories\.1001.*logistics.*sum to 1",
+        id="category-override-breaks-weight-sum",
+    ),
+    pytest.param(
+        _set(
+            "categories.1001.indicators.pickup_on_time_rate.knots",
+            [[0.85, 5.0], [1.0, 3.0]],
+        ),
+        r"categories\.1001\.indicators\.pickup_on_time_rate\.knots.*not monotone",
+        id="category-override-knots-wrong-way",
+    ),
+    pytest.param(
+        _set("categories.fresh.indicators.pickup_on_time_rate.k", 5),
+        r"categories\.fresh",
+        id="category-key-not-an-id",
+    ),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), REFUSED)
+def test_bad_rules_are_refused_with_a_message_naming_the_key(change, message):
+    with pytest.raises(RulesError, match=message) as caught:
+        _parse_changed(change)
+    assert "test.toml" in str(caught.value)  # and the file
+
+
+def test_the_default_1001_override_replaces_only_the_pickup_knots():
+    rules = parse_rules(default_rules_dict())
+    default, fresh = rules.default, rules.categories[1001]
+
+    pickup = fresh.indicators["pickup_on_time_rate"]
+    assert pickup.knots == ((0.85, 3.0), (0.93, 4.0), (0.97, 4.5), (0.99, 4.8), (1.0, 5.0))
+    assert (pickup.weight, pickup.k) == (0.3, 20.0)  # not named: kept from the defaults
+    for ind_id in INDICATOR_BY_ID:
+        if ind_id != "pickup_on_time_rate":
+            assert fresh.indicators[ind_id] == default.indicators[ind_id]
+    assert fresh.dimension_weights == default.dimension_weights
+
+
+def test_an_override_replaces_only_the_keys_it_names():
+    def override(d):
+        d["categories"]["7"] = {
+            "indicators": {"negative_review_rate": {"k": 5}},
+            # product 0.40 + logistics 0.25 + service (kept) 0.35 = 1
+            "dimension_weights": {"product": 0.40, "logistics": 0.25},
+        }
+
+    rules = _parse_changed(override)
+    seven = rules.categories[7]
+    assert seven.indicators["negative_review_rate"] == IndicatorRule(
+        weight=0.5, k=5.0, knots=rules.default.indicators["negative_review_rate"].knots
+    )
+    assert seven.dimension_weights == {"product": 0.40, "logistics": 0.25, "service": 0.35}
+    # the other category keeps its own override, untouched by category 7
+    assert rules.categories[1001].indicators["negative_review_rate"].k == 20.0
+    assert rules.rule_set(7) is seven
+    assert rules.rule_set(None) is rules.default  # no main category: the defaults (12.10)
+    assert rules.rule_set(999) is rules.default
+
+
+def test_an_override_may_move_weight_inside_a_dimension_if_it_still_sums_to_one():
+    def override(d):
+        d["categories"]["8"] = {
+            "indicators": {
+                "quality_refund_rate": {"weight": 0.7},
+                "negative_review_rate": {"weight": 0.3},
+            }
+        }
+
+    rules = _parse_changed(override)
+    assert rules.categories[8].indicators["quality_refund_rate"].weight == 0.7
+    assert rules.categories[8].indicators["quality_refund_rate"].k == 20.0
+    assert rules.categories[8].indicators["negative_review_rate"].weight == 0.3
+
+
+def test_the_message_names_the_file_and_the_key():
+    with pytest.raises(RulesError) as caught:
+        _parse_changed(_set("labels.fast_shipping.exit", 20.0))
+    assert re.search(r"rules file test\.toml: labels\.fast_shipping: ", str(caught.value))
