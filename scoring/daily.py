@@ -24,7 +24,7 @@ from scoring.window import Window
 TABLE_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     "shop_scores": {
         "shop_id": pl.Int64,
-        "main_category_id": pl.Int32,
+        "main_category_id": pl.Int64,
         "valid_orders": pl.Int64,
         "status": pl.String,
         "score": pl.Float64,
@@ -53,7 +53,7 @@ TABLE_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     "item_scores": {
         "item_id": pl.Int64,
         "shop_id": pl.Int64,
-        "category_id": pl.Int32,
+        "category_id": pl.Int64,
         "paid_orders": pl.Int64,
         "problem_orders": pl.Int64,
         "smoothed_rate": pl.Float64,
@@ -133,8 +133,8 @@ def score_day(inputs: DayInputs, rules: Rules, run_date: dt.date) -> dict[str, p
     sessions_c = session_facts(inputs.cs_sessions, window)
 
     activity = shop_activity(orders_v, refunds_f, sessions_c, window)
-    indicators = scored_indicators(indicator_counts(activity), rules)
-    shops = shop_scores(activity, indicators, rules)
+    indicators, dimensions = scored_indicators(indicator_counts(activity), rules)
+    shops = shop_scores(activity, dimensions, rules)
     labels = held_labels(label_candidates(shops), inputs.previous_labels, rules, run_date)
     items = item_scores(orders_v, rules)
 

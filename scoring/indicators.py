@@ -14,6 +14,7 @@ from typing import Literal
 import polars as pl
 
 from scoring.catalog import INDICATOR_BY_ID, INDICATORS
+from scoring.reshape import to_long
 
 Source = Literal["orders", "refunds", "sessions"]
 MICROS_PER_HOUR = 3.6e9
@@ -177,27 +178,24 @@ def ratio_sums(source: Source, cutoff: dt.datetime) -> list[pl.Expr]:
 def indicator_counts(activity: pl.LazyFrame) -> pl.LazyFrame:
     """Long form: one row per shop x indicator with numerator (Float64) and denominator (Int64).
 
-    Hours numerators are summed in exact microseconds and divided into hours once (12.7).
+    `numerator_units` keeps the exact integer numerator (a count, or microseconds for hours
+    indicators) and `units_per_numerator` its scale, so pooled priors are exact integer sums
+    whatever the summation order; `numerator` is divided into hours once (12.7).
     """
-    frames = []
+    items = {}
     for ind in INDICATORS:
         if ind.id == "platform_help_rate":
-            numerator = pl.col("help_refunds") + pl.col("help_sessions")
+            units = pl.col("help_refunds") + pl.col("help_sessions")
             denominator = pl.col("valid_orders")
         else:
-            numerator = pl.col(num_col(ind.id))
+            units = pl.col(num_col(ind.id))
             denominator = pl.col(den_col(ind.id))
-        numerator = numerator.cast(pl.Float64)
-        if ind.hours:
-            numerator = numerator / MICROS_PER_HOUR
-        frames.append(
-            activity.select(
-                "shop_id",
-                "main_category_id",
-                indicator=pl.lit(ind.id),
-                dimension=pl.lit(ind.dimension),
-                numerator=numerator,
-                denominator=denominator.cast(pl.Int64),
-            )
-        )
-    return pl.concat(frames)
+        scale = MICROS_PER_HOUR if ind.hours else 1.0
+        items[ind.id] = {
+            "dimension": pl.lit(ind.dimension),
+            "numerator": units.cast(pl.Float64) / scale,
+            "denominator": denominator.cast(pl.Int64),
+            "numerator_units": units.cast(pl.Int64),
+            "units_per_numerator": pl.lit(scale),
+        }
+    return to_long(activity, ["shop_id", "main_category_id"], items, "indicator")

@@ -14,6 +14,7 @@ import string
 import polars as pl
 
 from scoring.catalog import LABEL_BY_ID, LABELS
+from scoring.reshape import to_long
 from scoring.rules import Rules
 from scoring.shop_score import share
 
@@ -55,17 +56,11 @@ def label_values() -> dict[str, tuple[pl.Expr, pl.Expr]]:
 
 def label_candidates(shops: pl.LazyFrame) -> pl.LazyFrame:
     """Long form: shop_id, label, value, n for every shop and label."""
-    return pl.concat(
-        [
-            shops.select(
-                "shop_id",
-                label=pl.lit(label_id),
-                value=value.cast(pl.Float64),
-                n=n.cast(pl.Int64),
-            )
-            for label_id, (value, n) in label_values().items()
-        ]
-    )
+    items = {
+        label_id: {"value": value.cast(pl.Float64), "n": n.cast(pl.Int64)}
+        for label_id, (value, n) in label_values().items()
+    }
+    return to_long(shops, ["shop_id"], items, "label")
 
 
 def _reaches(value: pl.Expr, threshold: pl.Expr, better: pl.Expr) -> pl.Expr:

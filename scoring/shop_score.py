@@ -10,6 +10,7 @@ import polars as pl
 
 from scoring.catalog import DIMENSIONS, INDICATORS
 from scoring.interp import interp
+from scoring.reshape import to_long
 from scoring.rules import Rules
 
 MAX_SCORE = 5.0
@@ -40,26 +41,32 @@ def with_priors(counts: pl.LazyFrame) -> pl.LazyFrame:
     all shops. An indicator whose whole-run pool is empty is not assessed (12.9).
     """
     contributing = counts.filter(pl.col("denominator") > 0)
+    # integer sums: exact, so the prior does not depend on the order rows are summed in
+    pooled = {"units": pl.col("numerator_units").sum(), "den": pl.col("denominator").sum()}
     by_category = (
         contributing.filter(pl.col("main_category_id").is_not_null())
         .group_by("indicator", "main_category_id")
-        .agg(category_num=pl.col("numerator").sum(), category_den=pl.col("denominator").sum())
+        .agg(category_units=pooled["units"], category_den=pooled["den"])
     )
     overall = contributing.group_by("indicator").agg(
-        all_num=pl.col("numerator").sum(), all_den=pl.col("denominator").sum()
+        all_units=pooled["units"], all_den=pooled["den"]
     )
     assessed = (pl.col("all_den") > 0).fill_null(False)
+
+    def pooled_rate(units: str, den: str) -> pl.Expr:
+        return pl.col(units) / pl.col("units_per_numerator") / pl.col(den)
+
     return (
         counts.join(by_category, on=["indicator", "main_category_id"], how="left")
         .join(overall, on="indicator", how="left")
         .with_columns(
             assessed=assessed,
             prior=pl.when(pl.col("category_den") > 0)
-            .then(pl.col("category_num") / pl.col("category_den"))
+            .then(pooled_rate("category_units", "category_den"))
             .when(assessed)
-            .then(pl.col("all_num") / pl.col("all_den")),
+            .then(pooled_rate("all_units", "all_den")),
         )
-        .drop("category_num", "category_den", "all_num", "all_den")
+        .drop("category_units", "category_den", "all_units", "all_den")
     )
 
 
@@ -94,74 +101,152 @@ def indicator_score(rules: Rules) -> pl.Expr:
     return expr.cast(pl.Float64)
 
 
-def with_effective_weights(rows: pl.LazyFrame) -> pl.LazyFrame:
-    """Spread the weight of not-assessed indicators and dimensions over the assessed ones (12.11).
+def with_sum(frame: pl.LazyFrame, name: str, terms: list[pl.Expr]) -> pl.LazyFrame:
+    """Add column `name` = compensated (Neumaier) sum of a few terms, in this fixed order.
 
-    `effective_weight = weight x sum of the dimension's weights / sum of its assessed weights`;
-    likewise a dimension with nothing assessed gives its weight to the others in proportion.
-    When nothing is missing the weights are used as they are, so no rounding creeps in.
+    Two reasons. A fixed order makes the result independent of the engine, so equal inputs give
+    bit-identical scores. Compensation makes it the correctly rounded sum in practice (what
+    `math.fsum` gives): 0.35 + 0.30 + 0.35 is 1.0, not 0.9999999999999999, so a shop whose score
+    is exactly 4.8 on paper gets 4.8 and its band, not 4.7999999999999998. Each step is its own
+    column so the expression tree stays linear.
     """
-    per_dim = ["shop_id", "dimension"]
-    dim_total = pl.col("weight").sum().over(per_dim)
-    assessed_total = pl.col("weight").filter(pl.col("assessed")).sum().over(per_dim)
-    rows = rows.with_columns(dim_total=dim_total, assessed_total=assessed_total).with_columns(
-        dim_assessed=pl.col("assessed_total") > 0
-    )
-    first_of_dim = pl.int_range(pl.len()).over(per_dim) == 0
-    dim_weight_sum = pl.col("dim_weight").filter(first_of_dim).sum().over("shop_id")
-    assessed_dim_weight_sum = (
-        pl.col("dim_weight").filter(first_of_dim & pl.col("dim_assessed")).sum().over("shop_id")
-    )
-    return rows.with_columns(
-        effective_weight=pl.when(~pl.col("assessed") | ~pl.col("dim_assessed"))
-        .then(0.0)
-        .when(pl.col("assessed_total") == pl.col("dim_total"))
-        .then(pl.col("weight"))
-        .otherwise(pl.col("weight") * pl.col("dim_total") / pl.col("assessed_total")),
-        effective_dim_weight=pl.when(~pl.col("dim_assessed"))
-        .then(0.0)
-        .when(assessed_dim_weight_sum == dim_weight_sum)
-        .then(pl.col("dim_weight"))
-        .otherwise(pl.col("dim_weight") * dim_weight_sum / assessed_dim_weight_sum),
-    ).drop("dim_total", "assessed_total")
+    total, carry, term = pl.col(name), pl.col(f"{name}__carry"), pl.col("__term")
+    frame = frame.with_columns(terms[0].alias(name), pl.lit(0.0).alias(f"{name}__carry"))
+    for next_term in terms[1:]:
+        new_total = total + term
+        lost = (
+            pl.when(total.abs() >= term.abs())
+            .then((total - new_total) + term)
+            .otherwise((term - new_total) + total)
+        )
+        frame = frame.with_columns(next_term.alias("__term")).with_columns(
+            new_total.alias(name), (carry + lost).alias(f"{name}__carry")
+        )
+    return frame.with_columns(total + carry).drop(f"{name}__carry", "__term", strict=False)
 
 
-def scored_indicators(counts: pl.LazyFrame, rules: Rules) -> pl.LazyFrame:
-    """shop x indicator rows with prior, smoothed value, score, effective weight, points lost."""
+def _redistributed(weight: pl.Expr, counts: pl.Expr, total: pl.Expr, counted: pl.Expr) -> pl.Expr:
+    """`weight x total / counted` for a counted part, 0 otherwise (12.11).
+
+    When nothing is missing (`counted == total`) the weight is kept as it is, so no rounding
+    creeps into the usual case.
+    """
+    return (
+        pl.when(~counts)
+        .then(0.0)
+        .when(counted == total)
+        .then(weight)
+        .otherwise(weight * total / counted)
+    )
+
+
+def _wide(rows: pl.LazyFrame) -> pl.LazyFrame:
+    """Per shop: weight, score and assessed flag of each indicator, weight of each dimension."""
+
+    def pick(column: str, indicator: str) -> pl.Expr:
+        return pl.col(column).filter(pl.col("indicator") == indicator).first()
+
+    aggs = []
+    for ind in INDICATORS:
+        aggs += [
+            pick("weight", ind.id).alias(f"w:{ind.id}"),
+            pick("indicator_score", ind.id).alias(f"s:{ind.id}"),
+            pick("assessed", ind.id).alias(f"a:{ind.id}"),
+        ]
+    for dim in DIMENSIONS:
+        aggs.append(
+            pl.col("dim_weight").filter(pl.col("dimension") == dim).first().alias(f"dw:{dim}")
+        )
+    return rows.group_by("shop_id").agg(aggs)
+
+
+def weights_and_dimension_scores(rows: pl.LazyFrame) -> pl.LazyFrame:
+    """Per shop: effective weights, dimension scores and their weighted sum (5.4, 6, 12.11).
+
+    Every sum runs over the catalogue's fixed order of indicators and dimensions (see
+    `with_sum`), so two shops with the same inputs get bit-identical scores (ties stay ties in
+    the percentile) and a rerun gives bit-identical tables.
+    """
+
+    def w(i: str) -> pl.Expr:
+        return pl.col(f"w:{i}")
+
+    def a(i: str) -> pl.Expr:
+        return pl.col(f"a:{i}")
+
+    frame = _wide(rows)
+    members = {d: [i.id for i in INDICATORS if i.dimension == d] for d in DIMENSIONS}
+    for dim, ids in members.items():
+        frame = with_sum(frame, f"total:{dim}", [w(i) for i in ids])
+        frame = with_sum(
+            frame, f"counted:{dim}", [pl.when(a(i)).then(w(i)).otherwise(0.0) for i in ids]
+        )
+    has = {d: pl.col(f"counted:{d}") > 0 for d in DIMENSIONS}
+    frame = frame.with_columns(
+        _redistributed(w(i), a(i) & has[d], pl.col(f"total:{d}"), pl.col(f"counted:{d}")).alias(
+            f"ew:{i}"
+        )
+        for d, ids in members.items()
+        for i in ids
+    )
+    for dim, ids in members.items():
+        frame = with_sum(
+            frame,
+            f"{dim}_score",
+            [pl.when(a(i)).then(pl.col(f"ew:{i}") * pl.col(f"s:{i}")).otherwise(0.0) for i in ids],
+        ).with_columns(pl.when(has[dim]).then(pl.col(f"{dim}_score")).alias(f"{dim}_score"))
+    dw = {d: pl.col(f"dw:{d}") for d in DIMENSIONS}
+    frame = with_sum(frame, "dw_total", list(dw.values()))
+    frame = with_sum(
+        frame, "dw_counted", [pl.when(has[d]).then(dw[d]).otherwise(0.0) for d in DIMENSIONS]
+    )
+    frame = frame.with_columns(
+        _redistributed(dw[d], has[d], pl.col("dw_total"), pl.col("dw_counted")).alias(f"edw:{d}")
+        for d in DIMENSIONS
+    )
+    return with_sum(
+        frame,
+        "weighted_score",
+        [
+            pl.when(has[d]).then(pl.col(f"edw:{d}") * pl.col(f"{d}_score")).otherwise(0.0)
+            for d in DIMENSIONS
+        ],
+    )
+
+
+def _long_weights(wide: pl.LazyFrame) -> pl.LazyFrame:
+    """shop x indicator rows: effective weight and its dimension's effective weight."""
+    items = {
+        ind.id: {
+            "effective_weight": pl.col(f"ew:{ind.id}"),
+            "effective_dim_weight": pl.col(f"edw:{ind.dimension}"),
+        }
+        for ind in INDICATORS
+    }
+    return to_long(wide, ["shop_id"], items, "indicator")
+
+
+def scored_indicators(counts: pl.LazyFrame, rules: Rules) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """shop x indicator rows (prior, smoothed value, score, effective weight, points lost), and
+    per shop the dimension scores and `weighted_score` (before bonus and cap)."""
     rows = with_priors(attach_rules(counts, rules)).with_columns(
         raw_value=pl.when(pl.col("denominator") > 0).then(
             pl.col("numerator") / pl.col("denominator")
         ),
         smoothed_value=pl.when(pl.col("assessed")).then(shrink_toward_prior()),
     )
-    rows = with_effective_weights(rows.with_columns(indicator_score=indicator_score(rules)))
-    return rows.with_columns(
+    rows = rows.with_columns(indicator_score=indicator_score(rules))
+    per_shop = weights_and_dimension_scores(rows)
+    indicators = rows.join(_long_weights(per_shop), on=["shop_id", "indicator"], how="left")
+    indicators = indicators.with_columns(
         points_lost=pl.when(pl.col("assessed")).then(
             pl.col("effective_dim_weight")
             * pl.col("effective_weight")
             * (MAX_SCORE - pl.col("indicator_score"))
         )
     )
-
-
-def dimension_scores(indicators: pl.LazyFrame) -> pl.LazyFrame:
-    """Per shop: `<dimension>_score` and the sum of effective dimension weight x dimension score."""
-    per_dim = (
-        indicators.filter(pl.col("assessed"))
-        .group_by("shop_id", "dimension")
-        .agg(
-            dimension_score=(pl.col("effective_weight") * pl.col("indicator_score")).sum(),
-            effective_dim_weight=pl.col("effective_dim_weight").first(),
-        )
-        .filter(pl.col("effective_dim_weight") > 0)
-    )
-    return per_dim.group_by("shop_id").agg(
-        *[
-            pl.col("dimension_score").filter(pl.col("dimension") == d).first().alias(f"{d}_score")
-            for d in DIMENSIONS
-        ],
-        weighted_score=(pl.col("effective_dim_weight") * pl.col("dimension_score")).sum(),
-    )
+    dimensions = per_shop.select("shop_id", *[f"{d}_score" for d in DIMENSIONS], "weighted_score")
+    return indicators, dimensions
 
 
 def share(part: str, whole: str) -> pl.Expr:
@@ -211,7 +296,7 @@ def share_strictly_below(value: str, group: str) -> pl.Expr:
     return pl.when(scored & (n > 1)).then(lower.cast(pl.Float64) / (n - 1).cast(pl.Float64))
 
 
-def shop_scores(activity: pl.LazyFrame, indicators: pl.LazyFrame, rules: Rules) -> pl.LazyFrame:
+def shop_scores(activity: pl.LazyFrame, dimensions: pl.LazyFrame, rules: Rules) -> pl.LazyFrame:
     """One row per shop: status, score, display score, band, dimension scores, bonus, percentile."""
     scored = pl.col("valid_orders") >= rules.min_orders
     score = pl.when(scored).then(
@@ -220,7 +305,7 @@ def shop_scores(activity: pl.LazyFrame, indicators: pl.LazyFrame, rules: Rules) 
     return (
         activity.with_columns(**bonus_shares())
         .with_columns(bonus=bonus_points(rules))
-        .join(dimension_scores(indicators), on="shop_id", how="left")
+        .join(dimensions, on="shop_id", how="left")
         .with_columns(
             status=pl.when(scored).then(pl.lit("scored")).otherwise(pl.lit("insufficient_orders")),
             score=score,

@@ -166,7 +166,7 @@ def score(
 ) -> dict[str, pl.DataFrame]:
     """All six tables for hand-built inputs, collected."""
     tables = score_day(inputs, rules or default_rules(), run_date)
-    return {name: lazy.collect() for name, lazy in tables.items()}
+    return dict(zip(tables, pl.collect_all(list(tables.values())), strict=True))
 
 
 def indicator_row(tables: dict[str, pl.DataFrame], shop_id: int, indicator: str) -> dict[str, Any]:

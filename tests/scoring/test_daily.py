@@ -93,15 +93,8 @@ def test_types_of_ids_counts_and_hours():
     assert tables["shop_indicators"].height == 12 * tables["shop_scores"].height
 
 
-@pytest.mark.xfail(
-    reason=(
-        "SCORING.md 12.18 'ids and counts int64': category ids are published as Int32 "
-        "(scoring/daily.py TABLE_SCHEMAS main_category_id / category_id). The input column is "
-        "int32 (2.1), so this may be a spec wording question rather than a code bug."
-    ),
-    strict=True,
-)
 def test_category_ids_are_published_as_int64():
+    """12.18: ids are int64 in the output, even though the input category_id is int32."""
     tables = score(inputs(rich_rows()))
     assert tables["shop_scores"].schema["main_category_id"] == pl.Int64
     assert tables["item_scores"].schema["category_id"] == pl.Int64
