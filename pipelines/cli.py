@@ -17,6 +17,7 @@ import typer
 
 from pipelines.errors import ExpscoreError, InputError
 from pipelines.run import RunResult, backfill, load_rules, run_day
+from scoring.catalog import BANDS
 
 app = typer.Typer(
     help="Shop and product experience scores: load raw logs, score, publish Parquet tables.",
@@ -55,17 +56,10 @@ def summary_lines(result: RunResult) -> list[str]:
         f"{result.tables['item_scores'].height} items"
     ]
     if scored.height:
-        shares = (
-            scored.group_by("band")
-            .len()
-            .sort("band")
-            .with_columns(share=pl.col("len") / scored.height)
-        )
+        counts = dict(scored.group_by("band").len().iter_rows())
         lines.append(
             "  bands: "
-            + ", ".join(
-                f"{b} {s:.1%}" for b, s in zip(shares["band"], shares["share"], strict=True)
-            )
+            + ", ".join(f"{b} {counts[b] / scored.height:.1%}" for b in BANDS if b in counts)
         )
     labels = result.tables["shop_labels"]
     if labels.height:
