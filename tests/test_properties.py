@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipelines.run import load_rules, run_day
+from pipelines.schemas import LOGS
 from scoring.daily import TABLE_SCHEMAS
 from tests.builders import DEFAULT_RULES_PATH, default_rules_dict
 from tests.compare import frame_differences, table_differences
@@ -128,3 +129,92 @@ def test_rerun_gives_identical_tables(logs) -> None:
     for table in TABLE_SCHEMAS:
         assert first[table].equals(second[table])
         assert published[table].equals(second[table])
+
+
+ID_OFFSET = 1_000_000
+TWIN = 9
+
+
+def _twin_of_shop_one(logs: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """Shop 9: an exact copy of shop 1 under new ids (same categories, amounts, times)."""
+    shop_one_orders = {r["order_id"] for r in logs["orders"] if r["shop_id"] == 1}
+    twin: dict[str, list[dict]] = {}
+    for log, rows in logs.items():
+        ids = [c for c in ("order_id", "item_id", LOGS[log].key) if c in rows[0]] if rows else []
+        mine = [r for r in rows if r["shop_id"] == 1 or r.get("order_id") in shop_one_orders]
+        twin[log] = [
+            {**r, "shop_id": TWIN, **{c: r[c] + ID_OFFSET for c in ids if r[c] is not None}}
+            for r in mine
+        ]
+    return twin
+
+
+def _low_rating(column: str, worst_kept: int):
+    return lambda r: r[column] is not None and r[column] <= worst_kept
+
+
+# each changes exactly one shop indicator, in the better direction (or nothing at all)
+IMPROVEMENTS = {
+    "review": ("orders", _low_rating("review_rating", 2), {"review_rating": 5}),
+    "satisfaction": ("cs_sessions", _low_rating("satisfaction", 3), {"satisfaction": 5}),
+    "response": (
+        "cs_sessions",
+        lambda r: (r["first_response_seconds"] or 999) > 180,
+        {"first_response_seconds": 30},
+    ),
+    "refusal": (
+        "refunds",
+        lambda r: r["seller_decision"] == "refused",
+        {"seller_decision": "agreed"},
+    ),
+    "door": (
+        "logistics",
+        lambda r: r["event_type"] == "delivered" and not r["door_delivery"],
+        {"door_delivery": True},
+    ),
+    "escalation": (
+        "cs_sessions",
+        lambda r: r["escalated_to_platform"],
+        {"escalated_to_platform": False},
+    ),
+}
+
+
+def linear_rules():
+    """Knots spanning every possible value, so that any change of an indicator moves its score
+    (with the default knots random data sits on the flat ends and a property could not fail)."""
+    from scoring.catalog import INDICATORS
+    from scoring.rules import parse_rules
+
+    data = {**SMALL_RULES_DICT, "indicators": dict(SMALL_RULES_DICT["indicators"])}
+    for ind in INDICATORS:
+        top = 400.0 if ind.hours else 1.0
+        knots = [[0.0, 5.0], [top, 3.0]] if ind.better == "lower" else [[0.0, 3.0], [top, 5.0]]
+        data["indicators"][ind.id] = {**data["indicators"][ind.id], "knots": knots}
+    return parse_rules(data, "linear")
+
+
+@PIPELINE
+@given(marketplaces(), st.sampled_from(sorted(IMPROVEMENTS)), st.integers(0, 1_000))
+def test_better_on_one_indicator_never_scores_lower(logs, improvement, pick) -> None:
+    log, applies, change = IMPROVEMENTS[improvement]
+    twin = _twin_of_shop_one(logs)
+    key = LOGS[log].key
+    candidates = sorted({r[key] for r in twin[log] if applies(r)})
+    if candidates:
+        chosen = candidates[pick % len(candidates)]  # every version of one record improves
+        twin[log] = [{**r, **change} if r[key] == chosen else r for r in twin[log]]
+    combined = {name: logs[name] + twin[name] for name in logs}
+    with tempfile.TemporaryDirectory() as tmp:
+        write_marketplace(Path(tmp) / "raw", combined)
+        shops = run_tables(Path(tmp) / "raw", Path(tmp) / "out", linear_rules())["shop_scores"]
+    rows = {r["shop_id"]: r for r in shops.filter(pl.col("shop_id").is_in([1, TWIN])).to_dicts()}
+    if 1 not in rows:
+        return
+    original, better = rows[1], rows[TWIN]
+    assert better["status"] == original["status"]
+    for column in ("product_score", "logistics_score", "service_score"):
+        if original[column] is not None:
+            assert better[column] >= original[column] - 1e-12, column
+    if original["score"] is not None:
+        assert better["score"] >= original["score"] - 1e-12
