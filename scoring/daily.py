@@ -125,25 +125,55 @@ def _finish(frame: pl.LazyFrame, table: str, run_date: dt.date, rules: Rules) ->
     )
 
 
-def score_day(inputs: DayInputs, rules: Rules, run_date: dt.date) -> dict[str, pl.LazyFrame]:
-    """All six output tables for `run_date` (not yet collected)."""
-    window = Window(run_date, rules.window_days, rules.timezone)
+@dataclass(frozen=True)
+class DayFacts:
+    """Everything about a date that does not depend on the rules' weights, knots or thresholds.
+
+    Only the window (time zone and length) shapes it, so one `DayFacts` can be scored under
+    several rule sets that share a window (the what-if report does exactly that).
+    """
+
+    window: Window
+    orders_v: pl.LazyFrame  # orders of V with their facts
+    activity: pl.LazyFrame  # one row per shop of shop_scores: its sums
+
+
+def day_facts(inputs: DayInputs, window: Window) -> DayFacts:
+    """raw current state -> facts -> per-shop sums."""
     orders_v = order_facts(inputs.orders, inputs.logistics, inputs.refunds, window)
     refunds_f = refund_facts(inputs.refunds, window)
     sessions_c = session_facts(inputs.cs_sessions, window)
+    return DayFacts(window, orders_v, shop_activity(orders_v, refunds_f, sessions_c, window))
 
-    activity = shop_activity(orders_v, refunds_f, sessions_c, window)
-    indicators, dimensions = scored_indicators(indicator_counts(activity), rules)
-    shops = shop_scores(activity, dimensions, rules)
-    labels = held_labels(label_candidates(shops), inputs.previous_labels, rules, run_date)
-    items = item_scores(orders_v, rules)
 
+def score_facts(
+    facts: DayFacts,
+    rules: Rules,
+    previous_labels: pl.LazyFrame,
+    previous_weights: pl.LazyFrame,
+) -> dict[str, pl.LazyFrame]:
+    """indicators -> scores -> labels / weights: the six output tables (not yet collected)."""
+    run_date = facts.window.run_date
+    indicators, dimensions = scored_indicators(indicator_counts(facts.activity), rules)
+    shops = shop_scores(facts.activity, dimensions, rules)
+    labels = held_labels(label_candidates(shops), previous_labels, rules, run_date)
+    items = item_scores(facts.orders_v, rules)
     tables = {
         "shop_scores": shops,
         "shop_indicators": indicators,
         "item_scores": items,
         "shop_labels": labels,
-        "shop_traffic_weights": shop_traffic_weights(shops, inputs.previous_weights, rules),
+        "shop_traffic_weights": shop_traffic_weights(shops, previous_weights, rules),
         "item_traffic_weights": item_traffic_weights(items, rules),
     }
     return {name: _finish(frame, name, run_date, rules) for name, frame in tables.items()}
+
+
+def rules_window(rules: Rules, run_date: dt.date) -> Window:
+    return Window(run_date, rules.window_days, rules.timezone)
+
+
+def score_day(inputs: DayInputs, rules: Rules, run_date: dt.date) -> dict[str, pl.LazyFrame]:
+    """All six output tables for `run_date` (not yet collected)."""
+    facts = day_facts(inputs, rules_window(rules, run_date))
+    return score_facts(facts, rules, inputs.previous_labels, inputs.previous_weights)

@@ -13,7 +13,7 @@ from scoring.interp import interp
 from scoring.reshape import to_long
 from scoring.rules import Rules
 
-MAX_SCORE = 5.0
+MIN_SCORE, MAX_SCORE = 3.0, 5.0  # the shop score's range (SCORING.md 5.3, 6)
 
 
 def with_rule_category(frame: pl.LazyFrame, rules: Rules) -> pl.LazyFrame:
@@ -299,8 +299,10 @@ def share_strictly_below(value: str, group: str) -> pl.Expr:
 def shop_scores(activity: pl.LazyFrame, dimensions: pl.LazyFrame, rules: Rules) -> pl.LazyFrame:
     """One row per shop: status, score, display score, band, dimension scores, bonus, percentile."""
     scored = pl.col("valid_orders") >= rules.min_orders
+    # The weighted sum is an average of scores in [3, 5]; the lower clamp only removes rounding
+    # (0.35 x 3 + 0.30 x 3 + 0.35 x 3 is 2.9999999999999996 in doubles, which would show 2.9).
     score = pl.when(scored).then(
-        pl.min_horizontal(pl.col("weighted_score") + pl.col("bonus"), pl.lit(MAX_SCORE))
+        (pl.col("weighted_score") + pl.col("bonus")).clip(MIN_SCORE, MAX_SCORE)
     )
     return (
         activity.with_columns(**bonus_shares())

@@ -92,7 +92,8 @@ R24 Sums of floats in the score (weight sums, dimension scores, the weighted tot
     fragile between implementations.
 R25 Effective weights: ``weight * sum_all / sum_assessed`` evaluated left to right; effective
     dimension weight likewise ``dw * dw_all / dw_assessed``; the score then is
-    ``min(5.0, sum_d eff_dw_d * dim_score_d + bonus)``.
+    ``max(3.0, min(5.0, sum_d eff_dw_d * dim_score_d + bonus))`` (the 3.0 clamp is the
+    project's documented reading: it only removes rounding below the range).
 R26 Weights are used as given (after overrides): they are not renormalised to sum to 1, so
     an override such as weight = 1.5 can give a dimension score above 5 (the 5.0 cap on the
     shop score still applies); only the spreading of 12.11 rescales them.
@@ -819,7 +820,10 @@ def reference_tables(
         score = None
         if status == "scored" and any(dim_assessed.values()) and dw_ass > 0:
             total = math.fsum(eff_dw[d] * dim_score[d] for d in DIMENSIONS if dim_assessed[d])
-            score = min(5.0, total + bonus)
+            # READING (project docs, "How the spec is read"): the weighted sum is an average of
+            # scores in [3, 5]; clamping at 3.0 removes rounding (0.35*3 + 0.3*3 + 0.35*3 is
+            # 2.9999999999999996 in doubles, which would display 2.9).
+            score = max(3.0, min(5.0, total + bonus))
         score_display = math.floor(score * 10) / 10 if score is not None else None
         if score is None:
             band = "unscored"

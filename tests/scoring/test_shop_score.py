@@ -548,3 +548,22 @@ def test_bonus_shares_count_cancelled_orders_in_v():
     shops = shop_rows(score(day_inputs(orders=orders)))
     assert shops[1]["bonus"] == pytest.approx(0.05, abs=1e-12)
     assert shops[2]["bonus"] == pytest.approx(0.05, abs=1e-12)
+
+
+def test_a_shop_at_the_floor_of_every_indicator_scores_exactly_three() -> None:
+    """0.35 x 3 + 0.30 x 3 + 0.35 x 3 is 2.9999999999999996 in doubles; the score stays 3.0."""
+    from tests.builders import day_inputs, score, ts
+
+    orders = [{"order_id": i, "review_rating": 1, "paid_at": ts(2026, 3, 1)} for i in range(1, 31)]
+    sessions = [
+        {"session_id": i, "started_at": ts(2026, 3, 2, 20), "escalated_to_platform": True}
+        for i in range(1, 11)
+    ]  # no pickup (0% on time), all rated 1, help rate 1/3: every assessed indicator at 3.0
+    shop = score(day_inputs(orders=orders, cs_sessions=sessions))["shop_scores"].row(0, named=True)
+    assert (shop["product_score"], shop["logistics_score"], shop["service_score"]) == (
+        3.0,
+        3.0,
+        3.0,
+    )
+    assert shop["score"] == 3.0
+    assert shop["score_display"] == 3.0
