@@ -1,7 +1,8 @@
 """`expscore`: the nightly command line.
 
-Exit codes: 0 success; 2 bad input or usage (the message names file, column or key); 1 an internal
-error. Errors are one line on stderr, never a traceback (set EXPSCORE_DEBUG=1 to see one).
+Exit codes: 0 success; 1 an internal error; 2 bad input or usage (the message names file, column
+or key); 3 a quality gate held publication; 4 another run holds the output folder. Errors are one
+line on stderr, never a traceback (set EXPSCORE_DEBUG=1 to see one).
 """
 
 from __future__ import annotations
@@ -31,6 +32,12 @@ RawOption = Annotated[
 ]
 OutOption = Annotated[
     Path, typer.Option("--out", help="Where the tables go: <out>/<table>/dt=YYYY-MM-DD/.")
+]
+ForceOption = Annotated[
+    bool,
+    typer.Option(
+        "--force", help="Publish even when a quality gate fails (recorded in the manifest)."
+    ),
 ]
 RulesOption = Annotated[
     Path | None,
@@ -77,6 +84,9 @@ def summary_lines(result: RunResult) -> list[str]:
         for log, reasons in rejected.items()
     )
     lines.append(f"  quarantined: {total} rows" + (f" ({detail})" if detail else ""))
+    failed = [g["message"] for g in result.manifest["gates"] if not g["passed"]]
+    if failed:
+        lines.append("  FORCED past failed gates: " + "; ".join(failed))
     lines.append(f"  tables: {result.out}/<table>/dt={result.run_date}/")
     return lines
 
@@ -90,9 +100,10 @@ def run(
     raw: RawOption = Path("data_samples/raw"),
     out: OutOption = Path("output"),
     rules: RulesOption = None,
+    force: ForceOption = False,
 ) -> None:
     """Score one business date and publish its tables, quarantine and manifest."""
-    result = run_day(raw, out, load_rules(rules), _parse_date(date, "--date"))
+    result = run_day(raw, out, load_rules(rules), _parse_date(date, "--date"), force=force)
     typer.echo("\n".join(summary_lines(result)))
 
 
@@ -103,6 +114,7 @@ def backfill_command(
     raw: RawOption = Path("data_samples/raw"),
     out: OutOption = Path("output"),
     rules: RulesOption = None,
+    force: ForceOption = False,
 ) -> None:
     """Run every date from --start to --end in order (labels and weights carry over)."""
     first, last = _parse_date(start, "--start"), _parse_date(end, "--end")
@@ -113,6 +125,7 @@ def backfill_command(
         first,
         last,
         on_day=lambda r: typer.echo(summary_lines(r)[0]),
+        force=force,
     )
 
 

@@ -301,19 +301,24 @@ def load_window(con: duckdb.DuckDBPyConnection, raw: Path, window: Window) -> Lo
     for log, schema in LOGS.items():
         partitions = {d: p for d, p in list_partitions(raw, log).items() if d in wanted}
         missing[log] = [d.isoformat() for d in sorted(wanted - partitions.keys())]
-        selects = []
+        selects: list[str] = []
+        paths: list[Path] = []
         for day, folder in sorted(partitions.items()):
             for path in sorted(folder.glob("*.parquet")):
                 file_schema, rows = check_file(path, schema)
                 _check_integer_ranges(con, path, schema, file_schema)
                 source = path.relative_to(raw).as_posix()  # stable across machines
                 selects.append(_file_select(path, source, schema, file_schema, day, window.tz))
+                paths.append(path)
                 files.append({"log": log, "dt": day.isoformat(), "path": source, "rows": rows})
         union = " UNION ALL ".join(selects) if selects else _empty_select(schema)
-        con.sql(
-            f"CREATE OR REPLACE TEMP TABLE raw_{log} AS "
-            f"SELECT *, {reject_reason_sql(schema)} AS reject_reason FROM ({union})"
-        )
+        try:
+            con.sql(
+                f"CREATE OR REPLACE TEMP TABLE raw_{log} AS "
+                f"SELECT *, {reject_reason_sql(schema)} AS reject_reason FROM ({union})"
+            )
+        except duckdb.Error as exc:
+            raise _unreadable_file_error(con, paths, selects, exc) from exc
         rows_read[log] = con.sql(f"SELECT count(*) FROM raw_{log}").fetchall()[0][0]
         rejected[log] = dict(
             con.sql(
@@ -357,6 +362,22 @@ def load_window(con: duckdb.DuckDBPyConnection, raw: Path, window: Window) -> Lo
         rejected=rejected,
         missing_partitions=missing,
     )
+
+
+def _unreadable_file_error(
+    con: duckdb.DuckDBPyConnection, paths: list[Path], selects: list[str], exc: duckdb.Error
+) -> InputError:
+    """Find which file broke the scan (a corrupt page behind a valid footer), file by file.
+
+    Only runs on the failure path, so the nightly run pays nothing for it.
+    """
+    for path, select in zip(paths, selects, strict=True):
+        try:
+            con.sql(f"SELECT * FROM ({select})").fetchall()
+        except duckdb.Error as file_exc:
+            first_line = str(file_exc).strip().splitlines()[0]
+            return InputError(f"{path}: cannot be read as Parquet ({first_line})")
+    return InputError(f"raw files could not be read together: {str(exc).splitlines()[0]}")
 
 
 def _check_integer_ranges(

@@ -13,9 +13,16 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from pipelines.errors import InputError
+from pipelines.errors import ExpscoreError, InputError
+from pipelines.gates import GateResult, band_change_gate, quarantine_gates, row_count_gates
 from pipelines.load import LoadedInputs, latest_partition_date, load_window
-from pipelines.publish import publish_partition, read_partition, write_json_atomic
+from pipelines.lock import output_lock
+from pipelines.publish import (
+    clean_stale_staging,
+    publish_partition,
+    read_partition,
+    write_json_atomic,
+)
 from scoring.daily import (
     PREVIOUS_LABELS_SCHEMA,
     PREVIOUS_WEIGHTS_SCHEMA,
@@ -76,14 +83,31 @@ def previous_outputs(out: Path, run_date: dt.date) -> tuple[pl.LazyFrame, pl.Laz
     )
 
 
+class HeldError(ExpscoreError):
+    """A quality gate held publication; the previous tables stay. Exit 3 (see --force)."""
+
+    exit_code = 3
+
+
 def run_day(
     raw: Path,
     out: Path,
     rules: Rules,
     run_date: dt.date | None = None,
     publish: bool = True,
+    force: bool = False,
 ) -> RunResult:
-    """Score one business date from the raw logs and publish its tables atomically."""
+    """Score one business date and publish its tables atomically, holding the output lock."""
+    if not publish:
+        return _run_day(raw, out, rules, run_date, publish=False, force=force)
+    with output_lock(out):
+        clean_stale(out)
+        return _run_day(raw, out, rules, run_date, publish=True, force=force)
+
+
+def _run_day(
+    raw: Path, out: Path, rules: Rules, run_date: dt.date | None, publish: bool, force: bool
+) -> RunResult:
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -118,15 +142,64 @@ def run_day(
     quarantine = loaded.quarantine.with_columns(
         dt=pl.lit(run_date, pl.Date), rules_version=pl.lit(rules.version)
     )
+    gates = evaluate_gates(loaded, quarantine, tables, out, run_date, rules)
+    failed = [g for g in gates if not g.passed]
+    status = "published" if not failed else ("forced" if force else "held")
     manifest = build_manifest(run_date, raw, out, rules, loaded, tables, quarantine, timings)
-    if publish:
-        for name in TABLE_SCHEMAS:
-            publish_partition(out, name, run_date, tables[name])
-        publish_partition(out, QUARANTINE_TABLE, run_date, quarantine)
-        lap("publish")
-        manifest["timings_seconds"] = timings
-        write_json_atomic(manifest_path(out, run_date), manifest)
-    return RunResult(run_date, out, tables, manifest, timings)
+    manifest["status"] = status
+    manifest["gates"] = [g.to_dict() for g in gates]
+    result = RunResult(run_date, out, tables, manifest, timings)
+    if not publish:
+        return result
+    if status == "held":
+        write_json_atomic(held_manifest_path(out, run_date), manifest)
+        reasons = "; ".join(g.message for g in failed)
+        raise HeldError(
+            f"{run_date}: publication held by quality gate(s): {reasons}. The previous tables "
+            f"stay published; see {held_manifest_path(out, run_date)}; rerun with --force to "
+            "publish anyway"
+        )
+    for name in TABLE_SCHEMAS:
+        publish_partition(out, name, run_date, tables[name])
+    publish_partition(out, QUARANTINE_TABLE, run_date, quarantine)
+    lap("publish")
+    manifest["timings_seconds"] = timings
+    write_json_atomic(manifest_path(out, run_date), manifest)
+    held_manifest_path(out, run_date).unlink(missing_ok=True)
+    return result
+
+
+def evaluate_gates(
+    loaded: LoadedInputs,
+    quarantine: pl.DataFrame,
+    tables: dict[str, pl.DataFrame],
+    out: Path,
+    run_date: dt.date,
+    rules: Rules,
+) -> list[GateResult]:
+    previous_scores = read_partition(out, "shop_scores", run_date - dt.timedelta(days=1))
+    return [
+        *row_count_gates(loaded.files, run_date, rules.gates),
+        *quarantine_gates(loaded.files, quarantine, run_date, rules.gates),
+        *band_change_gate(tables["shop_scores"], previous_scores, rules.gates),
+    ]
+
+
+def clean_stale(out: Path) -> None:
+    """Remove what a killed run left behind: staging folders and temporary manifests."""
+    if not out.is_dir():
+        return
+    for table_dir in out.iterdir():
+        if table_dir.is_dir():
+            clean_stale_staging(table_dir)
+    manifests = out / MANIFEST_DIR
+    if manifests.is_dir():
+        for tmp in manifests.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
+def held_manifest_path(out: Path, run_date: dt.date) -> Path:
+    return out / MANIFEST_DIR / f"dt={run_date.isoformat()}.held.json"
 
 
 def manifest_path(out: Path, run_date: dt.date) -> Path:
@@ -177,16 +250,22 @@ def backfill(
     start: dt.date,
     end: dt.date,
     on_day: Callable[[RunResult], None] | None = None,
+    force: bool = False,
 ) -> list[RunResult]:
-    """Run every date from start to end in order: labels and weights carry over day to day."""
+    """Run every date from start to end in order: labels and weights carry over day to day.
+
+    A held day stops the backfill: the days after it would build on its missing tables.
+    """
     if end < start:
         raise InputError(f"backfill: --end {end} is before --start {start}")
     results = []
-    day = start
-    while day <= end:
-        result = run_day(raw, out, rules, day)
-        results.append(result)
-        if on_day:
-            on_day(result)
-        day += dt.timedelta(days=1)
+    with output_lock(out):
+        clean_stale(out)
+        day = start
+        while day <= end:
+            result = _run_day(raw, out, rules, day, publish=True, force=force)
+            results.append(result)
+            if on_day:
+                on_day(result)
+            day += dt.timedelta(days=1)
     return results

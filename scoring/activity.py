@@ -16,7 +16,8 @@ def main_category(orders_v: pl.LazyFrame) -> pl.LazyFrame:
     """The category with the greatest paid amount over the shop's orders of V; ties: smallest id."""
     return (
         orders_v.group_by("shop_id", "category_id")
-        .agg(amount=pl.col("amount_cents").sum())
+        # Int128: a per-category total of int64 amounts must not wrap (engineering notes)
+        .agg(amount=pl.col("amount_cents").cast(pl.Int128).sum())
         .sort(["shop_id", "amount", "category_id"], descending=[False, True, False])
         .group_by("shop_id")
         .agg(main_category_id=pl.col("category_id").first())

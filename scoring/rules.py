@@ -47,6 +47,20 @@ class BonusRule:
 
 
 @dataclass(frozen=True)
+class GateRules:
+    """Quality gates: conditions that hold publication (exit 3) unless forced.
+
+    The defaults are the documented ones; a rules file may set them in a `[gates]` table, so a
+    rules file written to the spec alone (which has no gates) still runs with sane gates.
+    """
+
+    trailing_days: int = 7  # rows of today's partition vs the median of this many days before
+    min_rows_vs_median: float = 0.5  # hold when today's rows < this x trailing median
+    max_quarantine_share: float = 0.01  # hold when today's rejected rows > this share of a log
+    max_band_change_share: float = 0.20  # hold when more scored shops than this change band
+
+
+@dataclass(frozen=True)
 class RuleSet:
     """The indicator rules and dimension weights that apply to one group of shops."""
 
@@ -74,6 +88,7 @@ class Rules:
     negotiate_first_min_score: float
     campaign_min_score: float
     campaign_min_pxi: float
+    gates: GateRules = field(default_factory=GateRules)
     source: str = field(default="<rules>", compare=False)
 
     def rule_set(self, category_id: int | None) -> RuleSet:
@@ -142,7 +157,7 @@ def parse_rules(data: Mapping[str, Any], source: str = "<rules>") -> Rules:
             "labels",
             "privileges",
         },
-        optional={"categories"},
+        optional={"categories", "gates"},
     )
     version = data["version"]
     if not isinstance(version, str) or not version:
@@ -218,6 +233,7 @@ def parse_rules(data: Mapping[str, Any], source: str = "<rules>") -> Rules:
             privileges["campaign_min_score"], "privileges.campaign_min_score"
         ),
         campaign_min_pxi=p.number(privileges["campaign_min_pxi"], "privileges.campaign_min_pxi"),
+        gates=p.gates(data.get("gates", {})),
         source=source,
     )
 
@@ -385,6 +401,21 @@ class _Parser:
         rule_set = RuleSet(dimension_weights=dim_weights, indicators=indicators)
         self.dimension_sums(rule_set, where)
         return rule_set
+
+    def gates(self, value: Any) -> GateRules:
+        table = self.table(value, "gates")
+        defaults = GateRules()
+        self.keys(table, "gates", required=set(), optional=set(defaults.__dataclass_fields__))
+        shares = ("min_rows_vs_median", "max_quarantine_share", "max_band_change_share")
+        for key in shares:
+            if key in table and not 0.0 <= self.number(table[key], f"gates.{key}") <= 1.0:
+                self.fail(f"gates.{key}", f"must lie in [0, 1], got {table[key]!r}")
+        return GateRules(
+            trailing_days=self.integer(
+                table.get("trailing_days", defaults.trailing_days), "gates.trailing_days", 1
+            ),
+            **{k: float(table.get(k, getattr(defaults, k))) for k in shares},
+        )
 
     def label(self, value: Mapping[str, Any], where: str, better: str) -> LabelRule:
         self.keys(value, where, required={"enter", "exit", "min_n"})

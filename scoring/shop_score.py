@@ -41,8 +41,12 @@ def with_priors(counts: pl.LazyFrame) -> pl.LazyFrame:
     all shops. An indicator whose whole-run pool is empty is not assessed (12.9).
     """
     contributing = counts.filter(pl.col("denominator") > 0)
-    # integer sums: exact, so the prior does not depend on the order rows are summed in
-    pooled = {"units": pl.col("numerator_units").sum(), "den": pl.col("denominator").sum()}
+    # Exact integer sums, so the prior does not depend on summation order. Int128: pooled over a
+    # marketplace, hours in microseconds pass 2^63 (30 M orders x 72 h = 7.8e18).
+    pooled = {
+        "units": pl.col("numerator_units").cast(pl.Int128).sum(),
+        "den": pl.col("denominator").sum(),
+    }
     by_category = (
         contributing.filter(pl.col("main_category_id").is_not_null())
         .group_by("indicator", "main_category_id")
@@ -54,7 +58,7 @@ def with_priors(counts: pl.LazyFrame) -> pl.LazyFrame:
     assessed = (pl.col("all_den") > 0).fill_null(False)
 
     def pooled_rate(units: str, den: str) -> pl.Expr:
-        return pl.col(units) / pl.col("units_per_numerator") / pl.col(den)
+        return pl.col(units).cast(pl.Float64) / pl.col("units_per_numerator") / pl.col(den)
 
     return (
         counts.join(by_category, on=["indicator", "main_category_id"], how="left")

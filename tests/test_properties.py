@@ -41,7 +41,7 @@ def small_rules():
 def run_tables(
     raw: Path, out: Path, rules=None, day: dt.date = RUN_DATE
 ) -> dict[str, pl.DataFrame]:
-    return run_day(raw, out, rules or small_rules(), day).tables
+    return run_day(raw, out, rules or small_rules(), day, force=True).tables
 
 
 @PIPELINE

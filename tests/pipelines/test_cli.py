@@ -62,7 +62,7 @@ def test_missing_column_exits_2_naming_file_and_column(
     assert code == 2
     assert err.count("\n") == 1 and "Traceback" not in err
     assert "part-0.parquet: missing required column 'shop_id'" in err
-    assert not out.exists()  # nothing published for that date
+    assert not (out / "shop_scores").exists()  # nothing published for that date
 
 
 def test_bad_rules_file_exits_2_naming_the_key(

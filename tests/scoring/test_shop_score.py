@@ -567,3 +567,24 @@ def test_a_shop_at_the_floor_of_every_indicator_scores_exactly_three() -> None:
     )
     assert shop["score"] == 3.0
     assert shop["score_display"] == 3.0
+
+
+def test_pooled_hours_prior_does_not_wrap_past_int64() -> None:
+    """Two shops of 2^62 microseconds each pool to 2^63: past Int64, still exact (Int128)."""
+    import polars as pl
+
+    from scoring.shop_score import with_priors
+
+    counts = pl.LazyFrame(
+        {
+            "shop_id": [1, 2],
+            "main_category_id": [5, 5],
+            "indicator": ["delivery_hours"] * 2,
+            "numerator": [2**62 / 3.6e9] * 2,
+            "denominator": [15_000_000, 15_000_000],
+            "numerator_units": [2**62, 2**62],
+            "units_per_numerator": [3.6e9, 3.6e9],
+        }
+    )
+    priors = with_priors(counts).collect()["prior"].to_list()
+    assert priors == [2**63 / 3.6e9 / 30_000_000] * 2

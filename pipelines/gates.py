@@ -1,0 +1,132 @@
+"""Quality gates: checks between scoring and publishing that can hold a run (exit code 3).
+
+The traffic-weight table steers real buyers, so a feed that arrived half-empty, a feed full of
+garbage, or a night on which a fifth of all shops changed band is held for a human to look at,
+and yesterday's tables stay published. `--force` publishes anyway and the manifest says so.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+from dataclasses import asdict, dataclass
+
+import polars as pl
+
+from pipelines.schemas import LOGS
+from scoring.rules import GateRules
+
+
+@dataclass(frozen=True)
+class GateResult:
+    gate: str
+    passed: bool
+    value: float | None
+    threshold: float
+    message: str
+    log: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def rows_per_day(files: list[dict], log: str) -> dict[dt.date, int]:
+    """Rows per partition date of one log, from the loader's file list (footer counts)."""
+    counts: dict[dt.date, int] = {}
+    for entry in files:
+        if entry["log"] == log:
+            day = dt.date.fromisoformat(entry["dt"])
+            counts[day] = counts.get(day, 0) + entry["rows"]
+    return counts
+
+
+def row_count_gates(files: list[dict], run_date: dt.date, gates: GateRules) -> list[GateResult]:
+    """Today's rows of each log against half the median of the trailing days (missing = 0)."""
+    results = []
+    for log in LOGS:
+        counts = rows_per_day(files, log)
+        trailing = [
+            counts.get(run_date - dt.timedelta(days=n), 0)
+            for n in range(1, gates.trailing_days + 1)
+        ]
+        median = statistics.median(trailing)
+        today = counts.get(run_date, 0)
+        floor = gates.min_rows_vs_median * median
+        passed = median == 0 or today >= floor
+        results.append(
+            GateResult(
+                gate="row_count",
+                log=log,
+                passed=passed,
+                value=float(today),
+                threshold=floor,
+                message=(
+                    f"{log}: {today} rows on {run_date}, "
+                    f"{'at least' if passed else 'below'} {gates.min_rows_vs_median:g} x the "
+                    f"{gates.trailing_days}-day median of {median:g}"
+                ),
+            )
+        )
+    return results
+
+
+def quarantine_gates(
+    files: list[dict], quarantine: pl.DataFrame, run_date: dt.date, gates: GateRules
+) -> list[GateResult]:
+    """Share of today's rows of each log that were quarantined."""
+    rejected = dict(
+        quarantine.filter(pl.col("source_dt") == run_date).group_by("log").len().iter_rows()
+    )
+    results = []
+    for log in LOGS:
+        today = rows_per_day(files, log).get(run_date, 0)
+        share = rejected.get(log, 0) / today if today else 0.0
+        passed = share <= gates.max_quarantine_share
+        results.append(
+            GateResult(
+                gate="quarantine_share",
+                log=log,
+                passed=passed,
+                value=share,
+                threshold=gates.max_quarantine_share,
+                message=(
+                    f"{log}: {rejected.get(log, 0)} of {today} rows of {run_date} quarantined "
+                    f"({share:.2%}, limit {gates.max_quarantine_share:.2%})"
+                ),
+            )
+        )
+    return results
+
+
+def band_change_share(today: pl.DataFrame, previous: pl.DataFrame) -> tuple[int, int]:
+    """(changed, compared): shops present both days and scored on at least one of them."""
+    both = today.select("shop_id", "band", "status").join(
+        previous.select("shop_id", previous_band="band", previous_status="status"),
+        on="shop_id",
+        how="inner",
+    )
+    compared = both.filter((pl.col("status") == "scored") | (pl.col("previous_status") == "scored"))
+    changed = compared.filter(pl.col("band") != pl.col("previous_band"))
+    return changed.height, compared.height
+
+
+def band_change_gate(
+    today: pl.DataFrame, previous: pl.DataFrame | None, gates: GateRules
+) -> list[GateResult]:
+    if previous is None:
+        return []
+    changed, compared = band_change_share(today, previous)
+    share = changed / compared if compared else 0.0
+    passed = share <= gates.max_band_change_share
+    return [
+        GateResult(
+            gate="band_change_share",
+            passed=passed,
+            value=share,
+            threshold=gates.max_band_change_share,
+            message=(
+                f"{changed} of {compared} scored shops changed band since the day before "
+                f"({share:.1%}, limit {gates.max_band_change_share:.0%})"
+            ),
+        )
+    ]

@@ -1,0 +1,151 @@
+"""The bad-input catalogue, end to end through the CLI: a clear message and nothing lost.
+
+Row-level problems (reason codes) are in test_load.py; these are the file- and partition-level
+cases, and what each does to the exit code and to the published output.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from pipelines.cli import main
+from tests.builders import frame, ts, write_partition
+
+D = dt.date(2026, 3, 10)
+
+
+def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: str):
+    monkeypatch.setattr(sys, "argv", ["expscore", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+def steady_raw(raw: Path, days: int = 10) -> None:
+    """A steady feed: 20 orders and a session paid/started on each of the days up to D."""
+    for n in range(days):
+        day = D - dt.timedelta(days=n)
+        paid = dt.datetime.combine(day, dt.time(2), tzinfo=dt.UTC)
+        orders = [{"order_id": n * 100 + i, "paid_at": paid} for i in range(20)]
+        write_partition(raw, "orders", day, orders)
+        write_partition(raw, "cs_sessions", day, [{"session_id": n, "started_at": paid}])
+
+
+@pytest.fixture
+def raw(tmp_path: Path) -> Path:
+    raw = tmp_path / "raw"
+    steady_raw(raw)
+    return raw
+
+
+def run(monkeypatch, capsys, raw: Path, out: Path, *extra: str):
+    return cli(
+        monkeypatch, capsys, "run", "--raw", str(raw), "--out", str(out), "--date", str(D), *extra
+    )
+
+
+def test_truncated_parquet_exits_2_and_publishes_nothing(
+    monkeypatch, capsys, raw, tmp_path
+) -> None:
+    path = raw / "orders" / f"dt={D}" / "part-0.parquet"
+    path.write_bytes(path.read_bytes()[:-100])
+    code, _, err = run(monkeypatch, capsys, raw, tmp_path / "out")
+    assert code == 2
+    assert f"dt={D}/part-0.parquet: cannot be read as Parquet" in err
+    assert not (tmp_path / "out" / "shop_scores").exists()
+
+
+def test_corrupt_data_behind_a_valid_footer_names_the_file(
+    monkeypatch, capsys, raw, tmp_path
+) -> None:
+    path = write_partition(raw, "orders", D, [{"order_id": 10_000 + i} for i in range(3000)], "big")
+    data = bytearray(path.read_bytes())
+    data[8 : len(data) // 2] = b"\xff" * (len(data) // 2 - 8)
+    path.write_bytes(bytes(data))
+    code, _, err = run(monkeypatch, capsys, raw, tmp_path / "out")
+    assert code == 2
+    assert "big.parquet: cannot be read as Parquet" in err
+
+
+def test_a_failed_run_leaves_the_previous_tables(monkeypatch, capsys, raw, tmp_path) -> None:
+    out = tmp_path / "out"
+    assert run(monkeypatch, capsys, raw, out)[0] == 0
+    before = pl.read_parquet(out / "shop_scores" / f"dt={D}" / "part-0.parquet")
+    pl.read_parquet(raw / "orders" / f"dt={D}" / "part-0.parquet").drop(
+        "amount_cents"
+    ).write_parquet(raw / "orders" / f"dt={D}" / "part-0.parquet")
+    code, _, err = run(monkeypatch, capsys, raw, out)
+    assert code == 2 and "missing required column 'amount_cents'" in err
+    assert pl.read_parquet(out / "shop_scores" / f"dt={D}" / "part-0.parquet").equals(before)
+
+
+def test_empty_partition_and_empty_file_are_accepted(monkeypatch, capsys, raw, tmp_path) -> None:
+    (raw / "refunds" / f"dt={D}").mkdir(parents=True)
+    folder = raw / "refunds" / f"dt={D - dt.timedelta(days=2)}"
+    folder.mkdir(parents=True)
+    frame("refunds", []).write_parquet(folder / "part-0.parquet")
+    code, _, _ = run(monkeypatch, capsys, raw, tmp_path / "out")
+    assert code == 0
+
+
+def test_same_file_copied_twice_counts_once(monkeypatch, capsys, raw, tmp_path) -> None:
+    out_once, out_twice = tmp_path / "once", tmp_path / "twice"
+    assert run(monkeypatch, capsys, raw, out_once)[0] == 0
+    folder = raw / "orders" / f"dt={D}"
+    shutil.copyfile(folder / "part-0.parquet", folder / "part-0 (copy).parquet")
+    assert run(monkeypatch, capsys, raw, out_twice)[0] == 0
+    for table in ("shop_scores", "shop_indicators", "item_scores"):
+        once = pl.read_parquet(out_once / table / f"dt={D}" / "part-0.parquet")
+        twice = pl.read_parquet(out_twice / table / f"dt={D}" / "part-0.parquet")
+        assert once.equals(twice), table
+    manifest = json.loads((out_twice / "manifests" / f"dt={D}.json").read_text())
+    assert manifest["inputs"]["orders"]["rows_read"] == 220  # read twice, counted once
+    assert manifest["inputs"]["orders"]["rows_current"] == 200
+
+
+def test_missing_day_is_held_by_the_row_count_gate(monkeypatch, capsys, raw, tmp_path) -> None:
+    shutil.rmtree(raw / "orders" / f"dt={D}")
+    code, _, err = run(monkeypatch, capsys, raw, tmp_path / "out")
+    assert code == 3
+    assert f"orders: 0 rows on {D}, below 0.5 x the 7-day median of 20" in err
+    held = json.loads((tmp_path / "out" / "manifests" / f"dt={D}.held.json").read_text())
+    assert held["status"] == "held"
+    assert str(D) in held["inputs"]["orders"]["missing_partitions"]
+    assert not (tmp_path / "out" / "shop_scores").exists()  # nothing published
+
+
+def test_naive_and_narrow_inputs_are_accepted(monkeypatch, capsys, raw, tmp_path) -> None:
+    path = raw / "cs_sessions" / f"dt={D}" / "part-0.parquet"
+    pl.read_parquet(path).with_columns(
+        pl.col("started_at", "closed_at").dt.replace_time_zone(None),
+        pl.col("session_id", "shop_id").cast(pl.Int16),
+        pl.col("first_response_seconds").cast(pl.UInt8),
+    ).write_parquet(path)
+    assert run(monkeypatch, capsys, raw, tmp_path / "out")[0] == 0
+
+
+def test_stray_non_parquet_files_are_ignored(monkeypatch, capsys, raw, tmp_path) -> None:
+    (raw / "orders" / f"dt={D}" / "_SUCCESS").write_text("")
+    assert run(monkeypatch, capsys, raw, tmp_path / "out")[0] == 0
+
+
+def test_session_at_partition_cutoff_is_quarantined_not_fatal(
+    monkeypatch, capsys, raw, tmp_path
+) -> None:
+    # cutoff(D) = D+1 00:00 local = D 16:00 UTC
+    late = {"session_id": 999, "started_at": ts(2026, 3, 10, 15), "closed_at": ts(2026, 3, 10, 16)}
+    write_partition(raw, "cs_sessions", D, [late], "late")
+    out = tmp_path / "out"
+    assert run(monkeypatch, capsys, raw, out, "--force")[0] == 0
+    q = pl.read_parquet(out / "quarantine" / f"dt={D}" / "part-0.parquet")
+    assert q.filter(pl.col("record_key") == 999)["reason"].to_list() == [
+        "at_or_after_partition_cutoff"
+    ]
