@@ -9,24 +9,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from pipelines.cli import main
 from tests.builders import frame, ts, write_partition
+from tests.pipelines.cli_runner import cli
 
 D = dt.date(2026, 3, 10)
-
-
-def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: str):
-    monkeypatch.setattr(sys, "argv", ["expscore", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
 
 
 def steady_raw(raw: Path, days: int = 10) -> None:

@@ -21,7 +21,8 @@ import pytest
 from pipelines.lock import LockedError, output_lock
 from pipelines.publish import partition_dir
 from pipelines.run import clean_stale
-from tests.pipelines.test_bad_input import D, cli, steady_raw
+from tests.pipelines.cli_runner import cli
+from tests.pipelines.test_bad_input import D, steady_raw
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,7 +12,8 @@ import pytest
 from pipelines.gates import band_change_gate, quarantine_gates, row_count_gates
 from scoring.rules import GateRules
 from tests.builders import DEFAULT_RULES_PATH, write_partition
-from tests.pipelines.test_bad_input import D, cli, steady_raw
+from tests.pipelines.cli_runner import cli
+from tests.pipelines.test_bad_input import D, steady_raw
 
 GATES = GateRules()
 
