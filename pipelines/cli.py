@@ -117,16 +117,19 @@ def backfill_command(
     force: ForceOption = False,
 ) -> None:
     """Run every date from --start to --end in order (labels and weights carry over)."""
+    from pipelines.progress import backfill_progress
+
     first, last = _parse_date(start, "--start"), _parse_date(end, "--end")
-    backfill(
-        raw,
-        out,
-        load_rules(rules),
-        first,
-        last,
-        on_day=lambda r: typer.echo(summary_lines(r)[0]),
-        force=force,
-    )
+    with backfill_progress(first, last) as progress:
+        backfill(
+            raw,
+            out,
+            load_rules(rules),
+            first,
+            last,
+            on_day=lambda r: progress.day_done(r, summary_lines(r)[0]),
+            force=force,
+        )
 
 
 @app.command()
@@ -167,3 +170,8 @@ def main() -> None:
             raise
         typer.echo(f"expscore: internal error: {type(exc).__name__}: {exc}", err=True)
         sys.exit(1)
+
+
+from pipelines import analyst_cli  # noqa: E402
+
+analyst_cli.register(app)

@@ -1,0 +1,105 @@
+"""Reading the published output back: which dates exist, and lazy scans of a table's partitions.
+
+The analyst commands (explain, query, report) only ever read what `run` published, never the raw
+logs, so what they show is exactly what merchants and downstream systems received. Partitions
+are `<out>/<table>/dt=YYYY-MM-DD/*.parquet`; hidden staging folders (`.staging-…`) are skipped
+because they never match `dt=*`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import polars as pl
+
+from pipelines.errors import InputError
+from pipelines.run import MANIFEST_DIR, QUARANTINE_TABLE
+from scoring.daily import TABLE_SCHEMAS
+
+# Every table `run` publishes, in the README's order.
+PUBLISHED_TABLES: tuple[str, ...] = (*TABLE_SCHEMAS, QUARANTINE_TABLE)
+
+# The published columns of each table, for an empty frame where a date has no partition.
+_EXTRA = {"dt": pl.Date, "rules_version": pl.String}
+PUBLISHED_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
+    **{name: {**schema, **_EXTRA} for name, schema in TABLE_SCHEMAS.items()},
+    QUARANTINE_TABLE: {
+        "log": pl.String,
+        "reason": pl.String,
+        "source_dt": pl.Date,
+        "source_file": pl.String,
+        "source_row": pl.Int64,
+        "record_key": pl.Int64,
+        "row": pl.String,
+        **_EXTRA,
+    },
+}
+
+
+def published_dates(out: Path, table: str = "shop_scores") -> list[dt.date]:
+    """Dates with a published partition of `table` (folders `dt=YYYY-MM-DD` holding Parquet)."""
+    table_dir = Path(out) / table
+    if not table_dir.is_dir():
+        return []
+    dates = []
+    for folder in table_dir.glob("dt=*"):
+        try:
+            day = dt.date.fromisoformat(folder.name.removeprefix("dt="))
+        except ValueError:
+            continue
+        if any(folder.glob("*.parquet")):
+            dates.append(day)
+    return sorted(dates)
+
+
+def _date_range_text(dates: list[dt.date]) -> str:
+    if not dates:
+        return "none"
+    if len(dates) == 1:
+        return dates[0].isoformat()
+    return f"{dates[0]} .. {dates[-1]}, {len(dates)} dates"
+
+
+def resolve_date(out: Path, day: dt.date | None, table: str = "shop_scores") -> dt.date:
+    """`day` if `table` was published for it, the latest published date when `day` is None.
+
+    Raises InputError naming what exists, so a typo'd date or a wrong --out is obvious.
+    """
+    dates = published_dates(out, table)
+    if not dates:
+        raise InputError(f"{out}: no published {table} (expected {out}/{table}/dt=YYYY-MM-DD/)")
+    if day is None:
+        return dates[-1]
+    if day not in dates:
+        raise InputError(
+            f"{out}: no {table} output for {day} (published: {_date_range_text(dates)})"
+        )
+    return day
+
+
+def partition_files(out: Path, table: str, day: dt.date) -> list[Path]:
+    folder = Path(out) / table / f"dt={day.isoformat()}"
+    return sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+
+
+def scan_day(out: Path, table: str, day: dt.date) -> pl.LazyFrame:
+    """A lazy scan of one date's partition; an empty frame of the table's schema when missing.
+
+    Lazy so that filters on a shop or item id are pushed into the Parquet reader: explaining
+    one shop of a million reads row groups, not the whole table.
+    """
+    return scan_days(out, table, [day])
+
+
+def scan_days(out: Path, table: str, days: list[dt.date]) -> pl.LazyFrame:
+    """The partitions of `table` for the given dates that exist, stacked (`dt` is a column of
+    every published file); an empty frame of the table's schema when none exists."""
+    files = [f for day in days for f in partition_files(out, table, day)]
+    if not files:
+        return pl.LazyFrame(schema=PUBLISHED_SCHEMAS[table])
+    return pl.scan_parquet(files)
+
+
+def manifest_file(out: Path, day: dt.date) -> Path:
+    return Path(out) / MANIFEST_DIR / f"dt={day.isoformat()}.json"

@@ -1,0 +1,125 @@
+"""`expscore query`: SQL over the published tables, with DuckDB.
+
+Every table under `--out` becomes a view over all its date partitions, so an analyst writes
+`SELECT … FROM shop_scores WHERE dt = DATE '2026-10-10'` without knowing the layout. `dt` is read
+from the hive folder name with an explicit DATE type (never inferred, engineering notes), and a
+filter on it prunes whole partitions. `manifests` is a view of the run manifests as JSON.
+
+Results come back as Arrow, never through Python objects: DuckDB 2's `.fetchall()` needs pytz for
+zone-aware timestamps, and Arrow keeps types exact for `--parquet`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TextIO
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipelines.errors import InputError
+from pipelines.published import PUBLISHED_TABLES, published_dates
+from pipelines.run import MANIFEST_DIR
+
+MANIFESTS_VIEW = "manifests"
+DEFAULT_MAX_ROWS = 50
+
+
+def _sql_string(value: str) -> str:
+    """A SQL string literal (paths may hold quotes)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def view_sql(out: Path) -> dict[str, str]:
+    """`CREATE VIEW` statements for every table of `out` that has at least one partition."""
+    statements = {}
+    for table in PUBLISHED_TABLES:
+        if not published_dates(out, table):
+            continue
+        glob = _sql_string(str(Path(out) / table / "dt=*" / "*.parquet"))
+        statements[table] = (
+            f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet({glob}, "
+            f"hive_partitioning = true, hive_types = {{'dt': DATE}})"
+        )
+    if any((Path(out) / MANIFEST_DIR).glob("dt=*.json")):
+        # dt=D.json for a published run, dt=D.held.json for a run a quality gate held
+        glob = _sql_string(str(Path(out) / MANIFEST_DIR / "dt=*.json"))
+        day = "[0-9]{4}-[0-9]{2}-[0-9]{2}"
+        statements[MANIFESTS_VIEW] = (
+            f"CREATE OR REPLACE VIEW {MANIFESTS_VIEW} AS SELECT "
+            f"CAST(regexp_extract(filename, 'dt=({day})', 1) AS DATE) AS dt, "
+            f"filename LIKE '%.held.json' AS held, CAST(content AS JSON) AS manifest "
+            f"FROM read_text({glob}) "
+            f"WHERE regexp_matches(filename, 'dt={day}([.]held)?[.]json$')"
+        )
+    return statements
+
+
+def connect(out: Path) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with the views of `out` registered."""
+    statements = view_sql(out)
+    if not statements:
+        raise InputError(f"{out}: no published tables to query (run `expscore run` first)")
+    con = duckdb.connect()
+    for statement in statements.values():
+        con.sql(statement)
+    return con
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
+
+
+def run_query(out: Path, sql: str) -> pa.Table | None:
+    """The result of `sql` (the last statement when there are several) as an Arrow table;
+    None for a statement that returns nothing. Bad SQL is an InputError (exit 2)."""
+    if not sql.strip():
+        raise InputError("query: empty SQL")
+    con = connect(out)
+    try:
+        relation = con.sql(sql)
+        return None if relation is None else relation.to_arrow_table()
+    except duckdb.Error as exc:
+        raise InputError(f"query: {_one_line(exc)}") from exc
+    finally:
+        con.close()
+
+
+def format_table(result: pa.Table, max_rows: int = DEFAULT_MAX_ROWS) -> str:
+    """The result as an aligned text table (Polars layout), with its row count."""
+    frame = pl.from_arrow(result)
+    assert isinstance(frame, pl.DataFrame)
+    with pl.Config(
+        tbl_rows=max_rows,
+        tbl_cols=-1,
+        tbl_width_chars=250,
+        fmt_str_lengths=60,
+        tbl_hide_dataframe_shape=True,
+    ):
+        text = str(frame)
+    shown = "" if frame.height <= max_rows else f", showing {max_rows} (use --csv for all)"
+    return f"{text}\n{frame.height} rows{shown}"
+
+
+def write_csv(result: pa.Table, stream: TextIO | None = None) -> None:
+    """CSV with a header to `stream` (stdout by default); nested columns cannot be CSV."""
+    frame = pl.from_arrow(result)
+    assert isinstance(frame, pl.DataFrame)
+    nested = [name for name, dtype in frame.schema.items() if dtype.is_nested()]
+    if nested:
+        raise InputError(
+            f"query: column(s) {', '.join(nested)} are nested and cannot be written as CSV; "
+            f"use --parquet or cast them to text in the SQL"
+        )
+    (stream or sys.stdout).write(frame.write_csv())
+
+
+def write_parquet(result: pa.Table, path: Path) -> None:
+    """The result as one Parquet file, types kept exactly as DuckDB returned them."""
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        raise InputError(f"query: --parquet {path}: folder {path.parent} does not exist")
+    pq.write_table(result, path, compression="zstd")

@@ -1,0 +1,535 @@
+"""`expscore report`: one self-contained HTML file with the charts analysts and platform teams ask
+for, read from the published tables.
+
+Self-contained means it opens from an e-mail attachment or a laptop with no network: plotly.js
+is inlined once (no CDN, no external fonts), every figure is a `<div>` plus its data. The page
+has no wall-clock timestamp, so the same tables give the same file.
+
+The numbers are computed here with Polars (vectorised), the figures only draw them:
+- score distribution on the date, coloured by band;
+- band shares over the last N days, with the 4.8+ share as the headline number (the figure
+  marketplaces publish);
+- per-dimension score distributions;
+- per-indicator distributions (smoothed value, the scale the knots apply to) by main category;
+- biggest movers: score change from the first to the last date of the period;
+- labels gained and lost day over day;
+- quarantined rows per run by reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import plotly.graph_objects as go
+import polars as pl
+from plotly.offline import get_plotlyjs
+from plotly.subplots import make_subplots
+
+from pipelines.errors import InputError
+from pipelines.progress import Reporter
+from pipelines.published import published_dates, resolve_date, scan_days
+from scoring.catalog import BANDS, DIMENSIONS, INDICATORS
+
+HEADLINE_BAND = "4.8+"
+SCORED_BANDS = [b for b in BANDS if b != "unscored"]
+BAND_COLOURS = {"4.8+": "#1a9850", "4.5-4.8": "#91cf60", "4.0-4.5": "#fdae61", "<4.0": "#d73027"}
+MOVERS_EACH_WAY = 10
+
+# Section id -> title. Tests and readers find each chart by its id.
+CHARTS: dict[str, str] = {
+    "score-distribution": "Score distribution",
+    "band-shares": "Band shares over time",
+    "dimension-distributions": "Dimension scores",
+    "indicator-distributions": "Indicators by main category",
+    "biggest-movers": "Biggest movers",
+    "labels-gained-lost": "Labels gained and lost",
+    "quarantine-counts": "Quarantined rows",
+}
+PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
+TEMPLATE = "plotly_white"
+
+
+@dataclass(frozen=True)
+class ReportData:
+    """Everything the report draws, already aggregated."""
+
+    day: dt.date
+    dates: list[dt.date]  # published dates in the period, oldest first
+    rules_version: str
+    shops: pl.DataFrame  # shop_scores of `day`
+    band_shares: pl.DataFrame  # dt, band, shops, share (of scored shops)
+    indicators: pl.DataFrame  # indicator, main_category_id, smoothed_value (scored shops, `day`)
+    movers: pl.DataFrame  # shop_id, main_category_id, score_from, score_to, change
+    label_changes: pl.DataFrame  # label, gained, lost (summed over the period)
+    labels_held: pl.DataFrame  # label, shops (on `day`)
+    quarantine: pl.DataFrame  # dt, reason, rows
+    items: int  # item_scores rows on `day`
+
+
+def period_dates(out: Path, day: dt.date, days: int) -> list[dt.date]:
+    """Published dates within the `days` days ending on `day`."""
+    if days < 1:
+        raise InputError(f"report: --days must be at least 1, got {days}")
+    first = day - dt.timedelta(days=days - 1)
+    return [d for d in published_dates(out, "shop_scores") if first <= d <= day]
+
+
+def band_shares(shops: pl.LazyFrame) -> pl.LazyFrame:
+    """Per date and band: scored shops and their share of all scored shops that date."""
+    scored = shops.filter(pl.col("status") == "scored")
+    return (
+        scored.group_by("dt", "band")
+        .agg(shops=pl.len())
+        .with_columns(share=pl.col("shops") / pl.col("shops").sum().over("dt"))
+        .sort("dt", "band")
+    )
+
+
+def movers(shops: pl.LazyFrame, first: dt.date, last: dt.date) -> pl.LazyFrame:
+    """Shops scored on both dates, with the change of score; the biggest rises and falls."""
+    scored = shops.filter(pl.col("status") == "scored")
+    before = scored.filter(pl.col("dt") == first).select("shop_id", score_from="score")
+    after = scored.filter(pl.col("dt") == last).select(
+        "shop_id", "main_category_id", score_to="score"
+    )
+    both = after.join(before, on="shop_id", how="inner").with_columns(
+        change=pl.col("score_to") - pl.col("score_from")
+    )
+    up = both.filter(pl.col("change") > 0).sort(["change", "shop_id"], descending=[True, False])
+    down = both.filter(pl.col("change") < 0).sort(["change", "shop_id"])
+    return pl.concat([up.head(MOVERS_EACH_WAY), down.head(MOVERS_EACH_WAY)]).sort("change")
+
+
+def label_changes(labels: pl.LazyFrame, compared_dates: list[dt.date]) -> pl.LazyFrame:
+    """Per label: shops that gained it and shops that lost it, day over day, summed over
+    `compared_dates` (each compared with the calendar day before it, which `labels` holds)."""
+    held = labels.select("dt", "shop_id", "label")
+    previous = held.with_columns(dt=pl.col("dt") + pl.duration(days=1))
+    compared = pl.LazyFrame({"dt": compared_dates}, schema={"dt": pl.Date})
+    today = held.join(compared, on="dt", how="semi")
+    yesterday = previous.join(compared, on="dt", how="semi")
+    keys = ["dt", "shop_id", "label"]
+    gained = today.join(yesterday, on=keys, how="anti").group_by("label").agg(gained=pl.len())
+    lost = yesterday.join(today, on=keys, how="anti").group_by("label").agg(lost=pl.len())
+    return (
+        gained.join(lost, on="label", how="full", coalesce=True)
+        .with_columns(pl.col("gained", "lost").fill_null(0).cast(pl.Int64))
+        .sort("label")
+    )
+
+
+def load_report_data(out: Path, day: dt.date | None, days: int) -> ReportData:
+    """Read and aggregate the period's tables (each table scanned once, lazily)."""
+    day = resolve_date(out, day)
+    dates = period_dates(out, day, days)
+    shops = scan_days(out, "shop_scores", dates)
+    today = shops.filter(pl.col("dt") == day).collect()
+    scored_today = today.filter(pl.col("status") == "scored").select("shop_id", "main_category_id")
+    indicators = (
+        scan_days(out, "shop_indicators", [day])
+        .filter(pl.col("assessed"))
+        .join(scored_today.lazy(), on="shop_id")
+        .sort("indicator", "main_category_id", "shop_id")  # joins do not keep row order
+        .select("indicator", "main_category_id", "smoothed_value")
+    )
+    # labels change day over day: compare each date whose calendar day before was published
+    # (the day before the period's first date included); a first run has nothing to compare
+    label_published = set(published_dates(out, "shop_labels"))
+    compared = [d for d in dates if d - dt.timedelta(days=1) in label_published]
+    labels = scan_days(out, "shop_labels", sorted({*dates, dates[0] - dt.timedelta(days=1)}))
+    quarantine = (
+        scan_days(out, "quarantine", dates)
+        .group_by("dt", "reason")
+        .agg(rows=pl.len())
+        .sort("dt", "reason")
+    )
+    shares, indicator_rows, mover_rows, changes, held, quarantined, items = pl.collect_all(
+        [
+            band_shares(shops),
+            indicators,
+            movers(shops, dates[0], day),
+            label_changes(labels, compared),
+            labels.filter(pl.col("dt") == day).group_by("label").agg(shops=pl.len()).sort("label"),
+            quarantine,
+            scan_days(out, "item_scores", [day]).select(pl.len()),
+        ]
+    )
+    versions = today["rules_version"].unique().to_list()
+    return ReportData(
+        day=day,
+        dates=dates,
+        rules_version=versions[0] if versions else "",
+        shops=today,
+        band_shares=shares,
+        indicators=indicator_rows,
+        movers=mover_rows,
+        label_changes=changes,
+        labels_held=held,
+        quarantine=quarantined,
+        items=int(items.item()),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# figures
+
+
+def _date_strings(dates: pl.Series) -> list[str]:
+    """ISO strings: plotly then shows calendar dates, not instants with a time of day."""
+    return dates.dt.to_string("%Y-%m-%d").to_list()
+
+
+def _day_axis(dates: list[dt.date]) -> dict[str, Any]:
+    """A date axis ticked in whole days (plotly would tick hours for a short period)."""
+    step = max(1, len(dates) // 10)
+    return {"type": "date", "tickformat": "%Y-%m-%d", "dtick": step * 86_400_000}
+
+
+def _empty(message: str) -> go.Figure:
+    fig = go.Figure()
+    fig.add_annotation(text=message, showarrow=False, font={"size": 16})
+    fig.update_layout(xaxis={"visible": False}, yaxis={"visible": False}, height=240)
+    return fig
+
+
+def score_distribution(data: ReportData) -> go.Figure:
+    scored = data.shops.filter(pl.col("status") == "scored")
+    if scored.height == 0:
+        return _empty(f"no scored shop on {data.day}")
+    fig = go.Figure()
+    for band in SCORED_BANDS:
+        fig.add_trace(
+            go.Histogram(
+                x=scored.filter(pl.col("band") == band)["score"].to_list(),
+                name=band,
+                marker_color=BAND_COLOURS[band],
+                xbins={"start": 3.0, "end": 5.0001, "size": 0.05},
+            )
+        )
+    for line in (4.0, 4.5, 4.8):
+        fig.add_vline(x=line, line_dash="dot", line_color="#555")
+    fig.update_layout(
+        barmode="stack",
+        xaxis_title="shop score (3.0-5.0)",
+        yaxis_title="scored shops",
+        xaxis_range=[3.0, 5.0],
+    )
+    return fig
+
+
+def band_share_figure(data: ReportData) -> go.Figure:
+    if data.band_shares.height == 0:
+        return _empty("no scored shop in the period")
+    fig = go.Figure()
+    for band in reversed(SCORED_BANDS):
+        rows = data.band_shares.filter(pl.col("band") == band)
+        fig.add_trace(
+            go.Scatter(
+                x=_date_strings(rows["dt"]),
+                y=rows["share"].to_list(),
+                name=band,
+                mode="lines+markers",
+                stackgroup="bands",
+                line_color=BAND_COLOURS[band],
+                hovertemplate="%{x}: %{y:.1%}",
+            )
+        )
+    fig.update_layout(
+        yaxis_tickformat=".0%", yaxis_title="share of scored shops", yaxis_range=[0, 1]
+    )
+    fig.update_xaxes(**_day_axis(data.dates))
+    return fig
+
+
+def dimension_figure(data: ReportData) -> go.Figure:
+    scored = data.shops.filter(pl.col("status") == "scored")
+    if scored.height == 0:
+        return _empty(f"no scored shop on {data.day}")
+    fig = go.Figure()
+    for dim in DIMENSIONS:
+        fig.add_trace(go.Box(y=scored[f"{dim}_score"].to_list(), name=dim, boxmean=True))
+    fig.update_layout(yaxis_title="dimension score", showlegend=False)
+    return fig
+
+
+def indicator_figure(data: ReportData) -> go.Figure:
+    if data.indicators.height == 0:
+        return _empty(f"no assessed indicator of a scored shop on {data.day}")
+    columns = 3
+    rows = -(-len(INDICATORS) // columns)
+    fig = make_subplots(
+        rows=rows,
+        cols=columns,
+        subplot_titles=[i.id for i in INDICATORS],
+        vertical_spacing=0.06,
+        horizontal_spacing=0.06,
+    )
+    categories = data.indicators["main_category_id"].unique().sort()
+    palette = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#eeca3b", "#b279a2",
+               "#ff9da6", "#9d755d", "#bab0ac"]  # fmt: skip
+    colour = {c: palette[n % len(palette)] for n, c in enumerate(categories.to_list())}
+    for n, ind in enumerate(INDICATORS):
+        values = data.indicators.filter(pl.col("indicator") == ind.id)
+        for category in categories.to_list():
+            fig.add_trace(
+                go.Box(
+                    y=values.filter(pl.col("main_category_id") == category)[
+                        "smoothed_value"
+                    ].to_list(),
+                    name=str(category),
+                    legendgroup=str(category),
+                    showlegend=n == 0,
+                    marker_color=colour[category],
+                    boxpoints=False,
+                ),
+                row=n // columns + 1,
+                col=n % columns + 1,
+            )
+    fig.update_layout(height=300 * rows, legend_title_text="main category")
+    fig.update_xaxes(showticklabels=False)
+    return fig
+
+
+def movers_figure(data: ReportData) -> go.Figure:
+    if len(data.dates) < 2:
+        return _empty("one date only: nothing to compare (use --days)")
+    if data.movers.height == 0:
+        return _empty("no shop's score changed")
+    shown = data.movers.select(
+        label=pl.format("shop {} ({})", "shop_id", "main_category_id"),
+        change=pl.col("change"),
+        colour=pl.when(pl.col("change") > 0).then(pl.lit("#1a9850")).otherwise(pl.lit("#d73027")),
+        hover=pl.format("{} → {}", pl.col("score_from").round(3), pl.col("score_to").round(3)),
+    )
+    fig = go.Figure(
+        go.Bar(
+            x=shown["change"].to_list(),
+            y=shown["label"].to_list(),
+            orientation="h",
+            marker_color=shown["colour"].to_list(),
+            hovertext=shown["hover"].to_list(),
+            hovertemplate="%{y}: %{hovertext} (%{x:+.3f})<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        xaxis_title=f"score change {data.dates[0]} → {data.day}",
+        height=max(300, 28 * data.movers.height),
+        yaxis={"automargin": True},
+    )
+    return fig
+
+
+def labels_figure(data: ReportData) -> go.Figure:
+    changes = data.label_changes
+    if changes.height == 0:
+        return _empty("no label gained or lost in the period")
+    fig = go.Figure(
+        [
+            go.Bar(
+                x=changes["label"].to_list(),
+                y=changes["gained"].to_list(),
+                name="gained",
+                marker_color="#1a9850",
+            ),
+            go.Bar(
+                x=changes["label"].to_list(),
+                y=(-changes["lost"]).to_list(),
+                name="lost",
+                marker_color="#d73027",
+                customdata=changes["lost"].to_list(),
+                hovertemplate="%{x}: %{customdata} lost<extra></extra>",
+            ),
+        ]
+    )
+    fig.update_layout(barmode="relative", yaxis_title="shops (lost shown below zero)")
+    return fig
+
+
+def quarantine_figure(data: ReportData) -> go.Figure:
+    if data.quarantine.height == 0:
+        return _empty("no quarantined row in the period")
+    fig = go.Figure()
+    for reason in data.quarantine["reason"].unique().sort().to_list():
+        rows = data.quarantine.filter(pl.col("reason") == reason)
+        fig.add_trace(go.Bar(x=_date_strings(rows["dt"]), y=rows["rows"].to_list(), name=reason))
+    fig.update_layout(barmode="stack", yaxis_title="rows rejected in the run's window")
+    fig.update_xaxes(**_day_axis(data.dates))
+    return fig
+
+
+FIGURES = {
+    "score-distribution": score_distribution,
+    "band-shares": band_share_figure,
+    "dimension-distributions": dimension_figure,
+    "indicator-distributions": indicator_figure,
+    "biggest-movers": movers_figure,
+    "labels-gained-lost": labels_figure,
+    "quarantine-counts": quarantine_figure,
+}
+CAPTIONS = {
+    "score-distribution": "Scored shops on the date by score, coloured by band; dotted lines at "
+    "4.0, 4.5 and 4.8.",
+    "band-shares": "Share of scored shops in each band, per published date of the period.",
+    "dimension-distributions": "Product, logistics and service scores of the scored shops "
+    "(box: quartiles, dashed: mean).",
+    "indicator-distributions": "Smoothed value of each indicator (the value the knots apply to) "
+    "for the scored shops, by main category.",
+    "biggest-movers": f"The {MOVERS_EACH_WAY} biggest rises and falls of score between the "
+    "first and the last date of the period (shops scored on both).",
+    "labels-gained-lost": "Shops that gained or lost each label, day over day, summed over "
+    "the period; currently held counts in the table.",
+    "quarantine-counts": "Raw rows rejected into quarantine, by reason. Each run lists every "
+    "rejected row of its 30-day window, so a bad row appears in several runs.",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# page
+
+
+def _headline(data: ReportData) -> dict[str, Any]:
+    def share_on(day: dt.date) -> float | None:
+        rows = data.band_shares.filter((pl.col("dt") == day) & (pl.col("band") == HEADLINE_BAND))
+        on_day = data.band_shares.filter(pl.col("dt") == day)
+        if on_day.height == 0:
+            return None
+        return float(rows["share"].sum())
+
+    scored = data.shops.filter(pl.col("status") == "scored").height
+    now, before = share_on(data.day), share_on(data.dates[0])
+    return {
+        "share": now,
+        "change": None if now is None or before is None or len(data.dates) < 2 else now - before,
+        "shops": data.shops.height,
+        "scored": scored,
+        "items": data.items,
+        "quarantined": int(data.quarantine.filter(pl.col("dt") == data.day)["rows"].sum()),
+    }
+
+
+def _kpis(data: ReportData) -> str:
+    h = _headline(data)
+    share = "–" if h["share"] is None else f"{h['share']:.1%}"
+    change = ""
+    if h["change"] is not None:
+        change = f'<div class="delta">{h["change"] * 100:+.1f} pts since {data.dates[0]}</div>'
+    cards = [
+        f'<div class="kpi headline"><div class="value">{share}</div>'
+        f'<div class="name">scored shops at 4.8+ [体验分4.8+]</div>{change}</div>',
+        f'<div class="kpi"><div class="value">{h["scored"]:,} / {h["shops"]:,}</div>'
+        f'<div class="name">shops scored / with activity</div></div>',
+        f'<div class="kpi"><div class="value">{h["items"]:,}</div>'
+        f'<div class="name">items with a valid order</div></div>',
+        f'<div class="kpi"><div class="value">{h["quarantined"]:,}</div>'
+        f'<div class="name">quarantined rows in the window</div></div>',
+    ]
+    return '<div class="kpis">' + "".join(cards) + "</div>"
+
+
+def _labels_table(data: ReportData) -> str:
+    if data.labels_held.height == 0:
+        return "<p>No label held on the date.</p>"
+    rows = data.labels_held.select(
+        pl.format("<tr><td>{}</td><td>{}</td></tr>", "label", "shops").str.join("")
+    ).item()
+    return (
+        f'<table class="small"><tr><th>label held on {data.day}</th><th>shops</th></tr>'
+        f"{rows}</table>"
+    )
+
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans CJK SC",sans-serif;
+margin:0;background:#f6f7f9;color:#222}
+header{background:#22313f;color:#fff;padding:20px 32px}
+header h1{margin:0 0 4px;font-size:24px}header p{margin:0;opacity:.8}
+main{max-width:1200px;margin:0 auto;padding:16px 32px 48px}
+.kpis{display:flex;gap:16px;flex-wrap:wrap;margin:16px 0}
+.kpi{background:#fff;border-radius:8px;padding:16px 20px;min-width:180px;
+box-shadow:0 1px 3px rgba(0,0,0,.08)}
+.kpi .value{font-size:28px;font-weight:600}.kpi .name{color:#666;font-size:13px}
+.kpi.headline .value{font-size:40px;color:#1a9850}.delta{font-size:13px;color:#444}
+section{background:#fff;border-radius:8px;margin:20px 0;padding:8px 20px 16px;
+box-shadow:0 1px 3px rgba(0,0,0,.08)}
+section h2{font-size:18px;margin:12px 0 4px}.caption{color:#666;font-size:13px;margin:0 0 8px}
+table.small{border-collapse:collapse;font-size:13px;margin-top:8px}
+table.small td,table.small th{border-bottom:1px solid #eee;padding:4px 12px;text-align:left}
+nav a{color:#fff;margin-right:14px;font-size:13px}
+"""
+
+
+def render_html(data: ReportData) -> str:
+    """The whole page: inline CSS, plotly.js inlined once, one section per chart."""
+    sections = []
+    for chart_id, title in CHARTS.items():
+        fig = FIGURES[chart_id](data)
+        fig.update_layout(template=TEMPLATE, margin={"t": 40, "b": 40, "l": 60, "r": 20})
+        div = fig.to_html(
+            full_html=False,
+            include_plotlyjs=False,
+            div_id=f"chart-{chart_id}",
+            config=PLOTLY_CONFIG,
+        )
+        extra = _labels_table(data) if chart_id == "labels-gained-lost" else ""
+        sections.append(
+            f'<section id="{chart_id}"><h2>{html.escape(title)}</h2>'
+            f'<p class="caption">{html.escape(CAPTIONS[chart_id])}</p>{div}{extra}</section>'
+        )
+    period = (
+        f"{data.dates[0]} to {data.day}, {len(data.dates)} published dates"
+        if len(data.dates) > 1
+        else f"{data.day} only"
+    )
+    nav = "".join(f'<a href="#{cid}">{html.escape(t)}</a>' for cid, t in CHARTS.items())
+    title = f"Experience scores {data.day}"
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title><style>{CSS}</style>"
+        f'<script type="text/javascript">{get_plotlyjs()}</script></head><body>'
+        f"<header><h1>{html.escape(title)}</h1>"
+        f"<p>rules {html.escape(data.rules_version)} · period {html.escape(period)}</p>"
+        f"<nav>{nav}</nav></header><main>{_kpis(data)}{''.join(sections)}</main></body></html>\n"
+    )
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write beside `path`, then rename: a reader never opens a half-written report."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise InputError(f"report: --html {path}: folder {path.parent} does not exist")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_report(
+    out: Path,
+    html_path: Path,
+    day: dt.date | None = None,
+    days: int = 30,
+    reporter: Reporter | None = None,
+) -> ReportData:
+    """Read the period's tables under `out`, draw the charts, write one HTML file."""
+    reporter = reporter or Reporter()
+    with reporter.task("report", 3, description="report: reading tables") as task:
+        data = load_report_data(out, day, days)
+        task.advance(description="report: drawing charts", step_event="read",
+                     day=data.day, dates=len(data.dates))  # fmt: skip
+        page = render_html(data)
+        task.advance(description="report: writing", step_event="render")
+        write_text_atomic(html_path, page)
+        task.advance(
+            description="report: done",
+            step_event="write",
+            path=html_path,
+            bytes=Path(html_path).stat().st_size,
+        )
+    return data

@@ -1,0 +1,117 @@
+"""`expscore report` on the sample: one self-contained HTML file with every chart."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import polars as pl
+import pytest
+from plotly.offline import get_plotlyjs
+
+from pipelines.progress import Reporter
+from pipelines.report import CHARTS, write_report
+from tests.golden import golden_dates, produce
+from tests.pipelines.analyst_support import cli
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("report")
+    produce(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def page(out: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    html = tmp_path_factory.mktemp("html") / "report.html"
+    write_report(out, html, days=30, reporter=Reporter(stream=_Sink(), fmt="plain"))
+    return html.read_text(encoding="utf-8")
+
+
+class _Sink:
+    """A non-TTY stream that forgets what it is told."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+def test_every_chart_is_there(page: str) -> None:
+    for chart_id, title in CHARTS.items():
+        assert f'<section id="{chart_id}">' in page, chart_id
+        assert f"<h2>{title}</h2>" in page
+        # a plotly figure is drawn into the section's div
+        assert re.search(rf'Plotly\.newPlot\(\s*"chart-{chart_id}"', page), chart_id
+    assert page.count("Plotly.newPlot(") == len(CHARTS)
+
+
+def test_opens_offline(page: str) -> None:
+    """No script, stylesheet, font or image is fetched: plotly.js is inlined, nothing is linked.
+
+    The inlined library's own code mentions URLs (map tiles, its logo link, switched off); the
+    page's markup around it must not reference any.
+    """
+    library = get_plotlyjs()
+    assert page.count(library) == 1
+    assert f'<script type="text/javascript">{library}</script>' in page
+    markup = page.replace(library, "")
+    assert page.startswith("<!DOCTYPE html>")
+    assert not re.search(r"<script[^>]*\bsrc\s*=", markup, flags=re.IGNORECASE)
+    assert not re.search(r"<link\b", markup, flags=re.IGNORECASE)
+    assert not re.search(r"https?:|(?:src|href)\s*=\s*[\"']?//", markup, flags=re.IGNORECASE)
+    assert not re.search(r"@import|url\(", markup, flags=re.IGNORECASE)
+
+
+def test_headline_is_the_4_8_share_of_the_date(out: Path, page: str) -> None:
+    day = golden_dates()[-1]
+    scored = pl.read_parquet(out / "shop_scores" / f"dt={day}" / "part-0.parquet").filter(
+        pl.col("status") == "scored"
+    )
+    share = scored.filter(pl.col("band") == "4.8+").height / scored.height
+    assert f'<div class="value">{share:.1%}</div>' in page
+    assert f"{scored.height:,} / 300" in page
+    first = golden_dates()[0]
+    assert f"period {first} to {day}, 3 published dates" in page
+
+
+def test_cli_writes_the_file_and_is_deterministic(monkeypatch, capsys, out, tmp_path) -> None:
+    paths = [tmp_path / "a.html", tmp_path / "b.html"]
+    for path in paths:
+        code, stdout, err = cli(
+            monkeypatch, capsys, "report", "--out", str(out), "--html", str(path), "--days", "2"
+        )
+        assert code == 0
+        assert stdout.startswith(f"wrote {path}: {golden_dates()[-1]}, 2 dates, 4.8+ share ")
+        assert "event=report_done" in err  # plain progress lines: stderr is not a terminal
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+
+
+def test_one_day_has_no_movers(monkeypatch, capsys, out, tmp_path) -> None:
+    path = tmp_path / "one.html"
+    code, _, _ = cli(
+        monkeypatch, capsys, "report", "--out", str(out), "--html", str(path), "--days", "1"
+    )
+    assert code == 0
+    assert "one date only: nothing to compare" in path.read_text(encoding="utf-8")
+
+
+def test_bad_input_exits_2(monkeypatch, capsys, out, tmp_path) -> None:
+    html = str(tmp_path / "r.html")
+    code, _, err = cli(
+        monkeypatch, capsys, "report", "--out", str(tmp_path / "none"), "--html", html
+    )
+    assert code == 2 and "no published shop_scores" in err
+    code, _, err = cli(
+        monkeypatch, capsys, "report", "--out", str(out), "--html", html, "--date", "2020-01-01"
+    )
+    assert code == 2 and "no shop_scores output for 2020-01-01" in err
+    code, _, err = cli(
+        monkeypatch, capsys, "report", "--out", str(out), "--html", str(tmp_path / "x" / "r.html")
+    )
+    assert code == 2 and "does not exist" in err
