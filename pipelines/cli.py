@@ -175,3 +175,7 @@ def main() -> None:
 from pipelines import analyst_cli  # noqa: E402
 
 analyst_cli.register(app)
+
+from pipelines import whatif  # noqa: E402
+
+whatif.register(app)
