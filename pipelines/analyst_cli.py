@@ -7,13 +7,13 @@ one line and exit code 2.
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from pipelines.errors import InputError
+from pipelines.options import parse_date
 
 OutOption = Annotated[
     Path, typer.Option("--out", help="Published tables: <out>/<table>/dt=YYYY-MM-DD/.")
@@ -22,15 +22,6 @@ DateOption = Annotated[
     str | None,
     typer.Option("--date", help="Business date YYYY-MM-DD (default: the latest published)."),
 ]
-
-
-def _date(value: str | None) -> dt.date | None:
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise InputError(f"--date: {value!r} is not a date (YYYY-MM-DD)") from None
 
 
 def explain(
@@ -63,9 +54,9 @@ def explain(
         raise InputError("explain: give exactly one of --shop ID or --item ID")
     loaded = load_rules(rules)
     explanation = (
-        explain_shop(out, shop, _date(date), loaded)
+        explain_shop(out, shop, parse_date(date), loaded)
         if shop is not None
-        else explain_item(out, item, _date(date), loaded)  # type: ignore[arg-type]
+        else explain_item(out, item, parse_date(date), loaded)  # type: ignore[arg-type]
     )
     typer.echo(to_json_text(explanation) if as_json else explanation.to_text())
 
@@ -118,7 +109,7 @@ def report(
     """
     from pipelines.report import HEADLINE_BAND, write_report
 
-    data = write_report(out, html, _date(date), days)
+    data = write_report(out, html, parse_date(date), days)
     shares = data.band_shares.filter(
         (data.band_shares["dt"] == data.day) & (data.band_shares["band"] == HEADLINE_BAND)
     )

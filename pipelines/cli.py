@@ -7,7 +7,6 @@ line on stderr, never a traceback (set EXPSCORE_DEBUG=1 to see one).
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import sys
 from pathlib import Path
@@ -16,7 +15,8 @@ from typing import Annotated
 import polars as pl
 import typer
 
-from pipelines.errors import ExpscoreError, InputError
+from pipelines.errors import ExpscoreError
+from pipelines.options import parse_date
 from pipelines.run import RunResult, backfill, load_rules, run_day
 from scoring.catalog import BANDS
 
@@ -43,15 +43,6 @@ RulesOption = Annotated[
     Path | None,
     typer.Option("--rules", help="Rules TOML file (default: the shipped rules of SCORING.md 11)."),
 ]
-
-
-def _parse_date(value: str | None, option: str) -> dt.date | None:
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise InputError(f"{option}: {value!r} is not a date (YYYY-MM-DD)") from None
 
 
 def summary_lines(result: RunResult) -> list[str]:
@@ -103,7 +94,7 @@ def run(
     force: ForceOption = False,
 ) -> None:
     """Score one business date and publish its tables, quarantine and manifest."""
-    result = run_day(raw, out, load_rules(rules), _parse_date(date, "--date"), force=force)
+    result = run_day(raw, out, load_rules(rules), parse_date(date, "--date"), force=force)
     typer.echo("\n".join(summary_lines(result)))
 
 
@@ -119,7 +110,7 @@ def backfill_command(
     """Run every date from --start to --end in order (labels and weights carry over)."""
     from pipelines.progress import backfill_progress
 
-    first, last = _parse_date(start, "--start"), _parse_date(end, "--end")
+    first, last = parse_date(start, "--start"), parse_date(end, "--end")
     with backfill_progress(first, last) as progress:
         backfill(
             raw,
@@ -146,7 +137,7 @@ def generate(
     """Write realistic synthetic raw logs in the spec's layout."""
     from pipelines.generate import generate_raw
 
-    counts = generate_raw(out, _parse_date(start, "--start"), days, shops, orders_per_day, seed)
+    counts = generate_raw(out, parse_date(start, "--start"), days, shops, orders_per_day, seed)
     typer.echo(f"wrote {out}: " + ", ".join(f"{log} {n:,} rows" for log, n in counts.items()))
 
 

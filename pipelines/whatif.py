@@ -31,6 +31,7 @@ import typer
 
 from pipelines.errors import InputError
 from pipelines.load import latest_partition_date, load_window
+from pipelines.options import parse_date
 from pipelines.publish import partition_dir, write_json_atomic
 from pipelines.run import DEFAULT_RULES, load_rules, previous_outputs
 from scoring.daily import DayFacts, DayInputs, day_facts, rules_window, score_facts
@@ -975,15 +976,6 @@ def _outside_out(path: Path | None, out: Path, option: str) -> None:
         raise InputError(f"{option} {path}: is under --out {out}; the what-if writes nothing there")
 
 
-def _parse_date(value: str | None) -> dt.date | None:
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise InputError(f"--date: {value!r} is not a date (YYYY-MM-DD)") from None
-
-
 def whatif(
     rules: Annotated[Path, typer.Option("--rules", help="The candidate (new) rules TOML file.")],
     base: Annotated[
@@ -1014,7 +1006,7 @@ def whatif(
     """
     _outside_out(html_path, out, "--html")
     _outside_out(json_path, out, "--json")
-    report = run_whatif(raw, out, rules, base, _parse_date(date))
+    report = run_whatif(raw, out, rules, base, parse_date(date))
     if html_path is not None:
         write_text_atomic(html_path, report_html(report))
         report.written.append(html_path)
