@@ -5,13 +5,15 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SAMPLE := data_samples/raw
 OUT    ?= output
+SCALE  ?= S
 
-.PHONY: install run test lint golden clean help
+.PHONY: install run test lint golden bench clean help
 
 help:
 	@echo "make run     install, then score the sample marketplace (data_samples/) into $(OUT)/"
 	@echo "make test    install, then lint and run the test suite"
 	@echo "make golden  deliberately regenerate data_samples/expected/ from the current code"
+	@echo "make bench   time backfill and nightly run vs the read-once floor (SCALE=S|M|L, BENCH_ARGS=...)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +37,10 @@ lint: $(STAMP)
 # Golden files change only on purpose: review `git diff data_samples/expected` before committing.
 golden: $(STAMP)
 	$(BIN)/python -m tests.golden regenerate
+
+# Not a test: CI never runs it. Data and outputs go to .bench/ (reused); M takes tens of minutes.
+bench: $(STAMP)
+	$(BIN)/expscore bench --scale $(SCALE) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(OUT) .pytest_cache .ruff_cache

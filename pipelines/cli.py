@@ -170,3 +170,7 @@ analyst_cli.register(app)
 from pipelines import whatif  # noqa: E402
 
 whatif.register(app)
+
+from pipelines import bench  # noqa: E402
+
+bench.register(app)

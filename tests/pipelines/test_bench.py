@@ -1,0 +1,194 @@
+"""The benchmark harness end to end at the hidden XS scale (no timing assertions: CI machines vary).
+
+XS generates 3 days of a tiny marketplace and scores them under a 2-day window, so the whole
+harness (generation, floor, backfill, nightly, from-scratch, identity check, JSON, table) runs
+in seconds through the real `expscore bench` command.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from pipelines import bench
+from pipelines.cli import main
+
+
+@pytest.fixture(scope="module")
+def xs_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    work = tmp_path_factory.mktemp("bench")
+    result_path = work / "result.json"
+    argv = ["expscore", "bench", "--scale", "xs", "--repeats", "1", "--work", str(work)]
+    argv += ["--json", str(result_path)]
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setattr(sys, "argv", argv)
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+    finally:
+        monkeypatch.undo()
+    assert exit_info.value.code == 0
+    return work, json.loads(result_path.read_text("utf-8"))
+
+
+def test_json_reports_every_scenario_with_its_figures(xs_run) -> None:
+    _, result = xs_run
+    assert result["scale"]["name"] == "XS"
+    assert result["scale"]["window_days"] == 2
+    assert set(result["machine"]) >= {"cpu_count", "cpus_usable", "memory_bytes", "packages"}
+    assert set(result["scenarios"]) == {"floor", "backfill", "nightly", "scratch"}
+    rows = result["window"]["rows_total"]
+    assert rows > 0 and set(result["window"]["rows"]) == {
+        "orders",
+        "refunds",
+        "logistics",
+        "cs_sessions",
+    }
+    for name, scenario in result["scenarios"].items():
+        assert scenario["wall_s"] > 0, name
+        assert scenario["cpu_s"] > 0, name
+        assert scenario["peak_rss_bytes"] > 10 * 1024**2, name  # a Python process, not the harness
+        assert scenario["rows_per_s"] > 0, name
+        assert scenario["ratio_to_floor"] > 0, name
+        assert len(scenario["runs"]) == 1, name
+        assert all(r["exit_code"] == 0 for r in scenario["runs"]), name
+    for name in ("backfill", "nightly", "scratch"):
+        stages = result["scenarios"][name]["stages"]
+        assert {"load", "score", "publish"} <= set(stages), name
+        assert all(s["seconds"] >= 0 and "rows_per_s" in s for s in stages.values())
+    assert len(result["scenarios"]["backfill"]["per_day_last_repeat"]) == 2
+
+
+def test_floor_decodes_every_raw_row_of_the_nightly_window(xs_run) -> None:
+    _, result = xs_run
+    floor = result["scenarios"]["floor"]
+    assert result["floor_seconds"] == floor["query_s"] > 0
+    counted = {log: v["rows"] for log, v in floor["runs"][0]["extra"]["logs"].items()}
+    assert counted == {log: n for log, n in result["window"]["rows"].items() if n}
+
+
+def test_nightly_and_from_scratch_tables_are_compared(xs_run) -> None:
+    _, result = xs_run
+    comparison = result["nightly_vs_scratch"]
+    assert comparison["identical"] is True
+    assert set(comparison["tables"]) == set(bench.PUBLISHED_TABLES)
+    assert comparison["speedup"] > 0
+    assert result["targets"] == []  # the issue's targets are for M and L only
+
+
+def test_compare_outputs_sees_a_changed_value(xs_run, tmp_path: Path) -> None:
+    _, result = xs_run
+    day = dt.date.fromisoformat(result["window"]["nightly_date"])
+    nightly = Path(result["work"]) / "runs" / "nightly"
+    copy = tmp_path / "copy"
+    shutil.copytree(nightly, copy)
+    files = sorted((copy / "shop_scores" / f"dt={day}").glob("*.parquet"))
+    frame = pl.read_parquet(files)
+    frame.with_columns(score=pl.col("score").reverse()).write_parquet(files[0])
+    for extra in files[1:]:
+        extra.unlink()
+    comparison = bench.compare_outputs(nightly, copy, day)
+    assert comparison["identical"] is False
+    assert comparison["tables"]["shop_scores"]["identical"] is False
+    assert comparison["tables"]["item_scores"]["identical"] is True
+
+
+def test_data_is_reused_and_the_table_is_short(xs_run) -> None:
+    work, result = xs_run
+    layout = bench.layout_for(work, bench.SCALES["XS"], bench.DEFAULT_SEED)
+    reused = bench.ensure_data(layout, bench.SCALES["XS"], bench.DEFAULT_SEED, echo=print)
+    assert reused["reused"] is True
+    table = bench.format_table(result)
+    assert len(table.splitlines()) < 15
+    for name in ("floor", "backfill", "nightly", "scratch"):
+        assert any(line.startswith(name) for line in table.splitlines())
+
+
+def test_targets_pass_and_fail_on_the_figures() -> None:
+    def result(nightly_wall: float, identical: bool) -> dict:
+        return {
+            "scenarios": {
+                "nightly": {"wall_s": nightly_wall, "peak_rss_bytes": 2 * bench.GIB},
+                "backfill": {"wall_s": 200.0},
+                "scratch": {"wall_s": 60.0},
+            },
+            "nightly_vs_scratch": {"speedup": 60.0 / nightly_wall, "identical": identical},
+        }
+
+    good = {t["id"]: t["passed"] for t in bench.evaluate_targets("M", result(10.0, True))}
+    assert good == dict.fromkeys(
+        [
+            "m_nightly_wall",
+            "m_nightly_rss",
+            "m_backfill_wall",
+            "m_nightly_speedup",
+            "m_nightly_identical",
+        ],
+        True,
+    )
+    bad = {t["id"]: t["passed"] for t in bench.evaluate_targets("M", result(20.0, False))}
+    assert bad["m_nightly_wall"] is False
+    assert bad["m_nightly_speedup"] is False
+    assert bad["m_nightly_identical"] is False
+    assert bad["m_nightly_rss"] is True
+
+
+def test_unknown_scale_is_a_usage_error(monkeypatch, capsys, tmp_path: Path) -> None:
+    argv = ["expscore", "bench", "--scale", "XXL", "--work", str(tmp_path)]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    assert "S|M|L" in capsys.readouterr().err
+
+
+def test_a_child_past_the_timeout_is_killed_and_reported(tmp_path: Path) -> None:
+    sleeper = [sys.executable, "-c", "import time; time.sleep(30)"]
+    m = bench.measure(sleeper, tmp_path / "sleep.log", limits=bench.Limits(timeout_s=0.5))
+    assert m.killed == "timeout"
+    assert not m.ok
+    assert m.wall_s < 10
+
+
+def test_a_child_past_the_memory_limit_is_killed_and_reported(tmp_path: Path) -> None:
+    hog = [sys.executable, "-c", "import time; x = bytearray(400 * 2**20); time.sleep(30)"]
+    limits = bench.Limits(max_rss_bytes=200 * 2**20)
+    m = bench.measure(hog, tmp_path / "hog.log", limits=limits)
+    assert m.killed == "rss_limit"
+    assert m.peak_rss_bytes > 200 * 2**20
+    assert "max-rss" in bench.failure_text(m, tmp_path / "hog.log")
+
+
+def test_a_failed_backfill_is_recorded_and_its_dependents_skipped(
+    xs_run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work, _ = xs_run
+    xs = bench.SCALES["XS"]
+    source = bench.layout_for(work, xs, bench.DEFAULT_SEED)
+    target = bench.layout_for(tmp_path, xs, bench.DEFAULT_SEED)
+    shutil.copytree(source.raw, target.raw)  # reuse the generated data, not the runs
+    shutil.copy(source.marker, target.marker)
+    real_floor = bench.run_floor
+    monkeypatch.setattr(  # the floor unguarded: only the backfill is to fail
+        bench, "run_floor", lambda layout, files, tag, limits: real_floor(layout, files, tag)
+    )
+    result = bench.run_bench(
+        xs, tmp_path, repeats=1, echo=lambda _: None, limits=bench.Limits(timeout_s=0.01)
+    )
+    backfill = result["scenarios"]["backfill"]
+    assert "timeout" in backfill["failed"]
+    assert backfill["runs"][0]["killed"] == "timeout"
+    assert "wall_s" not in backfill  # no medians from a failed scenario
+    assert "backfill" in result["scenarios"]["nightly"]["skipped"]
+    assert result["nightly_vs_scratch"]["identical"] is None
+    table = bench.format_table(result)
+    assert "backfill  FAILED" in table and "nightly   skipped" in table
+    failed_m = {t["id"]: t["passed"] for t in bench.evaluate_targets("M", result)}
+    assert failed_m["m_backfill_wall"] is False
+    assert failed_m["m_nightly_wall"] is None
