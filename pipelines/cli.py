@@ -54,7 +54,7 @@ def summary_lines(result: RunResult) -> list[str]:
         f"{result.tables['item_scores'].height} items"
     ]
     if scored.height:
-        counts = dict(scored.group_by("band").len().iter_rows())
+        counts = dict(scored.group_by("band").len().rows())  # at most five rows
         lines.append(
             "  bands: "
             + ", ".join(f"{b} {counts[b] / scored.height:.1%}" for b in BANDS if b in counts)

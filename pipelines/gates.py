@@ -75,7 +75,7 @@ def quarantine_gates(
 ) -> list[GateResult]:
     """Share of today's rows of each log that were quarantined."""
     rejected = dict(
-        quarantine.filter(pl.col("source_dt") == run_date).group_by("log").len().iter_rows()
+        quarantine.filter(pl.col("source_dt") == run_date).group_by("log").len().rows()
     )
     results = []
     for log in LOGS:

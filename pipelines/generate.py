@@ -1497,7 +1497,7 @@ def generate(
                 frame = spoil(outbox.take(log, day), log, cal, rng, day)
                 write_partition(out, log, cal.date(day), frame, file_style(rng, log, day), rng)
                 report.rows[log] += frame.height
-                for reason, count in frame["_bad"].drop_nulls().value_counts().iter_rows():
+                for reason, count in frame["_bad"].drop_nulls().value_counts().rows():
                     report.bad_rows[log][reason] += count
     return report
 
