@@ -42,7 +42,7 @@ def test_json_reports_every_scenario_with_its_figures(xs_run) -> None:
     assert result["scale"]["name"] == "XS"
     assert result["scale"]["window_days"] == 2
     assert set(result["machine"]) >= {"cpu_count", "cpus_usable", "memory_bytes", "packages"}
-    assert set(result["scenarios"]) == {"floor", "backfill", "nightly", "scratch"}
+    assert set(result["scenarios"]) == {"floor", "floor_day", "backfill", "nightly", "scratch"}
     rows = result["window"]["rows_total"]
     assert rows > 0 and set(result["window"]["rows"]) == {
         "orders",
@@ -71,6 +71,10 @@ def test_floor_decodes_every_raw_row_of_the_nightly_window(xs_run) -> None:
     assert result["floor_seconds"] == floor["query_s"] > 0
     counted = {log: v["rows"] for log, v in floor["runs"][0]["extra"]["logs"].items()}
     assert counted == {log: n for log, n in result["window"]["rows"].items() if n}
+    day = result["scenarios"]["floor_day"]
+    counted = {log: v["rows"] for log, v in day["runs"][0]["extra"]["logs"].items()}
+    assert counted == {log: n for log, n in result["window"]["new_day_rows"].items() if n}
+    assert day["query_s"] > 0 and day["rows"] < floor["rows"]
 
 
 def test_nightly_and_from_scratch_tables_are_compared(xs_run) -> None:
@@ -106,7 +110,7 @@ def test_data_is_reused_and_the_table_is_short(xs_run) -> None:
     assert reused["reused"] is True
     table = bench.format_table(result)
     assert len(table.splitlines()) < 15
-    for name in ("floor", "backfill", "nightly", "scratch"):
+    for name in bench.SCENARIOS:
         assert any(line.startswith(name) for line in table.splitlines())
 
 
@@ -175,8 +179,10 @@ def test_a_failed_backfill_is_recorded_and_its_dependents_skipped(
     shutil.copytree(source.raw, target.raw)  # reuse the generated data, not the runs
     shutil.copy(source.marker, target.marker)
     real_floor = bench.run_floor
-    monkeypatch.setattr(  # the floor unguarded: only the backfill is to fail
-        bench, "run_floor", lambda layout, files, tag, limits: real_floor(layout, files, tag)
+    monkeypatch.setattr(  # the floors unguarded: only the backfill is to fail
+        bench,
+        "run_floor",
+        lambda layout, files, tag, limits, name="floor": real_floor(layout, files, tag, name=name),
     )
     result = bench.run_bench(
         xs, tmp_path, repeats=1, echo=lambda _: None, limits=bench.Limits(timeout_s=0.01)
