@@ -198,3 +198,25 @@ def test_a_failed_backfill_is_recorded_and_its_dependents_skipped(
     failed_m = {t["id"]: t["passed"] for t in bench.evaluate_targets("M", result)}
     assert failed_m["m_backfill_wall"] is False
     assert failed_m["m_nightly_wall"] is None
+
+
+def test_copy_output_links_published_partitions_and_copies_the_rest(tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    partition = source / "shop_scores" / "dt=2026-01-01"
+    partition.mkdir(parents=True)
+    (partition / "part-0.parquet").write_bytes(b"published")
+    (source / "manifests").mkdir()
+    (source / "manifests" / "dt=2026-01-01.json").write_text("{}")
+    (source / "state").mkdir()
+    (source / "state" / "window.db").write_bytes(b"mutable")
+    target = tmp_path / "target"
+    bench.copy_output(source, target)
+
+    def inode(path: Path) -> int:
+        return path.stat().st_ino
+
+    linked = target / "shop_scores" / "dt=2026-01-01" / "part-0.parquet"
+    assert inode(linked) == inode(partition / "part-0.parquet")
+    copied = target / "state" / "window.db"
+    assert copied.read_bytes() == b"mutable" and inode(copied) != inode(source / "state/window.db")
+    assert (target / "manifests" / "dt=2026-01-01.json").read_text() == "{}"
