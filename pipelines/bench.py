@@ -320,6 +320,10 @@ def failure_text(m: Measurement, log: Path) -> str:
     if m.killed == "rss_limit":
         return f"killed past the --max-rss limit at {m.peak_rss_bytes / GIB:.1f} GiB (log {log})"
     tail = log.read_text("utf-8", errors="replace").strip().splitlines()[-3:]
+    if m.exit_code < 0:  # killed by a signal the harness did not send
+        name = signal.Signals(-m.exit_code).name
+        cause = " (most likely the kernel's OOM killer)" if name == "SIGKILL" else ""
+        return f"killed by {name}{cause} at {m.peak_rss_bytes / GIB:.1f} GiB (log {log})"
     return f"exit code {m.exit_code} (log {log}): " + " | ".join(tail)
 
 
