@@ -199,7 +199,7 @@ def shared_facts(inputs: DayInputs, window: Window) -> DayFacts:
     it costs nothing; the per-order facts stay lazy (only the item table reads them).
     """
     facts = day_facts(inputs, window)
-    return DayFacts(window, facts.orders_v, facts.activity.collect().lazy())
+    return DayFacts(window, facts.items, facts.activity.collect().lazy())
 
 
 def evaluate_gates(

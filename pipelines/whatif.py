@@ -104,8 +104,8 @@ def _facts(
         previous_weights=previous[1],
     )
     facts = day_facts(inputs, window)
-    orders_v, activity = pl.collect_all([facts.orders_v, facts.activity])
-    return DayFacts(window, orders_v.lazy(), activity.lazy())
+    items, activity = pl.collect_all([facts.items, facts.activity])
+    return DayFacts(window, items.lazy(), activity.lazy())
 
 
 def score_both(

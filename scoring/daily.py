@@ -14,7 +14,7 @@ from scoring.activity import shop_activity
 from scoring.facts import order_facts, refund_facts, session_facts
 from scoring.indicators import indicator_counts
 from scoring.labels import held_labels, label_candidates
-from scoring.product import item_scores
+from scoring.product import item_counts, item_scores
 from scoring.rules import Rules
 from scoring.shop_score import scored_indicators, shop_scores
 from scoring.weights import item_traffic_weights, shop_traffic_weights
@@ -134,7 +134,7 @@ class DayFacts:
     """
 
     window: Window
-    orders_v: pl.LazyFrame  # orders of V with their facts
+    items: pl.LazyFrame  # one row per item sold in V: its paid and problem orders
     activity: pl.LazyFrame  # one row per shop of shop_scores: its sums
 
 
@@ -143,7 +143,8 @@ def day_facts(inputs: DayInputs, window: Window) -> DayFacts:
     orders_v = order_facts(inputs.orders, inputs.logistics, inputs.refunds, window)
     refunds_f = refund_facts(inputs.refunds, window)
     sessions_c = session_facts(inputs.cs_sessions, window)
-    return DayFacts(window, orders_v, shop_activity(orders_v, refunds_f, sessions_c, window))
+    activity = shop_activity(orders_v, refunds_f, sessions_c, window)
+    return DayFacts(window, item_counts(orders_v), activity)
 
 
 def score_facts(
@@ -157,7 +158,7 @@ def score_facts(
     indicators, dimensions = scored_indicators(indicator_counts(facts.activity), rules)
     shops = shop_scores(facts.activity, dimensions, rules)
     labels = held_labels(label_candidates(shops), previous_labels, rules, run_date)
-    items = item_scores(facts.orders_v, rules)
+    items = item_scores(facts.items, rules)
     tables = {
         "shop_scores": shops,
         "shop_indicators": indicators,

@@ -33,20 +33,23 @@ def valid_paid_orders(orders: pl.LazyFrame, window: Window) -> pl.LazyFrame:
     return orders.filter(in_window("paid_at", window) & ~pl.col("is_abnormal"))
 
 
-def order_tracking(events: pl.LazyFrame, window: Window) -> pl.LazyFrame:
-    """Per order with any tracking: pickup(o), delivered(o) with its door flag, exception.
+def tracking_facts(events: pl.LazyFrame) -> pl.LazyFrame:
+    """Per tracked order: milestones and trail, none of which moves with the cutoff.
 
-    Only events before the cutoff exist (3). At the earliest `delivered` instant the smallest
-    `event_id` decides `door_delivery`, and null counts as not at the door (12.5).
+    `events` must be the events that exist at the run's cutoff (3). Then `pickup(o)`,
+    `delivered(o)` with its door flag, the exception flag and the trail E (4: the events from
+    pickup up to delivery) are fixed per order, so the incremental state can keep this row and
+    only recompute it for orders whose events changed; only "stalled until the cutoff" is left to
+    `window_order_facts`. At the earliest `delivered` instant the smallest `event_id` decides
+    `door_delivery`, and null counts as not at the door (12.5).
     """
-    before_cutoff = events.filter(pl.col("event_at") < pl.lit(window.cutoff))
     is_type = pl.col("event_type").__eq__
-    milestones = before_cutoff.group_by("order_id").agg(
+    milestones = events.group_by("order_id").agg(
         pickup_at=pl.col("event_at").filter(is_type("picked_up")).min(),
         has_exception=is_type("exception").any(),
     )
     first_delivery = (
-        before_cutoff.filter(is_type("delivered"))
+        events.filter(is_type("delivered"))
         .group_by("order_id")
         .agg(
             delivered_at=pl.col("event_at").min(),
@@ -56,45 +59,49 @@ def order_tracking(events: pl.LazyFrame, window: Window) -> pl.LazyFrame:
             .fill_null(False),
         )
     )
-    return milestones.join(first_delivery, on="order_id", how="left")
+    tracking = milestones.join(first_delivery, on="order_id", how="left")
+    return tracking.join(tracking_trail(events, tracking), on="order_id", how="left")
 
 
-def stalled_orders(events: pl.LazyFrame, tracking: pl.LazyFrame, window: Window) -> pl.LazyFrame:
-    """Orders with a stall: a gap of more than 72 h in their tracking (4, reading 12.6).
+def tracking_trail(events: pl.LazyFrame, tracking: pl.LazyFrame) -> pl.LazyFrame:
+    """Per picked-up order: the longest gap inside its trail E and E's last time (4, 12.6).
 
-    E = times of the order's events (any type) from pickup(o), before the cutoff and, when
-    delivered, up to delivered(o). A gap between consecutive times of E, or for an undelivered
-    order between the last time of E and the cutoff, of more than 72 h is a stall.
+    E = times of the order's events (any type) from pickup(o) and, when delivered, up to
+    delivered(o). The gap is in whole microseconds, so the state stores it as an integer.
     """
     tracked = tracking.filter(pl.col("pickup_at").is_not_null()).select(
         "order_id", "pickup_at", "delivered_at"
     )
     trail = events.join(tracked, on="order_id", how="inner").filter(
         (pl.col("event_at") >= pl.col("pickup_at"))
-        & (pl.col("event_at") < pl.lit(window.cutoff))
         & (pl.col("delivered_at").is_null() | (pl.col("event_at") <= pl.col("delivered_at")))
     )
-    per_order = trail.group_by("order_id").agg(
-        longest_gap=pl.col("event_at").sort().diff().max(),
-        last_event_at=pl.col("event_at").max(),
-        delivered=pl.col("delivered_at").first().is_not_null(),
+    return trail.group_by("order_id").agg(
+        longest_trail_gap_us=pl.col("event_at").sort().diff().max().dt.total_microseconds(),
+        last_trail_event_at=pl.col("event_at").max(),
     )
-    gap_to_cutoff = pl.lit(window.cutoff) - pl.col("last_event_at")
-    stalled = (pl.col("longest_gap") > STALL_GAP).fill_null(False) | (
-        ~pl.col("delivered") & (gap_to_cutoff > STALL_GAP)
-    )
-    return per_order.select("order_id", stalled=stalled)
 
 
-def order_refund_flags(refunds: pl.LazyFrame, window: Window) -> pl.LazyFrame:
-    """Per order: has a quality refund (4) / a problem refund (7) among current, normal refunds."""
+def stalled(window: Window) -> pl.Expr:
+    """A gap of more than 72 h inside E, or, undelivered, from E's last time to the cutoff."""
+    inner_gap = pl.col("longest_trail_gap_us") > STALL_GAP // dt.timedelta(microseconds=1)
+    gap_to_cutoff = pl.lit(window.cutoff) - pl.col("last_trail_event_at")
+    open_gap = pl.col("delivered_at").is_null() & (gap_to_cutoff > STALL_GAP)
+    return inner_gap.fill_null(False) | open_gap.fill_null(False)
+
+
+def order_refund_flags(refunds: pl.LazyFrame) -> pl.LazyFrame:
+    """Per order with current, normal refunds: a quality refund (4), its first problem refund (7).
+
+    The problem refund keeps its request time so that "requested before the cutoff" is decided
+    per run while the row itself does not depend on the cutoff.
+    """
     normal = refunds.filter(~pl.col("is_abnormal"))
     return normal.group_by("order_id").agg(
         has_quality_refund=pl.col("reason").is_in(QUALITY_REASONS).any(),
-        has_problem_refund=(
-            pl.col("reason").is_in(PROBLEM_REASONS)
-            & (pl.col("requested_at") < pl.lit(window.cutoff))
-        ).any(),
+        first_problem_requested_at=pl.col("requested_at")
+        .filter(pl.col("reason").is_in(PROBLEM_REASONS))
+        .min(),
     )
 
 
@@ -116,22 +123,27 @@ def order_facts(
     orders: pl.LazyFrame, events: pl.LazyFrame, refunds: pl.LazyFrame, window: Window
 ) -> pl.LazyFrame:
     """One row per order of V with everything the order-based indicators, PXI and labels need."""
-    valid = valid_paid_orders(orders, window)
-    tracking = order_tracking(events, window)
-    facts = (
-        valid.join(tracking, on="order_id", how="left")
-        .join(stalled_orders(events, tracking, window), on="order_id", how="left")
-        .join(order_refund_flags(refunds, window), on="order_id", how="left")
+    existing_events = events.filter(pl.col("event_at") < pl.lit(window.cutoff))
+    joined = (
+        valid_paid_orders(orders, window)
+        .join(tracking_facts(existing_events), on="order_id", how="left")
+        .join(order_refund_flags(refunds), on="order_id", how="left")
     )
+    return window_order_facts(joined, window)
+
+
+def window_order_facts(orders_v: pl.LazyFrame, window: Window) -> pl.LazyFrame:
+    """Orders of V joined to their tracking and refund rows -> the facts that need the cutoff.
+
+    The incremental state joins the same rows in DuckDB and hands them over here, so both paths
+    decide stalls, problem refunds, deadlines and next-day delivery in this one place.
+    """
     next_day_end = local_date("paid_at", window.tz) + pl.duration(days=2)
-    return facts.with_columns(
-        pl.col(
-            "has_exception",
-            "stalled",
-            "has_quality_refund",
-            "has_problem_refund",
-            "delivered_at_door",
-        ).fill_null(False),
+    problem_refund = pl.col("first_problem_requested_at") < pl.lit(window.cutoff)
+    return orders_v.with_columns(
+        pl.col("has_exception", "has_quality_refund", "delivered_at_door").fill_null(False),
+        stalled=stalled(window),
+        has_problem_refund=problem_refund.fill_null(False),
         deadline=pickup_deadline(),
         delivered_next_day=(local_date("delivered_at", window.tz) < next_day_end).fill_null(False),
     )

@@ -15,7 +15,10 @@ def problem_order() -> pl.Expr:
 
 
 def item_counts(orders_v: pl.LazyFrame) -> pl.LazyFrame:
-    """Paid and problem orders per item; shop and category are the item's (smallest if mixed)."""
+    """Paid and problem orders per item; shop and category are the item's (smallest if mixed).
+
+    Sums and minimums: counts of disjoint parts of V (shards) combine with `merge_item_counts`.
+    """
     return orders_v.group_by("item_id").agg(
         shop_id=pl.col("shop_id").min(),
         category_id=pl.col("category_id").min(),
@@ -24,8 +27,23 @@ def item_counts(orders_v: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def item_scores(orders_v: pl.LazyFrame, rules: Rules) -> pl.LazyFrame:
-    """Problem rate shrunk toward the category's pooled rate, mapped through the PXI knots."""
+def merge_item_counts(parts: pl.LazyFrame) -> pl.LazyFrame:
+    """`item_counts` of disjoint parts of V -> the counts over all of V.
+
+    Shards split V by shop, and an item sold under two shops (which the spec does not forbid)
+    has a row in each; its totals are the sums, its shop and category the smallest.
+    """
+    return parts.group_by("item_id").agg(
+        pl.col("shop_id", "category_id").min(),
+        pl.col("paid_orders", "problem_orders").sum(),
+    )
+
+
+def item_scores(items: pl.LazyFrame, rules: Rules) -> pl.LazyFrame:
+    """Problem rate shrunk toward the category's pooled rate, mapped through the PXI knots.
+
+    `items` is `item_counts` over all of V: the category prior pools every item of the category.
+    """
     per_category = ["category_id"]
     prior = pl.col("problem_orders").sum().over(per_category) / pl.col("paid_orders").sum().over(
         per_category
@@ -34,8 +52,7 @@ def item_scores(orders_v: pl.LazyFrame, rules: Rules) -> pl.LazyFrame:
     smoothed = (pl.col("problem_orders") + k * pl.col("prior")) / (pl.col("paid_orders") + k)
     scored = pl.col("paid_orders") >= rules.min_item_orders
     return (
-        item_counts(orders_v)
-        .with_columns(prior=prior)
+        items.with_columns(prior=prior)
         .with_columns(smoothed_rate=smoothed)
         .with_columns(
             pxi=pl.when(scored).then(interp(pl.col("smoothed_rate"), rules.pxi_knots)),

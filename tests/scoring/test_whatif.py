@@ -56,8 +56,8 @@ def sample_facts() -> DayFacts:
         loaded.orders, loaded.refunds, loaded.logistics, loaded.cs_sessions, labels, weights
     )
     facts = day_facts(inputs, window)
-    orders_v, activity = pl.collect_all([facts.orders_v, facts.activity])
-    return DayFacts(window, orders_v.lazy(), activity.lazy())
+    items, activity = pl.collect_all([facts.items, facts.activity])
+    return DayFacts(window, items.lazy(), activity.lazy())
 
 
 def scored(facts: DayFacts, rules: Rules) -> Tables:
