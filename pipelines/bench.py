@@ -75,7 +75,7 @@ DEFAULT_WINDOW_DAYS = 30  # the shipped rules' window; other windows get a rules
 JSON_SCHEMA_VERSION = 1
 SCENARIOS = ("floor", "floor_day", "backfill", "nightly", "scratch")
 RUN_SCENARIOS = ("backfill", "nightly", "scratch")  # the ones that run expscore
-STAGE_ORDER = ("load", "score", "publish")  # known stages first; others follow by name
+STAGE_ORDER = ("sync", "facts", "score", "publish")  # known stages first; others follow by name
 PUBLISHED_TABLES = (*TABLE_SCHEMAS, "quarantine")
 
 

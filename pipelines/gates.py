@@ -74,9 +74,7 @@ def quarantine_gates(
     files: list[dict], quarantine: pl.DataFrame, run_date: dt.date, gates: GateRules
 ) -> list[GateResult]:
     """Share of today's rows of each log that were quarantined."""
-    rejected = dict(
-        quarantine.filter(pl.col("source_dt") == run_date).group_by("log").len().rows()
-    )
+    rejected = dict(quarantine.filter(pl.col("source_dt") == run_date).group_by("log").len().rows())
     results = []
     for log in LOGS:
         today = rows_per_day(files, log).get(run_date, 0)

@@ -1,6 +1,7 @@
-"""Load the window's raw partitions into DuckDB: validate, quarantine, reduce to current state.
+"""Raw partitions into DuckDB: file checks, casts, reason codes, current state (the SQL parts).
 
-The flow per log (SCORING.md 2 and 2.5, readings 12.1-12.2):
+`pipelines.state` puts these together per partition; the flow per log (SCORING.md 2 and 2.5,
+readings 12.1-12.2):
 
 1. every file is checked on its own (readable Parquet, every required column present with a type
    that can hold the values); a bad file stops the run with an `InputError` naming file and column;
@@ -9,7 +10,7 @@ The flow per log (SCORING.md 2 and 2.5, readings 12.1-12.2):
 3. each row gets the first reason code it breaks; rejected rows go to the quarantine;
 4. the good rows are reduced to current state (change logs) or de-duplicated (append-only logs).
 
-Polars receives only current state, as Arrow with UTC-aware timestamps.
+Polars receives only current state (or less), as Arrow with UTC-aware timestamps.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import pyarrow.parquet as pq
 
 from pipelines.errors import InputError
 from pipelines.schemas import LOGS, Column, LogSchema
-from scoring.window import Window, partition_cutoff
+from scoring.window import partition_cutoff
 
 PARTITION_RE = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")
 
@@ -82,20 +83,26 @@ SCORING_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
-@dataclass
-class LoadedInputs:
-    """Current state of the four logs, plus what the manifest reports about the load."""
+@dataclass(kw_only=True)
+class WindowLoad:
+    """What the manifest and the gates report about a window's raw input."""
 
-    orders: pl.LazyFrame
-    refunds: pl.LazyFrame
-    logistics: pl.LazyFrame
-    cs_sessions: pl.LazyFrame
     quarantine: pl.DataFrame
     files: list[dict] = field(default_factory=list)  # path, log, dt, rows
     rows_read: dict[str, int] = field(default_factory=dict)
     rows_current: dict[str, int] = field(default_factory=dict)
     rejected: dict[str, dict[str, int]] = field(default_factory=dict)  # log -> reason -> rows
     missing_partitions: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass(kw_only=True)
+class LoadedInputs(WindowLoad):
+    """A window's load with the current state of the four logs as Polars frames."""
+
+    orders: pl.LazyFrame
+    refunds: pl.LazyFrame
+    logistics: pl.LazyFrame
+    cs_sessions: pl.LazyFrame
 
 
 # --------------------------------------------------------------------------------------------
@@ -179,7 +186,7 @@ def check_file(path: Path, schema: LogSchema) -> tuple[pa.Schema, int]:
 # SQL building blocks
 
 
-def _sql_literal(value: object) -> str:
+def sql_literal(value: object) -> str:
     if isinstance(value, str):
         return "'" + value.replace("'", "''") + "'"
     if isinstance(value, dt.datetime):
@@ -203,28 +210,17 @@ def _cast(column: Column, arrow_type: pa.DataType) -> str:
     return f"CAST({name} AS {column.duck_type})"
 
 
-def _file_select(
+def file_select(
     path: Path, source: str, schema: LogSchema, file_schema: pa.Schema, day: dt.date, tz: str
 ) -> str:
     columns = ", ".join(
         f'{_cast(c, file_schema.field(c.name).type)} AS "{c.name}"' for c in schema.columns
     )
     return (
-        f"SELECT {columns}, {_sql_literal(day)} AS dt, "
-        f"{_sql_literal(partition_cutoff(day, tz))} AS part_cutoff, "
-        f"{_sql_literal(source)} AS source_file, file_row_number AS source_row "
-        f"FROM read_parquet({_sql_literal(str(path))}, file_row_number = true)"
-    )
-
-
-def _empty_select(schema: LogSchema) -> str:
-    columns = ", ".join(
-        f'CAST(NULL AS {"BIGINT" if c.kind == "int" else c.duck_type}) AS "{c.name}"'
-        for c in schema.columns
-    )
-    return (
-        f"SELECT {columns}, CAST(NULL AS DATE) AS dt, CAST(NULL AS TIMESTAMP) AS part_cutoff, "
-        "CAST(NULL AS VARCHAR) AS source_file, CAST(NULL AS BIGINT) AS source_row WHERE false"
+        f"SELECT {columns}, {sql_literal(day)} AS dt, "
+        f"{sql_literal(partition_cutoff(day, tz))} AS part_cutoff, "
+        f"{sql_literal(source)} AS source_file, file_row_number AS source_row "
+        f"FROM read_parquet({sql_literal(str(path))}, file_row_number = true)"
     )
 
 
@@ -239,7 +235,7 @@ def reject_reason_sql(schema: LogSchema) -> str:
         (
             "unknown_enum_value",
             [
-                f'"{c.name}" NOT IN ({", ".join(map(_sql_literal, c.enum))})'
+                f'"{c.name}" NOT IN ({", ".join(map(sql_literal, c.enum))})'
                 for c in schema.columns
                 if c.enum
             ],
@@ -268,7 +264,7 @@ def reject_reason_sql(schema: LogSchema) -> str:
     return "CASE " + " ".join(whens) + " END"
 
 
-def _current_state_sql(schema: LogSchema, table: str) -> str:
+def current_state_sql(schema: LogSchema, table: str) -> str:
     """Latest version per key (change logs) or one copy per key (append-only logs).
 
     Ties that the spec calls duplicates ("any one of them counts") are broken on every column so
@@ -282,89 +278,18 @@ def _current_state_sql(schema: LogSchema, table: str) -> str:
     )
 
 
-# --------------------------------------------------------------------------------------------
-# the load
-
-
-def load_window(con: duckdb.DuckDBPyConnection, raw: Path, window: Window) -> LoadedInputs:
-    """Read, check, quarantine and reduce the window's partitions of all four logs."""
-    con.sql("SET TimeZone = 'UTC'")
-    wanted = set(window.partition_dates())
-    files: list[dict] = []
-    frames: dict[str, pl.LazyFrame] = {}
-    quarantine_parts: list[str] = []
-    rows_read: dict[str, int] = {}
-    rows_current: dict[str, int] = {}
-    rejected: dict[str, dict[str, int]] = {}
-    missing: dict[str, list[str]] = {}
-
-    for log, schema in LOGS.items():
-        partitions = {d: p for d, p in list_partitions(raw, log).items() if d in wanted}
-        missing[log] = [d.isoformat() for d in sorted(wanted - partitions.keys())]
-        selects: list[str] = []
-        paths: list[Path] = []
-        for day, folder in sorted(partitions.items()):
-            for path in sorted(folder.glob("*.parquet")):
-                file_schema, rows = check_file(path, schema)
-                _check_integer_ranges(con, path, schema, file_schema)
-                source = path.relative_to(raw).as_posix()  # stable across machines
-                selects.append(_file_select(path, source, schema, file_schema, day, window.tz))
-                paths.append(path)
-                files.append({"log": log, "dt": day.isoformat(), "path": source, "rows": rows})
-        union = " UNION ALL ".join(selects) if selects else _empty_select(schema)
-        try:
-            con.sql(
-                f"CREATE OR REPLACE TEMP TABLE raw_{log} AS "
-                f"SELECT *, {reject_reason_sql(schema)} AS reject_reason FROM ({union})"
-            )
-        except duckdb.Error as exc:
-            raise _unreadable_file_error(con, paths, selects, exc) from exc
-        rows_read[log] = con.sql(f"SELECT count(*) FROM raw_{log}").fetchall()[0][0]
-        rejected[log] = dict(
-            con.sql(
-                f"SELECT reject_reason, count(*) FROM raw_{log} WHERE reject_reason IS NOT NULL "
-                "GROUP BY ALL ORDER BY 1"
-            ).fetchall()
-        )
-        con.sql(
-            f"CREATE OR REPLACE TEMP TABLE good_{log} AS "
-            f"SELECT * EXCLUDE (reject_reason) FROM raw_{log} WHERE reject_reason IS NULL"
-        )
-        con.sql(
-            f"CREATE OR REPLACE TEMP TABLE current_{log} AS "
-            f"{_current_state_sql(schema, f'good_{log}')}"
-        )
-        rows_current[log] = con.sql(f"SELECT count(*) FROM current_{log}").fetchall()[0][0]
-        frames[log] = _to_polars(con, f"current_{log}", schema, SCORING_COLUMNS[log])
-        row_struct = ", ".join(f'"{c}" := "{c}"' for c in schema.column_names)
-        quarantine_parts.append(
-            f"SELECT {_sql_literal(log)} AS log, reject_reason AS reason, dt AS source_dt, "
-            f'source_file, source_row, "{schema.key}" AS record_key, '
-            f"to_json(struct_pack({row_struct})) AS row "
-            f"FROM raw_{log} WHERE reject_reason IS NOT NULL"
-        )
-
-    quarantine = pl.from_arrow(
-        con.sql(
-            " UNION ALL ".join(quarantine_parts)
-            + " ORDER BY log, source_dt, source_file, source_row"
-        ).to_arrow_table()
-    )
-    return LoadedInputs(
-        orders=frames["orders"],
-        refunds=frames["refunds"],
-        logistics=frames["logistics"],
-        cs_sessions=frames["cs_sessions"],
-        quarantine=quarantine,
-        files=files,
-        rows_read=rows_read,
-        rows_current=rows_current,
-        rejected=rejected,
-        missing_partitions=missing,
+def quarantine_select(log: str, schema: LogSchema, table: str) -> str:
+    """The rejected rows of `table` as quarantine rows: reason, source, key and the row as JSON."""
+    row_struct = ", ".join(f'"{c}" := "{c}"' for c in schema.column_names)
+    return (
+        f"SELECT {sql_literal(log)} AS log, reject_reason AS reason, dt AS source_dt, "
+        f'source_file, source_row, "{schema.key}" AS record_key, '
+        f"to_json(struct_pack({row_struct})) AS row "
+        f"FROM {table} WHERE reject_reason IS NOT NULL"
     )
 
 
-def _unreadable_file_error(
+def unreadable_file_error(
     con: duckdb.DuckDBPyConnection, paths: list[Path], selects: list[str], exc: duckdb.Error
 ) -> InputError:
     """Find which file broke the scan (a corrupt page behind a valid footer), file by file.
@@ -380,7 +305,7 @@ def _unreadable_file_error(
     return InputError(f"raw files could not be read together: {str(exc).splitlines()[0]}")
 
 
-def _check_integer_ranges(
+def check_integer_ranges(
     con: duckdb.DuckDBPyConnection, path: Path, schema: LogSchema, file_schema: pa.Schema
 ) -> None:
     """An integer column whose values do not fit the canonical type stops the run (2.5).
@@ -409,7 +334,7 @@ def _check_integer_ranges(
     if not checks:
         return
     counts = con.sql(
-        f"SELECT {', '.join(sql for _, sql in checks)} FROM read_parquet({_sql_literal(str(path))})"
+        f"SELECT {', '.join(sql for _, sql in checks)} FROM read_parquet({sql_literal(str(path))})"
     ).fetchall()[0]
     for (name, _), bad in zip(checks, counts, strict=True):
         if bad:
@@ -420,14 +345,13 @@ def _check_integer_ranges(
             )
 
 
-def _to_polars(
-    con: duckdb.DuckDBPyConnection, table: str, schema: LogSchema, columns: tuple[str, ...]
-) -> pl.LazyFrame:
-    """Hand current state to Polars with canonical types; timestamps become UTC-aware."""
-    select = ", ".join(f'"{c}"' for c in columns)
-    frame = pl.from_arrow(con.sql(f"SELECT {select} FROM {table}").to_arrow_table())
+def to_polars(con: duckdb.DuckDBPyConnection, query: str, schema: LogSchema) -> pl.LazyFrame:
+    """Hand a query's rows to Polars; the log's columns get canonical types, timestamps UTC."""
+    frame = pl.from_arrow(con.sql(query).to_arrow_table())
     casts = []
-    for name in columns:
+    for name in frame.columns:
+        if name not in schema.column_names:
+            continue
         column = schema.column(name)
         match column.kind:
             case "timestamp":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import time
 import tomllib
 from collections.abc import Callable
@@ -11,12 +10,11 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-import duckdb
 import polars as pl
 
 from pipelines.errors import ExpscoreError, InputError
 from pipelines.gates import GateResult, band_change_gate, quarantine_gates, row_count_gates
-from pipelines.load import LoadedInputs, latest_partition_date, load_window
+from pipelines.load import WindowLoad, latest_partition_date
 from pipelines.lock import output_lock
 from pipelines.publish import (
     clean_stale_staging,
@@ -24,21 +22,26 @@ from pipelines.publish import (
     read_partition,
     write_json_atomic,
 )
+from pipelines.state import (
+    SyncReport,
+    auto_shards,
+    memory_state,
+    open_state,
+    state_path,
+    sync_window,
+    window_facts,
+    window_load,
+)
 from scoring.daily import (
     PREVIOUS_LABELS_SCHEMA,
     PREVIOUS_WEIGHTS_SCHEMA,
     TABLE_SCHEMAS,
-    DayFacts,
-    DayInputs,
-    day_facts,
     rules_window,
     score_facts,
 )
 from scoring.rules import Rules, RulesError, parse_rules
-from scoring.window import Window
 
 DEFAULT_RULES = "rules.default.toml"
-DEFAULT_DUCKDB_MEMORY = "6GB"
 QUARANTINE_TABLE = "quarantine"
 MANIFEST_DIR = "manifests"
 
@@ -94,6 +97,20 @@ class HeldError(ExpscoreError):
     exit_code = 3
 
 
+@dataclass(frozen=True)
+class StateOptions:
+    """How a run uses the window state under `<out>/.state` (pipelines/state.py).
+
+    `rebuild` deletes it first; `shards` is the number of shop shards scoring reads the state in
+    (None: about 3M orders of V per shard); `keep` False scores from an in-memory state that is
+    dropped after the run (what a run that must not write, or a from-scratch check, wants).
+    """
+
+    rebuild: bool = False
+    shards: int | None = None
+    keep: bool = True
+
+
 def run_day(
     raw: Path,
     out: Path,
@@ -101,17 +118,28 @@ def run_day(
     run_date: dt.date | None = None,
     publish: bool = True,
     force: bool = False,
+    state: StateOptions = StateOptions(),
 ) -> RunResult:
-    """Score one business date and publish its tables atomically, holding the output lock."""
+    """Score one business date and publish its tables atomically, holding the output lock.
+
+    With `publish=False` nothing under `out` changes: not the tables, not the state.
+    """
     if not publish:
-        return _run_day(raw, out, rules, run_date, publish=False, force=force)
+        state = StateOptions(rebuild=False, shards=state.shards, keep=False)
+        return _run_day(raw, out, rules, run_date, publish=False, force=force, state=state)
     with output_lock(out):
         clean_stale(out)
-        return _run_day(raw, out, rules, run_date, publish=True, force=force)
+        return _run_day(raw, out, rules, run_date, publish=True, force=force, state=state)
 
 
 def _run_day(
-    raw: Path, out: Path, rules: Rules, run_date: dt.date | None, publish: bool, force: bool
+    raw: Path,
+    out: Path,
+    rules: Rules,
+    run_date: dt.date | None,
+    publish: bool,
+    force: bool,
+    state: StateOptions,
 ) -> RunResult:
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -123,27 +151,28 @@ def _run_day(
         clock = now
 
     run_date = run_date or latest_partition_date(raw)
-    window = Window(run_date, rules.window_days, rules.timezone)
-    con = connect_duckdb(out)
+    window = rules_window(rules, run_date)
+    if state.keep:
+        path = state_path(out)
+        con, rebuilt = open_state(path, window, state.rebuild)
+        report = SyncReport(path=str(path), rebuilt_because=rebuilt)
+    else:
+        con = memory_state(out / ".duckdb_tmp")
+        report = SyncReport(path=None)
     try:
-        loaded = load_window(con, raw, window)
-        lap("load")
-        previous_labels, previous_weights = previous_outputs(out, run_date)
-        inputs = DayInputs(
-            orders=loaded.orders,
-            refunds=loaded.refunds,
-            logistics=loaded.logistics,
-            cs_sessions=loaded.cs_sessions,
-            previous_labels=previous_labels,
-            previous_weights=previous_weights,
-        )
-        facts = shared_facts(inputs, rules_window(rules, run_date))
-        lazy = score_facts(facts, rules, previous_labels, previous_weights)
-        names = list(lazy)
-        tables = dict(zip(names, pl.collect_all([lazy[n] for n in names]), strict=True))
-        lap("score")
+        sync_window(con, raw, window, report)
+        loaded = window_load(con, raw, window)
+        lap("sync")
+        shards = state.shards or auto_shards(con)
+        facts = window_facts(con, window, shards)
+        lap("facts")
     finally:
         con.close()
+    previous_labels, previous_weights = previous_outputs(out, run_date)
+    lazy = score_facts(facts, rules, previous_labels, previous_weights)
+    names = list(lazy)
+    tables = dict(zip(names, pl.collect_all([lazy[n] for n in names]), strict=True))
+    lap("score")
 
     quarantine = loaded.quarantine.with_columns(
         dt=pl.lit(run_date, pl.Date), rules_version=pl.lit(rules.version)
@@ -154,6 +183,7 @@ def _run_day(
     manifest = build_manifest(run_date, raw, out, rules, loaded, tables, quarantine, timings)
     manifest["status"] = status
     manifest["gates"] = [g.to_dict() for g in gates]
+    manifest["state"] = {**report.to_dict(), "shards": shards}
     result = RunResult(run_date, out, tables, manifest, timings)
     if not publish:
         return result
@@ -175,35 +205,8 @@ def _run_day(
     return result
 
 
-def connect_duckdb(out: Path) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB that spills instead of taking the machine.
-
-    DuckDB's default limit is 80% of RAM, which leaves nothing for Polars after the hand-off; a
-    30-day window at 200k orders a day took all 24 GiB. EXPSCORE_DUCKDB_MEMORY overrides the
-    limit; spill files go to a hidden folder under --out (removed with the connection).
-    """
-    con = duckdb.connect()
-    limit = os.environ.get("EXPSCORE_DUCKDB_MEMORY", DEFAULT_DUCKDB_MEMORY)
-    spill = out / ".duckdb_tmp"
-    con.sql(f"SET memory_limit = '{limit}'")
-    con.sql(f"SET temp_directory = '{spill.as_posix()}'")
-    con.sql("SET preserve_insertion_order = false")
-    return con
-
-
-def shared_facts(inputs: DayInputs, window: Window) -> DayFacts:
-    """The day's facts with the per-shop sums computed once.
-
-    Every shop table reads `activity`, and `collect_all` does not share that subplan: each table
-    replayed load-to-sums (4 x 0.5 s on the sample). `activity` is one row per shop, so holding
-    it costs nothing; the per-order facts stay lazy (only the item table reads them).
-    """
-    facts = day_facts(inputs, window)
-    return DayFacts(window, facts.items, facts.activity.collect().lazy())
-
-
 def evaluate_gates(
-    loaded: LoadedInputs,
+    loaded: WindowLoad,
     quarantine: pl.DataFrame,
     tables: dict[str, pl.DataFrame],
     out: Path,
@@ -244,7 +247,7 @@ def build_manifest(
     raw: Path,
     out: Path,
     rules: Rules,
-    loaded: LoadedInputs,
+    loaded: WindowLoad,
     tables: dict[str, pl.DataFrame],
     quarantine: pl.DataFrame,
     timings: dict[str, float],
@@ -284,6 +287,7 @@ def backfill(
     end: dt.date,
     on_day: Callable[[RunResult], None] | None = None,
     force: bool = False,
+    state: StateOptions = StateOptions(),
 ) -> list[RunResult]:
     """Run every date from start to end in order: labels and weights carry over day to day.
 
@@ -296,7 +300,8 @@ def backfill(
         clean_stale(out)
         day = start
         while day <= end:
-            result = _run_day(raw, out, rules, day, publish=True, force=force)
+            result = _run_day(raw, out, rules, day, publish=True, force=force, state=state)
+            state = StateOptions(shards=state.shards, keep=state.keep)  # rebuild only once
             results.append(result)
             if on_day:
                 on_day(result)

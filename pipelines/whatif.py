@@ -18,6 +18,7 @@ import difflib
 import html
 import json
 import os
+import tempfile
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,11 +31,12 @@ import polars as pl
 import typer
 
 from pipelines.errors import InputError
-from pipelines.load import latest_partition_date, load_window
+from pipelines.load import latest_partition_date
 from pipelines.options import parse_date
 from pipelines.publish import partition_dir, write_json_atomic
 from pipelines.run import DEFAULT_RULES, load_rules, previous_outputs
-from scoring.daily import DayFacts, DayInputs, day_facts, rules_window, score_facts
+from pipelines.state import SyncReport, auto_shards, memory_state, sync_window, window_facts
+from scoring.daily import DayFacts, rules_window, score_facts
 from scoring.rules import Rules
 from scoring.whatif import (
     BONUS_DRIVER,
@@ -83,29 +85,14 @@ def _rules_text(path: Path | None) -> str:
     return Path(path).read_text("utf-8")
 
 
-def _facts(
-    con: duckdb.DuckDBPyConnection,
-    raw: Path,
-    window: Window,
-    previous: tuple[pl.LazyFrame, pl.LazyFrame],
-) -> DayFacts:
-    """Load the window and compute its facts once, materialised so that scoring them under
-    several rule sets does not recompute them (a LazyFrame would replay the whole plan).
+def _facts(con: duckdb.DuckDBPyConnection, raw: Path, window: Window) -> DayFacts:
+    """Sync the in-memory state to the window and compute its facts once, as a nightly run does.
 
-    `previous` (D-1's labels and weights) only fills `DayInputs`; facts never read it.
+    The facts are two small tables (per-shop sums, per-item counts), already collected, so
+    scoring them under several rule sets does not recompute them.
     """
-    loaded = load_window(con, raw, window)
-    inputs = DayInputs(
-        orders=loaded.orders,
-        refunds=loaded.refunds,
-        logistics=loaded.logistics,
-        cs_sessions=loaded.cs_sessions,
-        previous_labels=previous[0],
-        previous_weights=previous[1],
-    )
-    facts = day_facts(inputs, window)
-    items, activity = pl.collect_all([facts.items, facts.activity])
-    return DayFacts(window, items.lazy(), activity.lazy())
+    sync_window(con, raw, window, SyncReport(path=None))
+    return window_facts(con, window, auto_shards(con))
 
 
 def score_both(
@@ -118,14 +105,13 @@ def score_both(
     """
     previous = previous_outputs(out, run_date)
     shared = same_window(base, new)
-    con = duckdb.connect()
-    try:
-        base_facts = _facts(con, raw, rules_window(base, run_date), previous)
-        new_facts = (
-            base_facts if shared else _facts(con, raw, rules_window(new, run_date), previous)
-        )
-    finally:
-        con.close()
+    with tempfile.TemporaryDirectory(prefix="expscore-whatif-") as spill:
+        con = memory_state(Path(spill))
+        try:
+            base_facts = _facts(con, raw, rules_window(base, run_date))
+            new_facts = base_facts if shared else _facts(con, raw, rules_window(new, run_date))
+        finally:
+            con.close()
     old_lazy = score_facts(base_facts, base, *previous)
     new_lazy = score_facts(new_facts, new, *previous)
     names = list(old_lazy)

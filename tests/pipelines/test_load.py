@@ -12,7 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.errors import InputError
-from pipelines.load import REASON_CODES, load_window
+from pipelines.load import REASON_CODES
+from pipelines.state import load_window
 from scoring.window import Window
 from tests.builders import complete_rows, ts, write_partition
 

@@ -73,8 +73,8 @@ def example(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("whatif_example")
     out, html_file, json_file = tmp / "out", tmp / "report.html", tmp / "report.json"
     with pytest.MonkeyPatch.context() as mp:
-        facts_calls = counting(mp, "day_facts")
-        load_calls = counting(mp, "load_window")
+        facts_calls = counting(mp, "window_facts")
+        load_calls = counting(mp, "sync_window")
         result = invoke(
             "--rules", str(EXAMPLE), "--date", DATE, "--raw", str(RAW), "--out", str(out),
             "--html", str(html_file), "--json", str(json_file),
@@ -364,8 +364,8 @@ def test_different_windows_compute_facts_per_rule_set(tmp_path: Path, monkeypatc
     other.write_text(
         EXAMPLE.read_text().replace("window_days = 30", "window_days = 28"), encoding="utf-8"
     )
-    facts_calls = counting(monkeypatch, "day_facts")
-    load_calls = counting(monkeypatch, "load_window")
+    facts_calls = counting(monkeypatch, "window_facts")
+    load_calls = counting(monkeypatch, "sync_window")
     report = whatif_module.run_whatif(RAW, tmp_path / "out", other, None, dt.date(2026, 10, 10))
     assert (len(facts_calls), len(load_calls)) == (2, 2)
     assert report.facts_shared is False and report.bands[-1] == "absent"

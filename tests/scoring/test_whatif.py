@@ -16,7 +16,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from pipelines.load import load_window
+from pipelines.state import load_window
 from scoring.daily import DayFacts, DayInputs, day_facts, no_previous, rules_window, score_facts
 from scoring.rules import Knots, Rules
 from scoring.whatif import (

@@ -1,0 +1,627 @@
+"""The window state: the cleaned raw window kept in DuckDB between nightly runs (issue 3).
+
+A run for date D needs the current state of the four logs over the partitions D-(W-1)..D. Each
+night the window moves by one partition, so instead of re-reading and re-validating W days of raw
+Parquet, the state keeps what the last run derived from them and moves it:
+
+    versions_<log>   every good row of every window partition (all columns, with its `dt`)
+    current_<log>    current state (2.5) over those rows, scoring columns only
+    order_tracking   per order: pickup, delivery, door, exception, trail (`tracking_facts`)
+    order_refunds    per order: quality refund, first problem request (`order_refund_flags`)
+    quarantine       the rejected rows of every window partition, with their reasons
+    files            the raw files read per partition, with their row counts
+    partitions       per partition: a fingerprint of its files (name, size, mtime)
+
+`sync_window` makes the state equal to what the raw folder holds for a window: a partition that
+left the window, or whose files changed, is evicted; a new or changed one is loaded. Only keys
+that occur in evicted or loaded rows can change their current state, and only orders that one of
+those events or refunds names can change their per-order rows, so the nightly work is about two
+days of rows plus indexed passes over the stored ones. Nothing in the state depends on the
+cutoff or on the rules beyond the window (length and time zone): the run joins and filters it per
+date, and `scoring.facts.window_order_facts` decides what needs the cutoff.
+
+The state is a cache of the raw window. An empty state synced to a window is the from-scratch
+run (the same code), `--rebuild` deletes it, a state written for another window length, time zone
+or state format is rebuilt, and one that cannot be opened is set aside and rebuilt. Every sync is
+one DuckDB transaction: a run killed halfway leaves the previous state.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from pipelines.load import (
+    SCORING_COLUMNS,
+    LoadedInputs,
+    WindowLoad,
+    check_file,
+    check_integer_ranges,
+    current_state_sql,
+    file_select,
+    list_partitions,
+    quarantine_select,
+    reject_reason_sql,
+    sql_literal,
+    to_polars,
+    unreadable_file_error,
+)
+from pipelines.schemas import LOGS, LogSchema
+from scoring.activity import shop_activity
+from scoring.daily import DayFacts
+from scoring.facts import (
+    order_refund_flags,
+    refund_facts,
+    session_facts,
+    tracking_facts,
+    window_order_facts,
+)
+from scoring.product import item_counts, merge_item_counts
+from scoring.window import Window
+
+STATE_FORMAT = "1"
+STATE_DIR = ".state"
+STATE_FILE = "window.duckdb"
+# Per-order rows are recomputed in chunks of about this many source rows (events or refunds),
+# so the first sync of a large window never holds all of them in Polars at once.
+DERIVED_CHUNK_ROWS = 4_000_000
+# Orders of V per scoring shard when the shard count is chosen automatically.
+ORDERS_PER_SHARD = 3_000_000
+DEFAULT_DUCKDB_MEMORY = "6GB"
+
+ORDER_TRACKING_COLUMNS = {
+    "order_id": "BIGINT",
+    "pickup_at": "TIMESTAMP",
+    "has_exception": "BOOLEAN",
+    "delivered_at": "TIMESTAMP",
+    "delivered_at_door": "BOOLEAN",
+    "longest_trail_gap_us": "BIGINT",
+    "last_trail_event_at": "TIMESTAMP",
+}
+ORDER_REFUND_COLUMNS = {
+    "order_id": "BIGINT",
+    "has_quality_refund": "BOOLEAN",
+    "first_problem_requested_at": "TIMESTAMP",
+}
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A per-order table derived from one log's current state by a pure scoring function."""
+
+    table: str
+    log: str
+    columns: dict[str, str]
+    compute: Callable[[pl.LazyFrame], pl.LazyFrame]
+    source_columns: tuple[str, ...]
+
+
+DERIVED = (
+    Derived(
+        "order_tracking",
+        "logistics",
+        ORDER_TRACKING_COLUMNS,
+        tracking_facts,
+        ("event_id", "order_id", "event_type", "event_at", "door_delivery"),
+    ),
+    Derived(
+        "order_refunds",
+        "refunds",
+        ORDER_REFUND_COLUMNS,
+        order_refund_flags,
+        ("order_id", "reason", "requested_at", "is_abnormal"),
+    ),
+)
+
+
+@dataclass
+class SyncReport:
+    """What a sync did: the manifest's `state` section."""
+
+    path: str | None
+    rebuilt_because: str | None = None
+    evicted: dict[str, list[str]] = field(default_factory=dict)  # log -> dates
+    loaded: dict[str, list[str]] = field(default_factory=dict)
+    kept: dict[str, int] = field(default_factory=dict)  # log -> partitions reused
+    keys_touched: dict[str, int] = field(default_factory=dict)
+    orders_recomputed: dict[str, int] = field(default_factory=dict)  # derived table -> orders
+
+    def to_dict(self) -> dict:
+        return {
+            "path": self.path,
+            "rebuilt_because": self.rebuilt_because,
+            "partitions_evicted": self.evicted,
+            "partitions_loaded": self.loaded,
+            "partitions_kept": self.kept,
+            "keys_touched": self.keys_touched,
+            "orders_recomputed": self.orders_recomputed,
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# opening
+
+
+def state_path(out: Path) -> Path:
+    return out / STATE_DIR / STATE_FILE
+
+
+def open_state(
+    path: Path, window: Window, rebuild: bool = False
+) -> tuple[duckdb.DuckDBPyConnection, str | None]:
+    """A connection to the state file at `path`, and why it was rebuilt (None: it was not).
+
+    The connection spills to `<state dir>/tmp` under the memory limit.
+    """
+    reason = None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if rebuild and path.exists():
+        _remove_database(path)
+        reason = "--rebuild"
+    con, unreadable = _connect(path)
+    reason = reason or unreadable
+    stale = _stale_reason(con, window)
+    if stale is not None:
+        con.close()
+        _remove_database(path)
+        con, _ = _connect(path)
+        reason = stale
+    _create_tables(con)
+    _set_meta(con, window)
+    return con, reason
+
+
+def connect_memory(spill: Path) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the run's memory limit, spilling into `spill`.
+
+    DuckDB's default limit is 80% of RAM, which leaves nothing for Polars after the hand-off; a
+    30-day window at 200k orders a day took all 24 GiB before there was a limit.
+    """
+    con = duckdb.connect()
+    _configure(con, spill)
+    return con
+
+
+def memory_state(spill: Path) -> duckdb.DuckDBPyConnection:
+    """An empty state in memory: a run that keeps nothing (from scratch, dry runs)."""
+    con = connect_memory(spill)
+    _create_tables(con)
+    return con
+
+
+def duckdb_memory_limit() -> str:
+    """DuckDB's memory limit: EXPSCORE_DUCKDB_MEMORY, or `DEFAULT_DUCKDB_MEMORY`."""
+    return os.environ.get("EXPSCORE_DUCKDB_MEMORY", DEFAULT_DUCKDB_MEMORY)
+
+
+def _connect(path: Path) -> tuple[duckdb.DuckDBPyConnection, str | None]:
+    try:
+        con = duckdb.connect(str(path))
+        con.sql("SELECT 1").fetchall()
+        reason = None
+    except duckdb.Error as exc:
+        # A cache that cannot be opened (a torn file, another DuckDB's format) is set aside for
+        # inspection and rebuilt from raw; the run loses time, never correctness.
+        aside = path.with_name(path.name + ".unreadable")
+        _remove_database(aside)
+        path.rename(aside)
+        con = duckdb.connect(str(path))
+        reason = f"the state could not be opened ({str(exc).splitlines()[0]}); set aside as {aside}"
+    _configure(con, path.parent / "tmp")
+    return con, reason
+
+
+def _configure(con: duckdb.DuckDBPyConnection, spill: Path) -> None:
+    con.sql(f"SET memory_limit = '{duckdb_memory_limit()}'")
+    con.sql(f"SET temp_directory = '{spill.as_posix()}'")
+    con.sql("SET preserve_insertion_order = false")
+    con.sql("SET TimeZone = 'UTC'")
+
+
+def _remove_database(path: Path) -> None:
+    for candidate in (path, path.with_name(path.name + ".wal")):
+        candidate.unlink(missing_ok=True)
+    shutil.rmtree(path.parent / "tmp", ignore_errors=True)
+
+
+def _stale_reason(con: duckdb.DuckDBPyConnection, window: Window) -> str | None:
+    """Why a stored state cannot serve `window` (None: it can, or there is none yet)."""
+    tables = {row[0] for row in con.sql("SELECT table_name FROM duckdb_tables()").fetchall()}
+    if "meta" not in tables:
+        return None if not tables else "the state has no metadata"
+    meta = dict(con.sql("SELECT name, value FROM meta").fetchall())
+    wanted = {"format": STATE_FORMAT, "window_days": str(window.days), "timezone": window.tz}
+    for name, value in wanted.items():
+        if meta.get(name) != value:
+            return f"state {name} is {meta.get(name)!r}, the run needs {value!r}"
+    return None
+
+
+def _create_tables(con: duckdb.DuckDBPyConnection) -> None:
+    statements = [
+        "CREATE TABLE IF NOT EXISTS meta (name VARCHAR, value VARCHAR)",
+        "CREATE TABLE IF NOT EXISTS partitions (log VARCHAR, dt DATE, fingerprint VARCHAR)",
+        "CREATE TABLE IF NOT EXISTS files (log VARCHAR, dt DATE, path VARCHAR, rows BIGINT)",
+        "CREATE TABLE IF NOT EXISTS quarantine (log VARCHAR, reason VARCHAR, source_dt DATE, "
+        "source_file VARCHAR, source_row BIGINT, record_key BIGINT, row VARCHAR)",
+    ]
+    for log, schema in LOGS.items():
+        columns = ", ".join(f'"{c.name}" {c.duck_type}' for c in schema.columns)
+        statements.append(f"CREATE TABLE IF NOT EXISTS versions_{log} ({columns}, dt DATE)")
+        current = ", ".join(
+            f'"{name}" {schema.column(name).duck_type}' for name in SCORING_COLUMNS[log]
+        )
+        statements.append(f"CREATE TABLE IF NOT EXISTS current_{log} ({current})")
+    for derived in DERIVED:
+        columns = ", ".join(f'"{n}" {t}' for n, t in derived.columns.items())
+        statements.append(f"CREATE TABLE IF NOT EXISTS {derived.table} ({columns})")
+    for statement in statements:
+        con.sql(statement)
+
+
+def _set_meta(con: duckdb.DuckDBPyConnection, window: Window) -> None:
+    values = {"format": STATE_FORMAT, "window_days": str(window.days), "timezone": window.tz}
+    con.sql("DELETE FROM meta WHERE name IN ('format', 'window_days', 'timezone')")
+    for name, value in values.items():
+        con.sql(f"INSERT INTO meta VALUES ({sql_literal(name)}, {sql_literal(value)})")
+
+
+# --------------------------------------------------------------------------------------------
+# sync
+
+
+def partition_fingerprint(folder: Path) -> str:
+    """The partition's Parquet files with size and modification time: changed files reload it."""
+    entries = []
+    for path in sorted(folder.glob("*.parquet")):
+        stat = path.stat()
+        entries.append([path.name, stat.st_size, stat.st_mtime_ns])
+    return json.dumps(entries, separators=(",", ":"))
+
+
+def sync_window(
+    con: duckdb.DuckDBPyConnection, raw: Path, window: Window, report: SyncReport
+) -> SyncReport:
+    """Make the state hold exactly the raw window of `window`, in one transaction.
+
+    A bad file raises `InputError` (from the file checks) and rolls the transaction back: the
+    state stays what it was.
+    """
+    con.sql("SET TimeZone = 'UTC'")
+    wanted = set(window.partition_dates())
+    plans: dict[str, tuple[list[dt.date], dict[dt.date, tuple[Path, str]]]] = {}
+    for log in LOGS:
+        on_disk = {d: p for d, p in list_partitions(raw, log).items() if d in wanted}
+        fingerprints = {d: (p, partition_fingerprint(p)) for d, p in on_disk.items()}
+        stored = dict(
+            con.sql(
+                f"SELECT dt, fingerprint FROM partitions WHERE log = {sql_literal(log)}"
+            ).fetchall()
+        )
+        evict = sorted(d for d, fp in stored.items() if fingerprints.get(d, (None, None))[1] != fp)
+        fresh = {d: v for d, v in sorted(fingerprints.items()) if stored.get(d) != v[1]}
+        plans[log] = (evict, fresh)
+        report.evicted[log] = [d.isoformat() for d in evict]
+        report.loaded[log] = [d.isoformat() for d in fresh]
+        report.kept[log] = len(stored) - len(evict)
+
+    staged: dict[str, list[tuple[str, dt.date, str, int]]] = {}
+    try:
+        # read and check every new file before the state changes: a bad file stops here
+        for log, schema in LOGS.items():
+            evict, fresh = plans[log]
+            if evict or fresh:
+                staged[log] = _stage_incoming(con, raw, log, schema, fresh, window)
+        con.sql("BEGIN TRANSACTION")
+        try:
+            everything = {log: report.kept[log] == 0 for log in LOGS}
+            for log, files in staged.items():
+                evict, fresh = plans[log]
+                report.keys_touched[log] = _apply(con, log, LOGS[log], evict, everything[log])
+                _record_partitions(con, log, evict, fresh, files)
+            for derived in DERIVED:
+                if derived.log in staged:
+                    report.orders_recomputed[derived.table] = _recompute_derived(
+                        con, derived, everything[derived.log]
+                    )
+            con.sql("COMMIT")
+        except BaseException:
+            con.sql("ROLLBACK")
+            raise
+    finally:
+        for log in LOGS:
+            for table in (f"incoming_{log}", f"touched_{log}", f"affected_orders_{log}"):
+                con.sql(f"DROP TABLE IF EXISTS temp.{table}")
+    if any(report.loaded.values()) or any(report.evicted.values()):
+        con.sql("CHECKPOINT")
+    return report
+
+
+def _stage_incoming(
+    con: duckdb.DuckDBPyConnection,
+    raw: Path,
+    log: str,
+    schema: LogSchema,
+    fresh: dict[dt.date, tuple[Path, str]],
+    window: Window,
+) -> list[tuple[str, dt.date, str, int]]:
+    """Check and read the new partitions' files into `incoming_<log>`, each row with its reason.
+
+    Returns the files read: (log, dt, path relative to raw, rows).
+    """
+    selects: list[str] = []
+    paths: list[Path] = []
+    files: list[tuple[str, dt.date, str, int]] = []
+    for day, (folder, _) in fresh.items():
+        for path in sorted(folder.glob("*.parquet")):
+            file_schema, rows = check_file(path, schema)
+            check_integer_ranges(con, path, schema, file_schema)
+            source = path.relative_to(raw).as_posix()  # stable across machines
+            selects.append(file_select(path, source, schema, file_schema, day, window.tz))
+            paths.append(path)
+            files.append((log, day, source, rows))
+    union = " UNION ALL ".join(selects) if selects else _empty_select(schema)
+    try:
+        con.sql(
+            f"CREATE OR REPLACE TEMP TABLE incoming_{log} AS "
+            f"SELECT *, {reject_reason_sql(schema)} AS reject_reason FROM ({union})"
+        )
+    except duckdb.Error as exc:
+        raise unreadable_file_error(con, paths, selects, exc) from exc
+    return files
+
+
+def _empty_select(schema: LogSchema) -> str:
+    columns = ", ".join(
+        f'CAST(NULL AS {"BIGINT" if c.kind == "int" else c.duck_type}) AS "{c.name}"'
+        for c in schema.columns
+    )
+    return (
+        f"SELECT {columns}, CAST(NULL AS DATE) AS dt, CAST(NULL AS TIMESTAMP) AS part_cutoff, "
+        "CAST(NULL AS VARCHAR) AS source_file, CAST(NULL AS BIGINT) AS source_row WHERE false"
+    )
+
+
+def _in_dates(dates: list[dt.date]) -> str:
+    return "(" + ", ".join(sql_literal(d) for d in dates) + ")" if dates else "(NULL)"
+
+
+def _apply(
+    con: duckdb.DuckDBPyConnection,
+    log: str,
+    schema: LogSchema,
+    evict: list[dt.date],
+    everything: bool,
+) -> int:
+    """Swap the evicted partitions' rows for the incoming ones; redo current state of their keys.
+
+    Returns the number of keys whose current state was recomputed.
+    """
+    key = f'"{schema.key}"'
+    evicted = _in_dates(evict)
+    con.sql(
+        f"CREATE OR REPLACE TEMP TABLE touched_{log} AS "
+        f"SELECT DISTINCT {key} AS k FROM versions_{log} WHERE dt IN {evicted} "
+        f"UNION SELECT {key} FROM incoming_{log} WHERE reject_reason IS NULL"
+    )
+    touched = f"(SELECT k FROM touched_{log})"
+    derived = next((d for d in DERIVED if d.log == log), None)
+    if derived is not None:
+        # orders named by the touched keys' current rows before and after: their per-order
+        # rows may change (a refund or event can even move to another order between copies)
+        con.sql(
+            f"CREATE OR REPLACE TEMP TABLE affected_orders_{log} AS "
+            f"SELECT DISTINCT order_id FROM current_{log} WHERE {key} IN {touched}"
+        )
+    con.sql(f"DELETE FROM versions_{log} WHERE dt IN {evicted}")
+    con.sql(f"DELETE FROM quarantine WHERE log = {sql_literal(log)} AND source_dt IN {evicted}")
+    con.sql(f"DELETE FROM files WHERE log = {sql_literal(log)} AND dt IN {evicted}")
+    canonical = ", ".join(f'CAST("{c.name}" AS {c.duck_type})' for c in schema.columns)
+    con.sql(
+        f"INSERT INTO versions_{log} SELECT {canonical}, dt FROM incoming_{log} "
+        "WHERE reject_reason IS NULL"
+    )
+    con.sql(f"INSERT INTO quarantine {quarantine_select(log, schema, f'incoming_{log}')}")
+
+    scoring = ", ".join(f'"{c}"' for c in SCORING_COLUMNS[log])
+    candidates = (
+        f"versions_{log}"
+        if everything
+        else f"(SELECT * FROM versions_{log} WHERE {key} IN {touched})"
+    )
+    if everything:
+        con.sql(f"DELETE FROM current_{log}")
+    else:
+        con.sql(f"DELETE FROM current_{log} WHERE {key} IN {touched}")
+    con.sql(
+        f"INSERT INTO current_{log} SELECT {scoring} FROM ({current_state_sql(schema, candidates)})"
+    )
+    if derived is not None:
+        con.sql(
+            f"INSERT INTO affected_orders_{log} SELECT DISTINCT order_id FROM current_{log} "
+            f"WHERE {key} IN {touched} EXCEPT SELECT order_id FROM affected_orders_{log}"
+        )
+    return con.sql(f"SELECT count(*) FROM touched_{log}").fetchall()[0][0]
+
+
+def _record_partitions(
+    con: duckdb.DuckDBPyConnection,
+    log: str,
+    evict: list[dt.date],
+    fresh: dict[dt.date, tuple[Path, str]],
+    files: list[tuple[str, dt.date, str, int]],
+) -> None:
+    con.sql(f"DELETE FROM partitions WHERE log = {sql_literal(log)} AND dt IN {_in_dates(evict)}")
+    if files:
+        con.executemany("INSERT INTO files VALUES (?, ?, ?, ?)", files)
+    if fresh:
+        con.executemany(
+            "INSERT INTO partitions VALUES (?, ?, ?)",
+            [(log, day, fingerprint) for day, (_, fingerprint) in fresh.items()],
+        )
+
+
+def _recompute_derived(con: duckdb.DuckDBPyConnection, derived: Derived, everything: bool) -> int:
+    """Redo the per-order rows of the affected orders with the scoring function, in chunks.
+
+    Returns the number of orders recomputed.
+    """
+    source = f"current_{derived.log}"
+    if everything:
+        con.sql(f"DELETE FROM {derived.table}")
+        scope = "true"
+        orders = con.sql(f"SELECT count(DISTINCT order_id) FROM {source}").fetchall()[0][0]
+    else:
+        affected = f"affected_orders_{derived.log}"
+        con.sql(f"DELETE FROM {derived.table} WHERE order_id IN (SELECT order_id FROM {affected})")
+        scope = f"order_id IN (SELECT order_id FROM {affected})"
+        orders = con.sql(f"SELECT count(*) FROM {affected}").fetchall()[0][0]
+    rows = con.sql(f"SELECT count(*) FROM {source} WHERE {scope}").fetchall()[0][0]
+    chunks = max(1, math.ceil(rows / DERIVED_CHUNK_ROWS))
+    columns = ", ".join(f'"{c}"' for c in derived.source_columns)
+    out_columns = ", ".join(f'"{c}"' for c in derived.columns)
+    for chunk in range(chunks):
+        in_chunk = f"hash(order_id) % {chunks} = {chunk}" if chunks > 1 else "true"
+        frame = pl.from_arrow(
+            con.sql(f"SELECT {columns} FROM {source} WHERE {scope} AND {in_chunk}").to_arrow_table()
+        )
+        if frame.height == 0:
+            continue
+        result = derived.compute(frame.lazy()).select(list(derived.columns)).collect()
+        con.register("derived_rows", result.to_arrow())
+        try:
+            con.sql(f"INSERT INTO {derived.table} SELECT {out_columns} FROM derived_rows")
+        finally:
+            con.unregister("derived_rows")
+    return orders
+
+
+# --------------------------------------------------------------------------------------------
+# reading the state for one date
+
+
+def window_load(con: duckdb.DuckDBPyConnection, raw: Path, window: Window) -> WindowLoad:
+    """What the manifest and the gates report about the window: files, counts, quarantine."""
+    wanted = set(window.partition_dates())
+    order = {log: i for i, log in enumerate(LOGS)}
+    files = sorted(
+        (
+            {"log": log, "dt": day.isoformat(), "path": path, "rows": rows}
+            for log, day, path, rows in con.sql("SELECT log, dt, path, rows FROM files").fetchall()
+        ),
+        key=lambda f: (order[f["log"]], f["dt"], f["path"]),
+    )
+    rejected: dict[str, dict[str, int]] = {log: {} for log in LOGS}
+    for log, reason, rows in con.sql(
+        "SELECT log, reason, count(*) FROM quarantine GROUP BY ALL ORDER BY 1, 2"
+    ).fetchall():
+        rejected[log][reason] = rows
+    missing = {
+        log: [
+            d.isoformat()
+            for d in sorted(wanted - {d for d in list_partitions(raw, log) if d in wanted})
+        ]
+        for log in LOGS
+    }
+    quarantine = pl.from_arrow(
+        con.sql(
+            "SELECT * FROM quarantine ORDER BY log, source_dt, source_file, source_row"
+        ).to_arrow_table()
+    )
+    return WindowLoad(
+        quarantine=quarantine,
+        files=files,
+        rows_read={log: sum(f["rows"] for f in files if f["log"] == log) for log in LOGS},
+        rows_current={
+            log: con.sql(f"SELECT count(*) FROM current_{log}").fetchall()[0][0] for log in LOGS
+        },
+        rejected=rejected,
+        missing_partitions=missing,
+    )
+
+
+def load_window(con: duckdb.DuckDBPyConnection, raw: Path, window: Window) -> LoadedInputs:
+    """The window from raw into `con` (a fresh connection), with current state as Polars frames.
+
+    For commands that want the whole current state at once (what-if, tests); the nightly run
+    reads the state per shard instead (`window_facts`).
+    """
+    _create_tables(con)
+    sync_window(con, raw, window, SyncReport(path=None))
+    frames = {log: to_polars(con, f"SELECT * FROM current_{log}", LOGS[log]) for log in LOGS}
+    return LoadedInputs(**vars(window_load(con, raw, window)), **frames)
+
+
+def auto_shards(con: duckdb.DuckDBPyConnection) -> int:
+    """Enough shards that each holds about `ORDERS_PER_SHARD` current orders."""
+    orders = con.sql("SELECT count(*) FROM current_orders").fetchall()[0][0]
+    return max(1, math.ceil(orders / ORDERS_PER_SHARD))
+
+
+def window_facts(con: duckdb.DuckDBPyConnection, window: Window, shards: int) -> DayFacts:
+    """Per-shop sums and per-item counts for `window`, one shop shard at a time.
+
+    A shard is `hash(shop_id) % shards`: every row of a shop lands in the same shard, so each
+    shard's `shop_activity` is final; item counts of an item sold under several shops are merged.
+    Only these two small tables outlive a shard.
+    """
+    start, cutoff = sql_literal(window.start), sql_literal(window.cutoff)
+
+    def in_window(column: str) -> str:
+        return f"({column} >= {start} AND {column} < {cutoff})"
+
+    activities: list[pl.DataFrame] = []
+    items: list[pl.DataFrame] = []
+    for shard in range(shards):
+        in_shard = f"hash(shop_id) % {shards} = {shard}" if shards > 1 else "true"
+        orders_v = window_order_facts(_orders_v(con, window, in_shard), window)
+        refunds = to_polars(
+            con,
+            f"SELECT * FROM current_refunds WHERE {in_shard} AND NOT is_abnormal AND "
+            f"({in_window('requested_at')} OR {in_window('escalated_at')})",
+            LOGS["refunds"],
+        )
+        sessions = to_polars(
+            con,
+            f"SELECT * FROM current_cs_sessions WHERE {in_shard} AND {in_window('started_at')}",
+            LOGS["cs_sessions"],
+        )
+        activity = shop_activity(
+            orders_v, refund_facts(refunds, window), session_facts(sessions, window), window
+        )
+        shard_activity, shard_items = pl.collect_all([activity, item_counts(orders_v)])
+        activities.append(shard_activity)
+        items.append(shard_items)
+    activity_all = pl.concat(activities, how="vertical_relaxed").sort("shop_id")
+    items_all = pl.concat(items, how="vertical_relaxed")
+    if shards > 1:
+        items_all = merge_item_counts(items_all.lazy()).collect()
+    return DayFacts(window, items_all.lazy(), activity_all.lazy())
+
+
+def _orders_v(con: duckdb.DuckDBPyConnection, window: Window, in_shard: str) -> pl.LazyFrame:
+    """Orders of V with their tracking and refund rows, joined where the rows are."""
+    tracking = ", ".join(f"t.{c}" for c in ORDER_TRACKING_COLUMNS if c != "order_id")
+    flags = ", ".join(f"r.{c}" for c in ORDER_REFUND_COLUMNS if c != "order_id")
+    start, cutoff = sql_literal(window.start), sql_literal(window.cutoff)
+    query = (
+        f"SELECT o.*, {tracking}, {flags} FROM current_orders o "
+        "LEFT JOIN order_tracking t USING (order_id) LEFT JOIN order_refunds r USING (order_id) "
+        f"WHERE o.paid_at >= {start} AND o.paid_at < {cutoff} AND NOT o.is_abnormal "
+        f"AND {in_shard}"
+    )
+    frame = to_polars(con, query, LOGS["orders"])
+    return frame.with_columns(
+        pl.col("pickup_at", "delivered_at", "last_trail_event_at", "first_problem_requested_at")
+        .cast(pl.Datetime("us"))
+        .dt.replace_time_zone("UTC")
+    )
