@@ -17,7 +17,7 @@ import typer
 
 from pipelines.errors import ExpscoreError
 from pipelines.options import parse_date
-from pipelines.run import RunResult, backfill, load_rules, run_day
+from pipelines.run import RunResult, StateOptions, backfill, load_rules, run_day
 from scoring.catalog import BANDS
 
 app = typer.Typer(
@@ -37,6 +37,21 @@ ForceOption = Annotated[
     bool,
     typer.Option(
         "--force", help="Publish even when a quality gate fails (recorded in the manifest)."
+    ),
+]
+RebuildOption = Annotated[
+    bool,
+    typer.Option(
+        "--rebuild",
+        help="Delete the window state under <out>/.state and rebuild it from raw first.",
+    ),
+]
+ShardsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--shards",
+        min=1,
+        help="Score in this many shop shards, hash(shop_id) % B (default: ~3M orders each).",
     ),
 ]
 RulesOption = Annotated[
@@ -92,9 +107,18 @@ def run(
     out: OutOption = Path("output"),
     rules: RulesOption = None,
     force: ForceOption = False,
+    rebuild: RebuildOption = False,
+    shards: ShardsOption = None,
 ) -> None:
     """Score one business date and publish its tables, quarantine and manifest."""
-    result = run_day(raw, out, load_rules(rules), parse_date(date, "--date"), force=force)
+    result = run_day(
+        raw,
+        out,
+        load_rules(rules),
+        parse_date(date, "--date"),
+        force=force,
+        state=StateOptions(rebuild=rebuild, shards=shards),
+    )
     typer.echo("\n".join(summary_lines(result)))
 
 
@@ -106,6 +130,8 @@ def backfill_command(
     out: OutOption = Path("output"),
     rules: RulesOption = None,
     force: ForceOption = False,
+    rebuild: RebuildOption = False,
+    shards: ShardsOption = None,
 ) -> None:
     """Run every date from --start to --end in order (labels and weights carry over)."""
     from pipelines.progress import backfill_progress
@@ -120,6 +146,7 @@ def backfill_command(
             last,
             on_day=lambda r: progress.day_done(r, summary_lines(r)[0]),
             force=force,
+            state=StateOptions(rebuild=rebuild, shards=shards),
         )
 
 
