@@ -29,6 +29,7 @@ one DuckDB transaction: a run killed halfway leaves the previous state.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import math
 import os
@@ -314,29 +315,31 @@ def sync_window(
         report.loaded[log] = [d.isoformat() for d in fresh]
         report.kept[log] = len(stored) - len(evict)
 
-    staged: dict[str, list[tuple[str, dt.date, str, int]]] = {}
+    # every new file's footer, columns and integer ranges are checked before the state changes
+    checked = {
+        log: _check_new_files(con, raw, log, schema, plans[log][1], window)
+        for log, schema in LOGS.items()
+        if plans[log][0] or plans[log][1]
+    }
+    con.sql("BEGIN TRANSACTION")
     try:
-        # read and check every new file before the state changes: a bad file stops here
-        for log, schema in LOGS.items():
+        for log, files in checked.items():
             evict, fresh = plans[log]
-            if evict or fresh:
-                staged[log] = _stage_incoming(con, raw, log, schema, fresh, window)
-        con.sql("BEGIN TRANSACTION")
-        try:
-            everything = {log: report.kept[log] == 0 for log in LOGS}
-            for log, files in staged.items():
-                evict, fresh = plans[log]
-                report.keys_touched[log] = _apply(con, log, LOGS[log], evict, everything[log])
-                _record_partitions(con, log, evict, fresh, files)
-            for derived in DERIVED:
-                if derived.log in staged:
-                    report.orders_recomputed[derived.table] = _recompute_derived(
-                        con, derived, everything[derived.log]
-                    )
-            con.sql("COMMIT")
-        except BaseException:
-            con.sql("ROLLBACK")
-            raise
+            report.keys_touched[log] = _move_log(con, log, evict, files, report.kept[log] == 0)
+            _record_partitions(con, log, evict, fresh, files)
+        for derived in DERIVED:
+            if derived.log in checked:
+                everything = report.kept[derived.log] == 0
+                report.orders_recomputed[derived.table] = _recompute_derived(
+                    con, derived, everything
+                )
+        con.sql("COMMIT")
+    except BaseException as exc:
+        con.sql("ROLLBACK")
+        if isinstance(exc, _ReadFailure):
+            # outside the aborted transaction, find the file that cannot be read
+            raise unreadable_file_error(con, exc.paths, exc.selects, exc.error) from exc.error
+        raise
     finally:
         for log in LOGS:
             for table in (f"incoming_{log}", f"touched_{log}", f"affected_orders_{log}"):
@@ -346,38 +349,80 @@ def sync_window(
     return report
 
 
-def _stage_incoming(
+@dataclass(frozen=True)
+class NewFile:
+    day: dt.date
+    path: Path
+    source: str  # relative to raw: stable across machines
+    select: str  # the SQL that reads it, cast and tagged
+    rows: int
+
+
+class _ReadFailure(Exception):
+    """A new file failed while being read inside the transaction (a corrupt page)."""
+
+    def __init__(self, files: list[NewFile], error: duckdb.Error) -> None:
+        super().__init__(str(error))
+        self.paths = [f.path for f in files]
+        self.selects = [f.select for f in files]
+        self.error = error
+
+
+def _check_new_files(
     con: duckdb.DuckDBPyConnection,
     raw: Path,
     log: str,
     schema: LogSchema,
     fresh: dict[dt.date, tuple[Path, str]],
     window: Window,
-) -> list[tuple[str, dt.date, str, int]]:
-    """Check and read the new partitions' files into `incoming_<log>`, each row with its reason.
-
-    Returns the files read: (log, dt, path relative to raw, rows).
-    """
-    selects: list[str] = []
-    paths: list[Path] = []
-    files: list[tuple[str, dt.date, str, int]] = []
+) -> list[NewFile]:
+    """Check every file of the new partitions (footer, columns, types, integer ranges)."""
+    files = []
     for day, (folder, _) in fresh.items():
         for path in sorted(folder.glob("*.parquet")):
             file_schema, rows = check_file(path, schema)
             check_integer_ranges(con, path, schema, file_schema)
-            source = path.relative_to(raw).as_posix()  # stable across machines
-            selects.append(file_select(path, source, schema, file_schema, day, window.tz))
-            paths.append(path)
-            files.append((log, day, source, rows))
-    union = " UNION ALL ".join(selects) if selects else _empty_select(schema)
+            source = path.relative_to(raw).as_posix()
+            select = file_select(path, source, schema, file_schema, day, window.tz)
+            files.append(NewFile(day, path, source, select, rows))
+    return files
+
+
+def _move_log(
+    con: duckdb.DuckDBPyConnection,
+    log: str,
+    evict: list[dt.date],
+    files: list[NewFile],
+    empty: bool,
+) -> int:
+    """Evict partitions and load new ones of one log, a partition at a time.
+
+    A partition at a time keeps a first load of a whole window at one day of raw rows in flight
+    (all thirty at once spilled 23 GB at M scale). Returns the keys whose current state was redone.
+    """
+    schema = LOGS[log]
+    con.sql(f"CREATE OR REPLACE TEMP TABLE affected_orders_{log} (order_id BIGINT)")
+    days = sorted({f.day for f in files}) or [None]
+    touched = 0
+    for i, day in enumerate(days):
+        batch = [f for f in files if f.day == day]
+        _stage_incoming(con, schema, log, batch)
+        touched += _apply(con, log, schema, evict if i == 0 else [], empty and i == 0)
+    return touched
+
+
+def _stage_incoming(
+    con: duckdb.DuckDBPyConnection, schema: LogSchema, log: str, files: list[NewFile]
+) -> None:
+    """Read files into `incoming_<log>`, each row with its first reason code (or NULL)."""
+    union = " UNION ALL ".join(f.select for f in files) if files else _empty_select(schema)
     try:
         con.sql(
             f"CREATE OR REPLACE TEMP TABLE incoming_{log} AS "
             f"SELECT *, {reject_reason_sql(schema)} AS reject_reason FROM ({union})"
         )
     except duckdb.Error as exc:
-        raise unreadable_file_error(con, paths, selects, exc) from exc
-    return files
+        raise _ReadFailure(files, exc) from exc
 
 
 def _empty_select(schema: LogSchema) -> str:
@@ -419,7 +464,7 @@ def _apply(
         # orders named by the touched keys' current rows before and after: their per-order
         # rows may change (a refund or event can even move to another order between copies)
         con.sql(
-            f"CREATE OR REPLACE TEMP TABLE affected_orders_{log} AS "
+            f"INSERT INTO affected_orders_{log} "
             f"SELECT DISTINCT order_id FROM current_{log} WHERE {key} IN {touched}"
         )
     con.sql(f"DELETE FROM versions_{log} WHERE dt IN {evicted}")
@@ -447,8 +492,8 @@ def _apply(
     )
     if derived is not None:
         con.sql(
-            f"INSERT INTO affected_orders_{log} SELECT DISTINCT order_id FROM current_{log} "
-            f"WHERE {key} IN {touched} EXCEPT SELECT order_id FROM affected_orders_{log}"
+            f"INSERT INTO affected_orders_{log} "
+            f"SELECT DISTINCT order_id FROM current_{log} WHERE {key} IN {touched}"
         )
     return con.sql(f"SELECT count(*) FROM touched_{log}").fetchall()[0][0]
 
@@ -458,11 +503,14 @@ def _record_partitions(
     log: str,
     evict: list[dt.date],
     fresh: dict[dt.date, tuple[Path, str]],
-    files: list[tuple[str, dt.date, str, int]],
+    files: list[NewFile],
 ) -> None:
     con.sql(f"DELETE FROM partitions WHERE log = {sql_literal(log)} AND dt IN {_in_dates(evict)}")
     if files:
-        con.executemany("INSERT INTO files VALUES (?, ?, ?, ?)", files)
+        con.executemany(
+            "INSERT INTO files VALUES (?, ?, ?, ?)",
+            [(log, f.day, f.source, f.rows) for f in files],
+        )
     if fresh:
         con.executemany(
             "INSERT INTO partitions VALUES (?, ?, ?)",
@@ -473,7 +521,9 @@ def _record_partitions(
 def _recompute_derived(con: duckdb.DuckDBPyConnection, derived: Derived, everything: bool) -> int:
     """Redo the per-order rows of the affected orders with the scoring function, in chunks.
 
-    Returns the number of orders recomputed.
+    Chunks are order_id ranges cut at approximate quantiles, so each holds about
+    `DERIVED_CHUNK_ROWS` source rows and every order's rows land in one chunk; a range filter is
+    a cheap scan (and skips row groups by their min/max). Returns the number of orders redone.
     """
     source = f"current_{derived.log}"
     if everything:
@@ -482,15 +532,27 @@ def _recompute_derived(con: duckdb.DuckDBPyConnection, derived: Derived, everyth
         orders = con.sql(f"SELECT count(DISTINCT order_id) FROM {source}").fetchall()[0][0]
     else:
         affected = f"affected_orders_{derived.log}"
+        con.sql(
+            f"CREATE OR REPLACE TEMP TABLE {affected} AS SELECT DISTINCT order_id FROM {affected}"
+        )
         con.sql(f"DELETE FROM {derived.table} WHERE order_id IN (SELECT order_id FROM {affected})")
         scope = f"order_id IN (SELECT order_id FROM {affected})"
         orders = con.sql(f"SELECT count(*) FROM {affected}").fetchall()[0][0]
     rows = con.sql(f"SELECT count(*) FROM {source} WHERE {scope}").fetchall()[0][0]
     chunks = max(1, math.ceil(rows / DERIVED_CHUNK_ROWS))
+    ranges = ["true"]
+    if chunks > 1:
+        cuts = con.sql(
+            f"SELECT approx_quantile(order_id, {[i / chunks for i in range(1, chunks)]}) "
+            f"FROM {source} WHERE {scope}"
+        ).fetchall()[0][0]
+        cuts = sorted(set(cuts))
+        ranges = [f"order_id <= {cuts[0]}"]
+        ranges += [f"order_id > {lo} AND order_id <= {hi}" for lo, hi in itertools.pairwise(cuts)]
+        ranges.append(f"order_id > {cuts[-1]}")
     columns = ", ".join(f'"{c}"' for c in derived.source_columns)
     out_columns = ", ".join(f'"{c}"' for c in derived.columns)
-    for chunk in range(chunks):
-        in_chunk = f"hash(order_id) % {chunks} = {chunk}" if chunks > 1 else "true"
+    for in_chunk in ranges:
         frame = pl.from_arrow(
             con.sql(f"SELECT {columns} FROM {source} WHERE {scope} AND {in_chunk}").to_arrow_table()
         )

@@ -250,3 +250,9 @@ def test_shard_count_does_not_change_the_tables(nightly, shards: int) -> None:
     )
     assert result.manifest["state"]["shards"] == shards
     assert not differences(result, nightly["scratch"])
+
+
+def test_per_order_rows_computed_in_many_chunks_are_the_same(nightly, monkeypatch) -> None:
+    monkeypatch.setattr("pipelines.state.DERIVED_CHUNK_ROWS", 2_000)
+    result = run_day(SAMPLE_RAW, nightly["out"], RULES, D, publish=False)
+    assert not differences(result, nightly["scratch"])
