@@ -267,15 +267,33 @@ def reject_reason_sql(schema: LogSchema) -> str:
 def current_state_sql(schema: LogSchema, table: str) -> str:
     """Latest version per key (change logs) or one copy per key (append-only logs).
 
-    Ties that the spec calls duplicates ("any one of them counts") are broken on every column so
-    that a rerun, a reordering or a file split always picks the same row.
+    The latest `(updated_at, dt)` (change logs) or the first `dt` (append-only) is found with a
+    hash aggregate and a join; only keys left with several rows there (duplicates, which the spec
+    lets "any one" count) are sorted, on every other column, so that a rerun, a reordering or a
+    file split always picks the same row. Sorting every key's rows on all columns instead took
+    minutes for the 157 M events of a 30-day window at M scale.
     """
+    key = f'"{schema.key}"'
     others = ", ".join(f'"{c.name}"' for c in schema.columns if c.name != schema.key)
-    order = f"updated_at DESC, dt DESC, {others}" if schema.change_log else f"dt, {others}"
-    return (
-        f"SELECT * EXCLUDE (rn) FROM (SELECT *, row_number() OVER "
-        f'(PARTITION BY "{schema.key}" ORDER BY {order}) AS rn FROM {table}) WHERE rn = 1'
-    )
+    if schema.change_log:
+        rank, pick = "struct_pack(u := updated_at, d := dt)", "max"
+    else:
+        rank, pick = "struct_pack(d := dt)", "min"
+    return f"""
+        WITH candidates AS (SELECT * FROM {table}),
+        best AS (SELECT {key} AS best_key, {pick}({rank}) AS best_rank FROM candidates GROUP BY 1),
+        top AS (
+            SELECT candidates.* FROM candidates JOIN best
+            ON candidates.{key} = best.best_key AND {rank} = best.best_rank
+        ),
+        tied AS (SELECT {key} AS tied_key FROM top GROUP BY 1 HAVING count(*) > 1)
+        SELECT * FROM top ANTI JOIN tied ON top.{key} = tied.tied_key
+        UNION ALL
+        SELECT * EXCLUDE (rn) FROM (
+            SELECT *, row_number() OVER (PARTITION BY {key} ORDER BY {others}) AS rn
+            FROM top SEMI JOIN tied ON top.{key} = tied.tied_key
+        ) WHERE rn = 1
+    """
 
 
 def quarantine_select(log: str, schema: LogSchema, table: str) -> str:
