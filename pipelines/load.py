@@ -357,7 +357,11 @@ def check_integer_ranges(
 
 def to_polars(con: duckdb.DuckDBPyConnection, query: str, schema: LogSchema) -> pl.LazyFrame:
     """Hand a query's rows to Polars; the log's columns get canonical types, timestamps UTC."""
-    frame = pl.from_arrow(con.sql(query).to_arrow_table())
+    return canonical(pl.from_arrow(con.sql(query).to_arrow_table()), schema)
+
+
+def canonical(frame: pl.DataFrame, schema: LogSchema) -> pl.LazyFrame:
+    """The log's columns of `frame` cast to their canonical types; timestamps become UTC-aware."""
     casts = []
     for name in frame.columns:
         if name not in schema.column_names:

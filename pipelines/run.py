@@ -164,7 +164,8 @@ def _run_day(
         loaded = window_load(con, raw, window)
         lap("sync")
         shards = state.shards or auto_shards(con)
-        facts = window_facts(con, window, shards)
+        workdir = (state_path(out).parent if state.keep else out / ".duckdb_tmp") / "shards"
+        facts = window_facts(con, window, shards, workdir)
         lap("facts")
     finally:
         con.close()

@@ -85,14 +85,14 @@ def _rules_text(path: Path | None) -> str:
     return Path(path).read_text("utf-8")
 
 
-def _facts(con: duckdb.DuckDBPyConnection, raw: Path, window: Window) -> DayFacts:
+def _facts(con: duckdb.DuckDBPyConnection, raw: Path, window: Window, work: Path) -> DayFacts:
     """Sync the in-memory state to the window and compute its facts once, as a nightly run does.
 
     The facts are two small tables (per-shop sums, per-item counts), already collected, so
     scoring them under several rule sets does not recompute them.
     """
     sync_window(con, raw, window, SyncReport(path=None))
-    return window_facts(con, window, auto_shards(con))
+    return window_facts(con, window, auto_shards(con), work / "shards")
 
 
 def score_both(
@@ -108,8 +108,10 @@ def score_both(
     with tempfile.TemporaryDirectory(prefix="expscore-whatif-") as spill:
         con = memory_state(Path(spill))
         try:
-            base_facts = _facts(con, raw, rules_window(base, run_date))
-            new_facts = base_facts if shared else _facts(con, raw, rules_window(new, run_date))
+            base_facts = _facts(con, raw, rules_window(base, run_date), Path(spill))
+            new_facts = (
+                base_facts if shared else _facts(con, raw, rules_window(new, run_date), Path(spill))
+            )
         finally:
             con.close()
     old_lazy = score_facts(base_facts, base, *previous)
