@@ -2,8 +2,8 @@
 
 The harness treats the pipeline as a black box: every scenario is the real command line in a
 child process (`python -m pipelines run|backfill ...`), so the figures are what a scheduler would
-see, and they stay meaningful whatever the run does inside (today it recomputes the whole window;
-later it may keep incremental state under `--out`). Per child process it records
+see, and they stay meaningful whatever the run does inside (a nightly run moves the window state
+under `--out/.state`, a from-scratch run rebuilds it). Per child process it records
 
 - wall time (a monotonic clock around the child),
 - CPU time and peak RSS (`os.wait4` on the child's pid: that child alone, not the harness),

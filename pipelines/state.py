@@ -43,6 +43,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.ipc
 
+from pipelines.errors import ExpscoreError
 from pipelines.load import (
     SCORING_COLUMNS,
     LoadedInputs,
@@ -80,7 +81,7 @@ STATE_FILE = "window.duckdb"
 DERIVED_CHUNK_ROWS = 4_000_000
 # Orders of V per scoring shard when the shard count is chosen automatically.
 ORDERS_PER_SHARD = 3_000_000
-DEFAULT_DUCKDB_MEMORY = "6GB"
+DEFAULT_DUCKDB_MEMORY = "2GB"
 SHARD_BATCH_ROWS = 1_000_000
 
 ORDER_TRACKING_COLUMNS = {
@@ -362,12 +363,19 @@ def sync_window(
         if isinstance(exc, _ReadFailure):
             # outside the aborted transaction, find the file that cannot be read
             raise unreadable_file_error(con, exc.paths, exc.selects, exc.error) from exc.error
+        if isinstance(exc, duckdb.OutOfMemoryException):
+            raise ExpscoreError(
+                f"the window state sync ran out of memory at DuckDB's limit of "
+                f"{duckdb_memory_limit()} (EXPSCORE_DUCKDB_MEMORY); the state is unchanged. "
+                f"Raise the limit and rerun. ({str(exc).splitlines()[0]})"
+            ) from exc
         raise
     finally:
         for log in LOGS:
             for table in (f"incoming_{log}", f"touched_{log}", f"affected_orders_{log}"):
                 con.sql(f"DROP TABLE IF EXISTS temp.{table}")
-        con.sql("DROP TABLE IF EXISTS temp.derived_source")
+        for table in ("derived_source", "affected_order_facts"):
+            con.sql(f"DROP TABLE IF EXISTS temp.{table}")
     if any(report.loaded.values()) or any(report.evicted.values()):
         con.sql("CHECKPOINT")
     return report
@@ -585,11 +593,10 @@ def _recompute_derived(con: duckdb.DuckDBPyConnection, derived: Derived, everyth
         if frame.height == 0:
             continue
         result = derived.compute(frame.lazy()).select(list(derived.columns)).collect()
+        # no try/finally: a statement in a failed transaction would hide the first error
         con.register("derived_rows", result.to_arrow())
-        try:
-            con.sql(f"INSERT INTO {derived.table} SELECT {out_columns} FROM derived_rows")
-        finally:
-            con.unregister("derived_rows")
+        con.sql(f"INSERT INTO {derived.table} SELECT {out_columns} FROM derived_rows")
+        con.unregister("derived_rows")
     return orders
 
 
@@ -614,14 +621,11 @@ def _refresh_order_facts(
     con.sql(
         "CREATE OR REPLACE TEMP TABLE affected_order_facts AS "
         + " UNION ".join(f"SELECT order_id FROM affected_orders_{log}" for log in feeding)
-    )
-    try:
-        in_affected = "order_id IN (SELECT order_id FROM affected_order_facts)"
-        con.sql(f"DELETE FROM order_facts WHERE {in_affected}")
-        con.sql(f"INSERT INTO order_facts {joined} WHERE o.{in_affected}")
-        return con.sql("SELECT count(*) FROM affected_order_facts").fetchall()[0][0]
-    finally:
-        con.sql("DROP TABLE IF EXISTS temp.affected_order_facts")
+    )  # dropped with the other temporary tables when the sync ends
+    in_affected = "order_id IN (SELECT order_id FROM affected_order_facts)"
+    con.sql(f"DELETE FROM order_facts WHERE {in_affected}")
+    con.sql(f"INSERT INTO order_facts {joined} WHERE o.{in_affected}")
+    return con.sql("SELECT count(*) FROM affected_order_facts").fetchall()[0][0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -719,7 +723,8 @@ def window_facts(
         items: list[pl.DataFrame] = []
         for shard in range(shards):
             frames = {name: _read_shard(workdir / name, shard, empty[name]) for name in queries}
-            orders_v = window_order_facts(_orders_v(frames["orders"]), window)
+            # held once: `collect_all` would compute it for each of the two results
+            orders_v = window_order_facts(_orders_v(frames["orders"]), window).collect().lazy()
             refunds = canonical(frames["refunds"], LOGS["refunds"])
             sessions = canonical(frames["cs_sessions"], LOGS["cs_sessions"])
             activity = shop_activity(
