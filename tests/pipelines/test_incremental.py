@@ -256,3 +256,25 @@ def test_per_order_rows_computed_in_many_chunks_are_the_same(nightly, monkeypatc
     monkeypatch.setattr("pipelines.state.DERIVED_CHUNK_ROWS", 2_000)
     result = run_day(SAMPLE_RAW, nightly["out"], RULES, D, publish=False)
     assert not differences(result, nightly["scratch"])
+
+
+def test_memory_limit_is_small_for_a_nightly_sync_unless_set(monkeypatch) -> None:
+    from pipelines.state import duckdb_memory_limit
+
+    monkeypatch.delenv("EXPSCORE_DUCKDB_MEMORY", raising=False)
+    assert duckdb_memory_limit(1) == duckdb_memory_limit(2) == "2GB"
+    assert duckdb_memory_limit(30) == duckdb_memory_limit(None) == "6GB"
+    monkeypatch.setenv("EXPSCORE_DUCKDB_MEMORY", "12GB")
+    assert duckdb_memory_limit(1) == duckdb_memory_limit(30) == "12GB"
+
+
+def test_running_out_of_memory_names_the_limit_and_keeps_the_state(tmp_path, monkeypatch) -> None:
+    from pipelines.errors import ExpscoreError
+
+    out = tmp_path / "out"
+    monkeypatch.setenv("EXPSCORE_DUCKDB_MEMORY", "20MB")
+    with pytest.raises(ExpscoreError, match="EXPSCORE_DUCKDB_MEMORY"):
+        run_day(SAMPLE_RAW, out, RULES, D, force=True)
+    with duckdb.connect(str(state_path(out)), read_only=True) as con:
+        assert con.sql("SELECT count(*) FROM partitions").fetchall()[0][0] == 0
+    assert not (out / "shop_scores").exists()
