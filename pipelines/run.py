@@ -6,7 +6,7 @@ import datetime as dt
 import time
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
@@ -125,7 +125,7 @@ def run_day(
     With `publish=False` nothing under `out` changes: not the tables, not the state.
     """
     if not publish:
-        state = StateOptions(rebuild=False, shards=state.shards, keep=False)
+        state = replace(state, rebuild=False, keep=False)
         return _run_day(raw, out, rules, run_date, publish=False, force=force, state=state)
     with output_lock(out):
         clean_stale(out)
@@ -302,7 +302,7 @@ def backfill(
         day = start
         while day <= end:
             result = _run_day(raw, out, rules, day, publish=True, force=force, state=state)
-            state = StateOptions(shards=state.shards, keep=state.keep)  # rebuild only once
+            state = replace(state, rebuild=False)  # rebuild only once
             results.append(result)
             if on_day:
                 on_day(result)

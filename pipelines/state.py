@@ -261,8 +261,7 @@ def _stale_reason(con: duckdb.DuckDBPyConnection, window: Window) -> str | None:
     if "meta" not in tables:
         return None if not tables else "the state has no metadata"
     meta = dict(con.sql("SELECT name, value FROM meta").fetchall())
-    wanted = {"format": STATE_FORMAT, "window_days": str(window.days), "timezone": window.tz}
-    for name, value in wanted.items():
+    for name, value in _meta(window).items():
         if meta.get(name) != value:
             return f"state {name} is {meta.get(name)!r}, the run needs {value!r}"
     return None
@@ -297,9 +296,14 @@ def _create_tables(con: duckdb.DuckDBPyConnection) -> None:
         con.sql(statement)
 
 
+def _meta(window: Window) -> dict[str, str]:
+    """What a state must have been built for to serve `window`: anything else is rebuilt."""
+    return {"format": STATE_FORMAT, "window_days": str(window.days), "timezone": window.tz}
+
+
 def _set_meta(con: duckdb.DuckDBPyConnection, window: Window) -> None:
-    values = {"format": STATE_FORMAT, "window_days": str(window.days), "timezone": window.tz}
-    con.sql("DELETE FROM meta WHERE name IN ('format', 'window_days', 'timezone')")
+    values = _meta(window)
+    con.sql(f"DELETE FROM meta WHERE name IN ({', '.join(map(sql_literal, values))})")
     for name, value in values.items():
         con.sql(f"INSERT INTO meta VALUES ({sql_literal(name)}, {sql_literal(value)})")
 
@@ -790,8 +794,8 @@ def _read_shard(folder: Path, shard: int, empty: pl.DataFrame) -> pl.DataFrame:
 
 def _orders_v(frame: pl.DataFrame) -> pl.LazyFrame:
     """Orders of V of one shard with their tracking and refund rows, canonical types."""
+    per_order = {**ORDER_TRACKING_COLUMNS, **ORDER_REFUND_COLUMNS}
+    instants = [name for name, duck_type in per_order.items() if duck_type == "TIMESTAMP"]
     return canonical(frame, LOGS["orders"]).with_columns(
-        pl.col("pickup_at", "delivered_at", "last_trail_event_at", "first_problem_requested_at")
-        .cast(pl.Datetime("us"))
-        .dt.replace_time_zone("UTC")
+        pl.col(instants).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
     )
