@@ -101,15 +101,24 @@ def publish_partition(out: Path, table: str, day: dt.date, frame: pl.DataFrame) 
     return target
 
 
-def write_json_atomic(path: Path, payload: dict) -> None:
-    """Write JSON to a temp file beside `path`, then rename it over `path`."""
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a temp file beside `path`, then rename it over `path`.
+
+    A reader sees the old file or the whole new one (manifests, reports), never half of one.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+    tmp.write_text(text, encoding="utf-8")
     with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
     _fsync_dir(path.parent)
+
+
+def write_json_atomic(path: Path, payload: dict) -> None:
+    """`payload` as indented JSON, written atomically."""
+    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
 
 
 def read_partition(out: Path, table: str, day: dt.date) -> pl.DataFrame | None:

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ from plotly.subplots import make_subplots
 
 from pipelines.errors import InputError
 from pipelines.progress import Reporter
+from pipelines.publish import write_text_atomic
 from pipelines.published import published_dates, resolve_date, scan_days
 from scoring.catalog import BANDS, DIMENSIONS, INDICATORS
 
@@ -500,14 +499,12 @@ def render_html(data: ReportData) -> str:
     )
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write beside `path`, then rename: a reader never opens a half-written report."""
+def write_html(path: Path, page: str) -> None:
+    """The report, written atomically into an existing folder (a typo in --html is an error)."""
     path = Path(path)
     if not path.parent.is_dir():
         raise InputError(f"report: --html {path}: folder {path.parent} does not exist")
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, page)
 
 
 def write_report(
@@ -525,7 +522,7 @@ def write_report(
                      day=data.day, dates=len(data.dates))  # fmt: skip
         page = render_html(data)
         task.advance(description="report: writing", step_event="render")
-        write_text_atomic(html_path, page)
+        write_html(html_path, page)
         task.advance(
             description="report: done",
             step_event="write",

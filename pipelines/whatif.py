@@ -17,9 +17,7 @@ import datetime as dt
 import difflib
 import html
 import json
-import os
 import tempfile
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -33,7 +31,7 @@ import typer
 from pipelines.errors import InputError
 from pipelines.load import latest_partition_date
 from pipelines.options import parse_date
-from pipelines.publish import partition_dir, write_json_atomic
+from pipelines.publish import partition_dir, write_json_atomic, write_text_atomic
 from pipelines.run import DEFAULT_RULES, load_rules, previous_outputs
 from pipelines.state import SyncReport, auto_shards, memory_state, sync_window, window_facts
 from scoring.daily import DayFacts, rules_window, score_facts
@@ -948,14 +946,6 @@ def report_html(report: WhatIfReport) -> str:
 
 # --------------------------------------------------------------------------------------------
 # files and the command
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write beside `path`, then rename over it: a reader never sees half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _outside_out(path: Path | None, out: Path, option: str) -> None:
