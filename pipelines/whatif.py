@@ -650,6 +650,30 @@ def _largest(frame: pl.DataFrame, column: str) -> float:
     return float(value or 0.0)
 
 
+def _weight_change_columns(column: str, before: str, after: str, delta: str) -> list[Column]:
+    """`<column>_old`, `_new` and the signed `_change` of a weight, to two decimals."""
+    change = pl.col(f"{column}_change")
+    return [
+        Column(before, fixed(pl.col(f"{column}_old"), 2), numeric=True),
+        Column(after, fixed(pl.col(f"{column}_new"), 2), numeric=True),
+        Column(delta, fixed(change, 2, signed=True), numeric=True, css=change_class(change)),
+    ]
+
+
+def _share_shift_columns(column: str, label: str, frame: pl.DataFrame) -> list[Column]:
+    """A share before -> after, its change in points, and a bar scaled to the largest change."""
+    change = pl.col(f"{column}_change")
+    return [
+        Column(
+            label,
+            arrow(pct(pl.col(f"{column}_old"), 2), pct(pl.col(f"{column}_new"), 2)),
+            numeric=True,
+        ),
+        Column("Δ share", pp(change), numeric=True, css=change_class(change)),
+        Column("shift", change_bar(change, _largest(frame, f"{column}_change")), markup=True),
+    ]
+
+
 def _kpis(report: WhatIfReport) -> str:
     s = report.frames["summary"].row(0, named=True)
     items = [
@@ -813,70 +837,16 @@ def report_html(report: WhatIfReport) -> str:
     weight_columns = [
         Column("main category", category(col("main_category_id"))),
         Column("shops", col("shops"), numeric=True),
-        Column("weight before", fixed(col("weight_old"), 2), numeric=True),
-        Column("weight after", fixed(col("weight_new"), 2), numeric=True),
-        Column(
-            "Δ",
-            fixed(col("weight_change"), 2, signed=True),
-            numeric=True,
-            css=change_class(col("weight_change")),
-        ),
-        Column("target before", fixed(col("target_weight_old"), 2), numeric=True),
-        Column("target after", fixed(col("target_weight_new"), 2), numeric=True),
-        Column(
-            "Δ target",
-            fixed(col("target_weight_change"), 2, signed=True),
-            numeric=True,
-            css=change_class(col("target_weight_change")),
-        ),
-        Column(
-            "share of target",
-            arrow(pct(col("target_weight_share_old"), 2), pct(col("target_weight_share_new"), 2)),
-            numeric=True,
-        ),
-        Column(
-            "Δ share",
-            pp(col("target_weight_share_change")),
-            numeric=True,
-            css=change_class(col("target_weight_share_change")),
-        ),
-        Column(
-            "shift",
-            change_bar(
-                col("target_weight_share_change"),
-                _largest(shop_weights, "target_weight_share_change"),
-            ),
-            markup=True,
-        ),
+        *_weight_change_columns("weight", "weight before", "weight after", "Δ"),
+        *_weight_change_columns("target_weight", "target before", "target after", "Δ target"),
+        *_share_shift_columns("target_weight_share", "share of target", shop_weights),
     ]
     item_weights = f["item_weight_by_category"]
     item_columns = [
         Column("category", category(col("category_id"))),
         Column("items", col("items"), numeric=True),
-        Column("weight before", fixed(col("weight_old"), 2), numeric=True),
-        Column("weight after", fixed(col("weight_new"), 2), numeric=True),
-        Column(
-            "Δ",
-            fixed(col("weight_change"), 2, signed=True),
-            numeric=True,
-            css=change_class(col("weight_change")),
-        ),
-        Column(
-            "share",
-            arrow(pct(col("weight_share_old"), 2), pct(col("weight_share_new"), 2)),
-            numeric=True,
-        ),
-        Column(
-            "Δ share",
-            pp(col("weight_share_change")),
-            numeric=True,
-            css=change_class(col("weight_share_change")),
-        ),
-        Column(
-            "shift",
-            change_bar(col("weight_share_change"), _largest(item_weights, "weight_share_change")),
-            markup=True,
-        ),
+        *_weight_change_columns("weight", "weight before", "weight after", "Δ"),
+        *_share_shift_columns("weight_share", "share", item_weights),
     ]
     traffic_parts = [
         _p(
