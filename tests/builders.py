@@ -138,6 +138,13 @@ def write_partition(
     return path
 
 
+def tiny_raw(raw: Path) -> Path:
+    """Three orders on 2026-03-01 and a session on 03-02: the smallest raw folder a run scores."""
+    write_partition(raw, "orders", dt.date(2026, 3, 1), [{"order_id": i} for i in range(1, 4)])
+    write_partition(raw, "cs_sessions", dt.date(2026, 3, 2), [{"started_at": ts(2026, 3, 2, 3)}])
+    return raw
+
+
 def day_inputs(
     orders: list[dict] = (),
     refunds: list[dict] = (),

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 
 import pytest
 
-from tests.builders import DEFAULT_RULES_PATH, ts, write_partition
+from tests.builders import DEFAULT_RULES_PATH, tiny_raw
 from tests.pipelines.cli_runner import cli
 
 
 @pytest.fixture
 def raw(tmp_path: Path) -> Path:
-    raw = tmp_path / "raw"
-    write_partition(raw, "orders", dt.date(2026, 3, 1), [{"order_id": i} for i in range(1, 4)])
-    write_partition(raw, "cs_sessions", dt.date(2026, 3, 2), [{"started_at": ts(2026, 3, 2, 3)}])
-    return raw
+    return tiny_raw(tmp_path / "raw")
 
 
 def test_run_publishes_tables_and_manifest(monkeypatch, capsys, raw: Path, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from pipelines.errors import InputError
 from pipelines.progress import Reporter, format_event, resolve_format
-from tests.builders import ts, write_partition
+from tests.builders import tiny_raw
 from tests.pipelines.analyst_support import cli
 
 ANSI = re.compile(r"\x1b\[")
@@ -27,10 +27,7 @@ class FakeTTY(io.StringIO):
 
 @pytest.fixture
 def raw(tmp_path: Path) -> Path:
-    raw = tmp_path / "raw"
-    write_partition(raw, "orders", dt.date(2026, 3, 1), [{"order_id": i} for i in range(1, 4)])
-    write_partition(raw, "cs_sessions", dt.date(2026, 3, 2), [{"started_at": ts(2026, 3, 2, 3)}])
-    return raw
+    return tiny_raw(tmp_path / "raw")
 
 
 def backfill(monkeypatch, capsys, raw: Path, out: Path, end: str = "2026-03-03"):
