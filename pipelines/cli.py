@@ -16,6 +16,7 @@ import polars as pl
 import typer
 
 from pipelines.errors import ExpscoreError
+from pipelines.executors import ExecutorOptions
 from pipelines.options import parse_date
 from pipelines.run import RunResult, StateOptions, backfill, load_rules, run_day
 from scoring.catalog import BANDS
@@ -52,6 +53,33 @@ ShardsOption = Annotated[
         "--shards",
         min=1,
         help="Score in this many shop shards, hash(shop_id) % B (default: ~3M orders each).",
+    ),
+]
+ExecutorOption = Annotated[
+    str,
+    typer.Option(
+        "--executor",
+        help="What runs the shard tasks: local (this process), processes (a local pool) or ray.",
+    ),
+]
+WorkersOption = Annotated[
+    int | None,
+    typer.Option("--workers", min=1, help="Processes of --executor processes (default: cores)."),
+]
+RayAddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        help="Ray cluster of --executor ray, e.g. ray://head:10001 (default: RAY_ADDRESS, else "
+        "a local Ray).",
+    ),
+]
+ExchangeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--exchange",
+        help="Folder or object-store URI (s3://bucket/prefix) for the shard files between "
+        "stages; every worker must reach it (default: <out>/.state/shards).",
     ),
 ]
 RulesOption = Annotated[
@@ -97,6 +125,22 @@ def summary_lines(result: RunResult) -> list[str]:
     return lines
 
 
+def state_options(
+    rebuild: bool,
+    shards: int | None,
+    executor: str,
+    workers: int | None,
+    ray_address: str | None,
+    exchange: str | None,
+) -> StateOptions:
+    """The state and executor options of `run` and `backfill`, checked together."""
+    return StateOptions(
+        rebuild=rebuild,
+        shards=shards,
+        executor=ExecutorOptions(executor, workers, ray_address, exchange),
+    )
+
+
 @app.command()
 def run(
     date: Annotated[
@@ -109,6 +153,10 @@ def run(
     force: ForceOption = False,
     rebuild: RebuildOption = False,
     shards: ShardsOption = None,
+    executor: ExecutorOption = "local",
+    workers: WorkersOption = None,
+    ray_address: RayAddressOption = None,
+    exchange: ExchangeOption = None,
 ) -> None:
     """Score one business date and publish its tables, quarantine and manifest."""
     result = run_day(
@@ -117,7 +165,7 @@ def run(
         load_rules(rules),
         parse_date(date, "--date"),
         force=force,
-        state=StateOptions(rebuild=rebuild, shards=shards),
+        state=state_options(rebuild, shards, executor, workers, ray_address, exchange),
     )
     typer.echo("\n".join(summary_lines(result)))
 
@@ -132,6 +180,10 @@ def backfill_command(
     force: ForceOption = False,
     rebuild: RebuildOption = False,
     shards: ShardsOption = None,
+    executor: ExecutorOption = "local",
+    workers: WorkersOption = None,
+    ray_address: RayAddressOption = None,
+    exchange: ExchangeOption = None,
 ) -> None:
     """Run every date from --start to --end in order (labels and weights carry over)."""
     from pipelines.progress import backfill_progress
@@ -146,7 +198,7 @@ def backfill_command(
             last,
             on_day=lambda r: progress.day_done(r, summary_lines(r)[0]),
             force=force,
-            state=StateOptions(rebuild=rebuild, shards=shards),
+            state=state_options(rebuild, shards, executor, workers, ray_address, exchange),
         )
 
 

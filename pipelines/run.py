@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import time
 import tomllib
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from pipelines.errors import ExpscoreError, InputError
+from pipelines.executors import IN_PROCESS, ExecutorOptions
 from pipelines.gates import GateResult, band_change_gate, quarantine_gates, row_count_gates
 from pipelines.load import WindowLoad, latest_partition_date
 from pipelines.lock import output_lock
@@ -22,14 +24,14 @@ from pipelines.publish import (
     read_partition,
     write_json_atomic,
 )
+from pipelines.shards import auto_shards, bucket_window, shard_exchange, sum_shards
 from pipelines.state import (
+    SHARDS_DIR,
     SyncReport,
-    auto_shards,
     memory_state,
     open_state,
     state_path,
     sync_window,
-    window_facts,
     window_load,
 )
 from scoring.daily import (
@@ -102,13 +104,15 @@ class StateOptions:
     """How a run uses the window state under `<out>/.state` (pipelines/state.py).
 
     `rebuild` deletes it first; `shards` is the number of shop shards scoring reads the state in
-    (None: about 3M orders of V per shard); `keep` False scores from an in-memory state that is
-    dropped after the run (what a run that must not write, or a from-scratch check, wants).
+    (None: about 3M orders of V per shard) and `executor` what runs them (pipelines/executors.py);
+    `keep` False scores from an in-memory state that is dropped after the run (what a run that
+    must not write, or a from-scratch check, wants).
     """
 
     rebuild: bool = False
     shards: int | None = None
     keep: bool = True
+    executor: ExecutorOptions = IN_PROCESS
 
 
 def run_day(
@@ -159,16 +163,18 @@ def _run_day(
     else:
         con = memory_state(out / ".duckdb_tmp")
         report = SyncReport(path=None)
-    try:
-        sync_window(con, raw, window, report)
-        loaded = window_load(con, raw, window)
-        lap("sync")
-        shards = state.shards or auto_shards(con)
-        workdir = (state_path(out).parent if state.keep else out / ".duckdb_tmp") / "shards"
-        facts = window_facts(con, window, shards, workdir)
-        lap("facts")
-    finally:
-        con.close()
+    local_base = (state_path(out).parent if state.keep else out / ".duckdb_tmp") / SHARDS_DIR
+    with shard_exchange(state.executor.exchange or str(local_base)) as exchange:
+        try:
+            sync_window(con, raw, window, report)
+            loaded = window_load(con, raw, window)
+            lap("sync")
+            shards = state.shards or auto_shards(con)
+            bucket_window(con, window, shards, exchange)
+        finally:
+            con.close()  # DuckDB's memory is free before the shards are summed
+        facts, execution = sum_shards(exchange, window, shards, state.executor)
+    lap("facts")
     previous_labels, previous_weights = previous_outputs(out, run_date)
     lazy = score_facts(facts, rules, previous_labels, previous_weights)
     names = list(lazy)
@@ -184,7 +190,8 @@ def _run_day(
     manifest = build_manifest(run_date, raw, out, rules, loaded, tables, quarantine, timings)
     manifest["status"] = status
     manifest["gates"] = [g.to_dict() for g in gates]
-    manifest["state"] = {**report.to_dict(), "shards": shards}
+    manifest["state"] = report.to_dict()
+    manifest["execution"] = execution.to_dict()
     result = RunResult(run_date, out, tables, manifest, timings)
     if not publish:
         return result
@@ -223,9 +230,10 @@ def evaluate_gates(
 
 
 def clean_stale(out: Path) -> None:
-    """Remove what a killed run left behind: staging folders and temporary manifests."""
+    """Remove what a killed run left behind: staging folders, temporary manifests, shard files."""
     if not out.is_dir():
         return
+    shutil.rmtree(state_path(out).parent / SHARDS_DIR, ignore_errors=True)
     for table_dir in out.iterdir():
         if table_dir.is_dir():
             clean_stale_staging(table_dir)

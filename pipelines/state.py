@@ -40,15 +40,12 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
-import pyarrow as pa
-import pyarrow.ipc
 
 from pipelines.errors import ExpscoreError
 from pipelines.load import (
     SCORING_COLUMNS,
     LoadedInputs,
     WindowLoad,
-    canonical,
     check_file,
     check_integer_ranges,
     current_state_sql,
@@ -61,26 +58,19 @@ from pipelines.load import (
     unreadable_file_error,
 )
 from pipelines.schemas import LOGS, LogSchema
-from scoring.activity import shop_activity
-from scoring.daily import DayFacts
 from scoring.facts import (
     order_refund_flags,
-    refund_facts,
-    session_facts,
     tracking_facts,
-    window_order_facts,
 )
-from scoring.product import item_counts, merge_item_counts
 from scoring.window import Window
 
 STATE_FORMAT = "2"
 STATE_DIR = ".state"
 STATE_FILE = "window.duckdb"
+SHARDS_DIR = "shards"  # the default exchange of shard files (pipelines/shards.py)
 # Per-order rows are recomputed in chunks of about this many source rows (events or refunds),
 # so the first sync of a large window never holds all of them in Polars at once.
 DERIVED_CHUNK_ROWS = 4_000_000
-# Orders of V per scoring shard when the shard count is chosen automatically.
-ORDERS_PER_SHARD = 3_000_000
 # DuckDB's memory limit when EXPSCORE_DUCKDB_MEMORY does not set one. Its buffer pool fills the
 # limit, so the limit is most of a run's peak RSS: a nightly sync (a partition or two per log)
 # peaks at 3.5 GiB at M scale with 2GB and is no faster with 6GB, while loading a whole window
@@ -88,7 +78,6 @@ ORDERS_PER_SHARD = 3_000_000
 NIGHTLY_DUCKDB_MEMORY = "2GB"
 BULK_DUCKDB_MEMORY = "6GB"
 NIGHTLY_PARTITIONS = 2  # new partitions per log up to which a sync counts as nightly
-SHARD_BATCH_ROWS = 1_000_000
 
 ORDER_TRACKING_COLUMNS = {
     "order_id": "BIGINT",
@@ -696,106 +685,3 @@ def load_window(con: duckdb.DuckDBPyConnection, raw: Path, window: Window) -> Lo
     sync_window(con, raw, window, SyncReport(path=None))
     frames = {log: to_polars(con, f"SELECT * FROM current_{log}", LOGS[log]) for log in LOGS}
     return LoadedInputs(**vars(window_load(con, raw, window)), **frames)
-
-
-def auto_shards(con: duckdb.DuckDBPyConnection) -> int:
-    """Enough shards that each holds about `ORDERS_PER_SHARD` current orders."""
-    orders = con.sql("SELECT count(*) FROM current_orders").fetchall()[0][0]
-    return max(1, math.ceil(orders / ORDERS_PER_SHARD))
-
-
-def window_facts(
-    con: duckdb.DuckDBPyConnection, window: Window, shards: int, workdir: Path
-) -> DayFacts:
-    """Per-shop sums and per-item counts for `window`, one shop shard at a time.
-
-    A shard is `hash(shop_id) % shards`: every row of a shop lands in the same shard, so each
-    shard's `shop_activity` is final; item counts of an item sold under several shops are merged.
-    The window's orders of V, refunds and sessions are streamed once, bucketed by shard into
-    Arrow files under `workdir` (a scan per shard decompressed the whole table each time, 1.7 s a
-    shard at M scale), and Polars reads one shard at a time. Only the per-shop and per-item
-    results outlive a shard.
-    """
-    start, cutoff = sql_literal(window.start), sql_literal(window.cutoff)
-
-    def in_window(column: str) -> str:
-        return f"({column} >= {start} AND {column} < {cutoff})"
-
-    queries = {
-        "orders": f"SELECT * FROM order_facts WHERE {in_window('paid_at')} AND NOT is_abnormal",
-        "refunds": f"SELECT * FROM current_refunds WHERE NOT is_abnormal AND "
-        f"({in_window('requested_at')} OR {in_window('escalated_at')})",
-        "cs_sessions": f"SELECT * FROM current_cs_sessions WHERE {in_window('started_at')}",
-    }
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
-    try:
-        empty = {
-            name: _bucket_by_shard(con, q, shards, workdir / name) for name, q in queries.items()
-        }
-        activities: list[pl.DataFrame] = []
-        items: list[pl.DataFrame] = []
-        for shard in range(shards):
-            frames = {name: _read_shard(workdir / name, shard, empty[name]) for name in queries}
-            # held once: `collect_all` would compute it for each of the two results
-            orders_v = window_order_facts(_orders_v(frames["orders"]), window).collect().lazy()
-            refunds = canonical(frames["refunds"], LOGS["refunds"])
-            sessions = canonical(frames["cs_sessions"], LOGS["cs_sessions"])
-            activity = shop_activity(
-                orders_v, refund_facts(refunds, window), session_facts(sessions, window), window
-            )
-            shard_activity, shard_items = pl.collect_all([activity, item_counts(orders_v)])
-            activities.append(shard_activity)
-            items.append(shard_items)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    activity_all = pl.concat(activities, how="vertical_relaxed").sort("shop_id")
-    items_all = pl.concat(items, how="vertical_relaxed")
-    if shards > 1:
-        items_all = merge_item_counts(items_all.lazy()).collect()
-    return DayFacts(window, items_all.lazy(), activity_all.lazy())
-
-
-def _bucket_by_shard(
-    con: duckdb.DuckDBPyConnection, query: str, shards: int, folder: Path
-) -> pl.DataFrame:
-    """Stream a query's rows into one Arrow IPC file per shard; returns an empty frame of it.
-
-    One scan, batches of `SHARD_BATCH_ROWS`, each split by shard and appended to its file:
-    memory stays at a batch, and IPC files are written and read back without encoding (a
-    partitioned Parquet COPY took 14 s for the orders of V at M scale, this about 3 s).
-    """
-    folder.mkdir(parents=True)
-    reader = con.sql(f"SELECT *, hash(shop_id) % {shards} AS shard FROM ({query})").to_arrow_reader(
-        SHARD_BATCH_ROWS
-    )
-    schema = reader.schema.remove(reader.schema.get_field_index("shard"))
-    writers: dict[int, pa.ipc.RecordBatchFileWriter] = {}
-    try:
-        for batch in reader:
-            frame = pl.from_arrow(batch)
-            for (shard,), part in frame.partition_by("shard", as_dict=True).items():
-                if shard not in writers:
-                    writers[shard] = pa.ipc.new_file(folder / f"{shard}.arrow", schema)
-                writers[shard].write_table(part.drop("shard").to_arrow().cast(schema))
-    finally:
-        for writer in writers.values():
-            writer.close()
-    return pl.from_arrow(schema.empty_table())
-
-
-def _read_shard(folder: Path, shard: int, empty: pl.DataFrame) -> pl.DataFrame:
-    """One shard's rows of a table bucketed by `_bucket_by_shard` (none: an empty frame)."""
-    path = folder / f"{shard}.arrow"
-    if not path.exists():
-        return empty
-    return pl.read_ipc(path)
-
-
-def _orders_v(frame: pl.DataFrame) -> pl.LazyFrame:
-    """Orders of V of one shard with their tracking and refund rows, canonical types."""
-    per_order = {**ORDER_TRACKING_COLUMNS, **ORDER_REFUND_COLUMNS}
-    instants = [name for name, duck_type in per_order.items() if duck_type == "TIMESTAMP"]
-    return canonical(frame, LOGS["orders"]).with_columns(
-        pl.col(instants).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
-    )

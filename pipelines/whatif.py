@@ -33,7 +33,8 @@ from pipelines.load import latest_partition_date
 from pipelines.options import parse_date
 from pipelines.publish import partition_dir, write_json_atomic, write_text_atomic
 from pipelines.run import DEFAULT_RULES, load_rules, previous_outputs
-from pipelines.state import SyncReport, auto_shards, memory_state, sync_window, window_facts
+from pipelines.shards import auto_shards, window_facts
+from pipelines.state import SyncReport, memory_state, sync_window
 from scoring.daily import DayFacts, rules_window, score_facts
 from scoring.rules import Rules
 from scoring.whatif import (
@@ -90,7 +91,8 @@ def _facts(con: duckdb.DuckDBPyConnection, raw: Path, window: Window, work: Path
     scoring them under several rule sets does not recompute them.
     """
     sync_window(con, raw, window, SyncReport(path=None))
-    return window_facts(con, window, auto_shards(con), work / "shards")
+    facts, _ = window_facts(con, window, auto_shards(con), str(work / "shards"))
+    return facts
 
 
 def score_both(

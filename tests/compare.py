@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
 import polars as pl
 
@@ -49,3 +50,12 @@ def frame_differences(table: str, ours: pl.DataFrame, theirs: pl.DataFrame) -> l
     if ours.schema != theirs.schema:
         return [f"{table}: types differ: {ours.schema} vs {theirs.schema}"]
     return table_differences(table, ours.to_dicts(), theirs.to_dicts(), ours.columns)
+
+
+def run_differences(a: Any, b: Any) -> list[str]:
+    """Differences between two `RunResult`s: the six tables, and what the manifests say was read."""
+    problems = [p for t in TABLE_KEYS for p in frame_differences(t, a.tables[t], b.tables[t])]
+    for part in ("inputs", "files", "rejected_by_reason"):
+        if a.manifest[part] != b.manifest[part]:
+            problems.append(f"manifest {part}: {a.manifest[part]} vs {b.manifest[part]}")
+    return problems

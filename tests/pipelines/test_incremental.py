@@ -19,12 +19,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipelines.errors import InputError
-from pipelines.run import RunResult, StateOptions, load_rules, run_day
+from pipelines.run import StateOptions, load_rules, run_day
 from pipelines.state import state_path
-from scoring.daily import TABLE_SCHEMAS
 from scoring.rules import parse_rules
 from tests.builders import DEFAULT_RULES_PATH, default_rules_dict, frame
-from tests.compare import frame_differences
+from tests.compare import run_differences as differences
 from tests.marketplace import (
     RUN_DATE,
     VERSION_COLUMN,
@@ -41,14 +40,6 @@ def small_rules(window_days: int):
     rules = {**default_rules_dict(), "min_orders": 3, "min_item_orders": 2}
     rules["window_days"] = window_days
     return parse_rules(rules, f"small-w{window_days}")
-
-
-def differences(a: RunResult, b: RunResult) -> list[str]:
-    problems = [p for t in TABLE_SCHEMAS for p in frame_differences(t, a.tables[t], b.tables[t])]
-    for part in ("inputs", "files", "rejected_by_reason"):
-        if a.manifest[part] != b.manifest[part]:
-            problems.append(f"manifest {part}: {a.manifest[part]} vs {b.manifest[part]}")
-    return problems
 
 
 def scratch_then_incremental(raw: Path, out: Path, rules, day: dt.date, **state: Any):
@@ -248,7 +239,7 @@ def test_shard_count_does_not_change_the_tables(nightly, shards: int) -> None:
     result = run_day(
         SAMPLE_RAW, nightly["out"], RULES, D, publish=False, state=StateOptions(shards=shards)
     )
-    assert result.manifest["state"]["shards"] == shards
+    assert result.manifest["execution"]["shards"] == shards
     assert not differences(result, nightly["scratch"])
 
 

@@ -1,0 +1,87 @@
+"""Where shop shards meet between stages: Parquet files under a folder or an object-store URI.
+
+The nightly run hands work to shard tasks and back through files, not through the executor: a
+task on another machine (a Ray worker) reads its shard from the same place the driver wrote it.
+A local path is the default (under `<out>/.state`); a URI such as `s3://bucket/expscore/tmp` puts
+the files on object storage that every node of a cluster can reach. URIs are resolved by
+pyarrow's filesystems (local, s3, gs, hdfs, abfs) and, for any other scheme, by fsspec when it is
+installed.
+
+An exchange is named by a string so that it crosses process and machine boundaries as a plain
+value; each side resolves the filesystem itself.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from pipelines.errors import InputError
+
+# Files between stages are written once and read once, usually on the same disk: LZ4 costs little
+# CPU and still halves what a remote exchange moves.
+EXCHANGE_COMPRESSION = "lz4"
+
+
+def is_uri(location: str) -> bool:
+    return "://" in location
+
+
+def resolve(location: str) -> tuple[pafs.FileSystem, str]:
+    """The filesystem and the path within it for a local path or a URI."""
+    if not is_uri(location):
+        return pafs.LocalFileSystem(), str(Path(location).absolute())
+    try:
+        return pafs.FileSystem.from_uri(location)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as arrow_error:
+        try:
+            import fsspec
+        except ImportError:
+            raise InputError(
+                f"exchange {location}: pyarrow cannot open this URI ({arrow_error}) and fsspec "
+                "is not installed"
+            ) from arrow_error
+        fs, path = fsspec.core.url_to_fs(location)
+        return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One run's folder of shard files: `<location>/run-<id>/<part>/.../<name>.parquet`."""
+
+    location: str
+
+    @staticmethod
+    def for_run(base: str) -> Exchange:
+        """A fresh folder under `base` for one run, so runs sharing a base never meet."""
+        return Exchange(f"{base.rstrip('/')}/run-{uuid.uuid4().hex[:12]}")
+
+    def path(self, *parts: str) -> str:
+        return "/".join([resolve(self.location)[1].rstrip("/"), *parts])
+
+    def filesystem(self) -> pafs.FileSystem:
+        return resolve(self.location)[0]
+
+    def writer(self, schema: pa.Schema, *parts: str) -> pq.ParquetWriter:
+        """A Parquet writer for one file; its folder is created first."""
+        fs, path = self.filesystem(), self.path(*parts)
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        return pq.ParquetWriter(path, schema, filesystem=fs, compression=EXCHANGE_COMPRESSION)
+
+    def write(self, table: pa.Table, *parts: str) -> None:
+        with self.writer(table.schema, *parts) as writer:
+            writer.write_table(table)
+
+    def read(self, *parts: str) -> pa.Table:
+        return pq.read_table(self.path(*parts), filesystem=self.filesystem())
+
+    def remove(self) -> None:
+        """Delete the run's folder and everything in it (nothing if it was never written)."""
+        fs, path = resolve(self.location)
+        if fs.get_file_info(path).type != pafs.FileType.NotFound:
+            fs.delete_dir(path)

@@ -1,0 +1,235 @@
+"""Scoring's per-shop work, split into shop shards that any executor can run (issues 3 and 6).
+
+A shard is `hash(shop_id) % B`: every row of a shop lands in the same shard, so a shard's
+per-shop sums are final, and only the small global steps (category priors, percentiles, labels,
+weights) need all shops at once. A run's facts stage has three steps:
+
+1. bucket (driver): the window's orders of V, refunds and sessions are streamed once out of the
+   window state and written as one Parquet file per shard and table into the exchange;
+2. sum (executor, one task per shard): `shard_sums` reads its shard's three files, computes the
+   per-shop sums and per-item counts with the same Polars functions whatever the executor, and
+   writes them back to the exchange;
+3. gather (driver): all shards' sums are read back and merged into the `DayFacts` of the run.
+
+Only file locations and a few counts cross between the driver and the tasks.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import duckdb
+import polars as pl
+
+from pipelines.exchange import Exchange
+from pipelines.executors import IN_PROCESS, ExecutorOptions, open_executor
+from pipelines.load import canonical, sql_literal
+from pipelines.schemas import LOGS
+from pipelines.state import ORDER_REFUND_COLUMNS, ORDER_TRACKING_COLUMNS
+from scoring.activity import shop_activity
+from scoring.daily import DayFacts
+from scoring.facts import refund_facts, session_facts, window_order_facts
+from scoring.product import item_counts, merge_item_counts
+from scoring.window import Window
+
+# Orders of V per scoring shard when the shard count is chosen automatically.
+ORDERS_PER_SHARD = 3_000_000
+# Rows streamed out of DuckDB at a time while bucketing: memory stays at about a batch.
+SHARD_BATCH_ROWS = 1_000_000
+INPUTS = ("orders", "refunds", "cs_sessions")
+SUMS = ("activity", "items")
+
+
+def auto_shards(con: duckdb.DuckDBPyConnection) -> int:
+    """Enough shards that each holds about `ORDERS_PER_SHARD` current orders."""
+    orders = con.sql("SELECT count(*) FROM current_orders").fetchall()[0][0]
+    return max(1, math.ceil(orders / ORDERS_PER_SHARD))
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """What one shard task needs: its number, the run's exchange and the window."""
+
+    shard: int
+    exchange: Exchange
+    window: Window
+
+
+@dataclass(frozen=True)
+class ShardDone:
+    """What a shard task reports back: its row counts and how long it took."""
+
+    shard: int
+    orders_v: int
+    shops: int
+    items: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class FactsReport:
+    """The facts stage for the manifest: which executor, how many shards, what each one did."""
+
+    executor: str
+    shards: list[ShardDone]
+
+    def to_dict(self) -> dict:
+        seconds = [s.seconds for s in self.shards]
+        return {
+            "executor": self.executor,
+            "shards": len(self.shards),
+            "orders_v_per_shard_max": max(s.orders_v for s in self.shards),
+            "shard_seconds_max": round(max(seconds), 4),
+            "shard_seconds_total": round(sum(seconds), 4),
+        }
+
+
+def part_name(shard: int) -> str:
+    return f"part-{shard:05d}.parquet"
+
+
+def window_queries(window: Window) -> dict[str, str]:
+    """The rows of the window state scoring reads: orders of V, refunds and sessions."""
+    start, cutoff = sql_literal(window.start), sql_literal(window.cutoff)
+
+    def in_window(column: str) -> str:
+        return f"({column} >= {start} AND {column} < {cutoff})"
+
+    return {
+        "orders": f"SELECT * FROM order_facts WHERE {in_window('paid_at')} AND NOT is_abnormal",
+        "refunds": f"SELECT * FROM current_refunds WHERE NOT is_abnormal AND "
+        f"({in_window('requested_at')} OR {in_window('escalated_at')})",
+        "cs_sessions": f"SELECT * FROM current_cs_sessions WHERE {in_window('started_at')}",
+    }
+
+
+@contextmanager
+def shard_exchange(base: str) -> Iterator[Exchange]:
+    """A fresh exchange folder under `base` (a folder or URI) for one run, deleted afterwards.
+
+    Deleted whether the run succeeds or not; a run killed outright leaves its `run-*` folder,
+    which `clean_stale` removes from a local base under the output lock.
+    """
+    exchange = Exchange.for_run(base)
+    try:
+        yield exchange
+    finally:
+        exchange.remove()
+
+
+def bucket_window(
+    con: duckdb.DuckDBPyConnection, window: Window, shards: int, exchange: Exchange
+) -> None:
+    """Write the window's orders of V, refunds and sessions into the exchange, per shard."""
+    for name, query in window_queries(window).items():
+        bucket_by_shard(con, query, shards, exchange, name)
+
+
+def sum_shards(
+    exchange: Exchange, window: Window, shards: int, executor: ExecutorOptions
+) -> tuple[DayFacts, FactsReport]:
+    """Run `shard_sums` for every shard on `executor`, then gather the sums into the facts."""
+    tasks = [ShardTask(shard, exchange, window) for shard in range(shards)]
+    with open_executor(executor, len(tasks)) as runner:
+        done = runner.map(shard_sums, tasks)
+        name = runner.name
+    return gather(exchange, window, shards), FactsReport(name, done)
+
+
+def window_facts(
+    con: duckdb.DuckDBPyConnection,
+    window: Window,
+    shards: int,
+    exchange_base: str,
+    executor: ExecutorOptions = IN_PROCESS,
+) -> tuple[DayFacts, FactsReport]:
+    """Per-shop sums and per-item counts for `window`: bucket, sum per shard, gather.
+
+    The nightly run does the same three steps itself, closing the state between the first two
+    so that DuckDB's memory is free while the shards are summed.
+    """
+    with shard_exchange(exchange_base) as exchange:
+        bucket_window(con, window, shards, exchange)
+        return sum_shards(exchange, window, shards, executor)
+
+
+def bucket_by_shard(
+    con: duckdb.DuckDBPyConnection, query: str, shards: int, exchange: Exchange, name: str
+) -> None:
+    """Stream a query's rows into one Parquet file per shard: `<exchange>/<name>/part-<k>`.
+
+    One scan, batches of `SHARD_BATCH_ROWS`, each split by shard and appended to its shard's
+    file as a row group. Every shard gets a file, empty or not, so a task never has to guess a
+    schema (the Parquet footer carries it).
+    """
+    reader = con.sql(f"SELECT *, hash(shop_id) % {shards} AS shard FROM ({query})").to_arrow_reader(
+        SHARD_BATCH_ROWS
+    )
+    schema = reader.schema.remove(reader.schema.get_field_index("shard"))
+    writers = [exchange.writer(schema, name, part_name(shard)) for shard in range(shards)]
+    try:
+        for batch in reader:
+            frame = pl.from_arrow(batch)
+            for (shard,), part in frame.partition_by("shard", as_dict=True).items():
+                writers[shard].write_table(part.drop("shard").to_arrow().cast(schema))
+    finally:
+        for writer in writers:
+            writer.close()
+
+
+def shard_sums(task: ShardTask) -> ShardDone:
+    """One shard's per-shop sums and per-item counts, read from and written to the exchange.
+
+    The task of every executor: it imports nothing from the driver's memory, so it runs the same
+    in this process, in a worker process or on a Ray node.
+    """
+    clock = time.perf_counter()
+    part = part_name(task.shard)
+    frames = {name: pl.from_arrow(task.exchange.read(name, part)) for name in INPUTS}
+    # held once: `collect_all` would compute it for each of the two results
+    orders_v = window_order_facts(_orders_v(frames["orders"]), task.window).collect().lazy()
+    refunds = canonical(frames["refunds"], LOGS["refunds"])
+    sessions = canonical(frames["cs_sessions"], LOGS["cs_sessions"])
+    activity = shop_activity(
+        orders_v,
+        refund_facts(refunds, task.window),
+        session_facts(sessions, task.window),
+        task.window,
+    )
+    shop_sums, items = pl.collect_all([activity, item_counts(orders_v)])
+    task.exchange.write(shop_sums.to_arrow(), "activity", part)
+    task.exchange.write(items.to_arrow(), "items", part)
+    return ShardDone(
+        shard=task.shard,
+        orders_v=frames["orders"].height,
+        shops=shop_sums.height,
+        items=items.height,
+        seconds=time.perf_counter() - clock,
+    )
+
+
+def gather(exchange: Exchange, window: Window, shards: int) -> DayFacts:
+    """All shards' sums as the run's facts; an item sold under shops of two shards is merged."""
+
+    def read_all(name: str) -> pl.DataFrame:
+        parts = [pl.from_arrow(exchange.read(name, part_name(s))) for s in range(shards)]
+        return pl.concat(parts, how="vertical_relaxed")
+
+    activity = read_all("activity").sort("shop_id")
+    items = read_all("items")
+    if shards > 1:
+        items = merge_item_counts(items.lazy()).collect()
+    return DayFacts(window, items.lazy(), activity.lazy())
+
+
+def _orders_v(frame: pl.DataFrame) -> pl.LazyFrame:
+    """Orders of V of one shard with their tracking and refund rows, canonical types."""
+    per_order = {**ORDER_TRACKING_COLUMNS, **ORDER_REFUND_COLUMNS}
+    instants = [name for name, duck_type in per_order.items() if duck_type == "TIMESTAMP"]
+    return canonical(frame, LOGS["orders"]).with_columns(
+        pl.col(instants).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    )

@@ -1,0 +1,162 @@
+"""Who runs the shard tasks cannot change a table (issue 6).
+
+The sample is scored with each executor (in this process, a process pool, Ray) and with several
+shard counts; every table must be identical, bit for bit, to the in-process run with 4 shards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from pipelines.exchange import Exchange
+from pipelines.executors import ExecutorOptions, open_executor
+from pipelines.run import RunResult, StateOptions, load_rules, run_day
+from pipelines.state import state_path
+from scoring.daily import TABLE_SCHEMAS
+from tests.compare import run_differences
+from tests.pipelines.cli_runner import cli
+
+SAMPLE_RAW = Path(__file__).resolve().parents[2] / "data_samples" / "raw"
+D = dt.date(2026, 10, 10)
+RULES = load_rules(None)
+
+
+def scored(out: Path, shards: int, executor: ExecutorOptions) -> RunResult:
+    options = StateOptions(shards=shards, executor=executor)
+    return run_day(SAMPLE_RAW, out, RULES, D, publish=False, state=options)
+
+
+def identical(a: RunResult, b: RunResult) -> list[str]:
+    """Tables that are not equal bit for bit (floats included: same functions, same rows)."""
+    problems = [t for t in TABLE_SCHEMAS if not a.tables[t].equals(b.tables[t])]
+    return problems + run_differences(a, b)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> RunResult:
+    return scored(tmp_path_factory.mktemp("local"), 4, ExecutorOptions("local"))
+
+
+@pytest.fixture(scope="module")
+def ray_session() -> Iterator[None]:
+    """A local Ray of two CPUs for this module; the executor reuses it rather than starting one."""
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("Ray is not installed (pip install 'expscore[ray]')")
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def test_a_process_pool_gives_identical_tables(reference: RunResult, tmp_path: Path) -> None:
+    result = scored(tmp_path, 4, ExecutorOptions("processes", workers=2))
+    assert result.manifest["execution"]["executor"] == "processes"
+    assert not identical(result, reference)
+
+
+def test_ray_gives_identical_tables(reference: RunResult, ray_session: None, tmp_path) -> None:
+    result = scored(tmp_path, 4, ExecutorOptions("ray"))
+    assert result.manifest["execution"]["executor"] == "ray"
+    assert result.manifest["execution"]["shards"] == 4
+    assert not identical(result, reference)
+
+
+@pytest.mark.parametrize("shards", [1, 16])
+def test_the_shard_count_gives_identical_tables(reference: RunResult, tmp_path, shards) -> None:
+    result = scored(tmp_path, shards, ExecutorOptions("processes", workers=2))
+    assert result.manifest["execution"]["shards"] == shards
+    assert not identical(result, reference)
+
+
+def test_an_exchange_given_as_a_uri(reference: RunResult, tmp_path: Path) -> None:
+    """A `file://` URI goes through pyarrow's URI resolution, as `s3://` would; nothing is left."""
+    exchange = tmp_path / "exchange"
+    executor = ExecutorOptions("processes", workers=2, exchange=exchange.as_uri())
+    result = scored(tmp_path / "out", 3, executor)
+    assert not identical(result, reference)
+    assert list(exchange.iterdir()) == []
+
+
+def test_the_manifest_says_what_each_shard_did(reference: RunResult) -> None:
+    execution = reference.manifest["execution"]
+    assert execution["executor"] == "local"
+    assert execution["shards"] == 4
+    orders_v = reference.tables["shop_scores"]["valid_orders"].sum()
+    assert 0 < execution["orders_v_per_shard_max"] <= orders_v
+    assert execution["shard_seconds_max"] <= execution["shard_seconds_total"]
+
+
+def test_a_published_run_leaves_no_shard_files(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    leftover = state_path(out).parent / "shards" / "run-killed"
+    leftover.mkdir(parents=True)
+    (leftover / "part-00000.parquet").write_bytes(b"left by a killed run")
+    options = StateOptions(shards=2, executor=ExecutorOptions("processes", workers=2))
+    run_day(SAMPLE_RAW, out, RULES, D, force=True, state=options)
+    assert list((state_path(out).parent / "shards").iterdir()) == []
+
+
+def _fails_on_two(n: int) -> int:
+    if n == 2:
+        raise ValueError(f"task {n} failed")
+    return n * 10
+
+
+@pytest.mark.parametrize("kind", ["local", "processes"])
+def test_a_failing_task_fails_the_map(kind: str) -> None:
+    with open_executor(ExecutorOptions(kind), tasks=3) as executor:
+        assert executor.map(_fails_on_two, [0, 1]) == [0, 10]
+        with pytest.raises(ValueError, match="task 2 failed"):
+            executor.map(_fails_on_two, [0, 1, 2])
+
+
+def test_a_failing_shard_keeps_the_published_tables(tmp_path: Path, monkeypatch) -> None:
+    out = tmp_path / "out"
+    run_day(SAMPLE_RAW, out, RULES, D, force=True, state=StateOptions(shards=2))
+    before = {p: p.read_bytes() for p in out.rglob("*.parquet") if ".state" not in p.parts}
+
+    def broken(task):
+        raise OSError(f"shard {task.shard}: exchange unreachable")
+
+    monkeypatch.setattr("pipelines.shards.shard_sums", broken)
+    with pytest.raises(OSError, match="exchange unreachable"):
+        run_day(SAMPLE_RAW, out, RULES, D, force=True, state=StateOptions(shards=2))
+    after = {p: p.read_bytes() for p in out.rglob("*.parquet") if ".state" not in p.parts}
+    assert after == before
+    assert list((state_path(out).parent / "shards").iterdir()) == []
+
+
+def test_exchange_round_trip_and_removal(tmp_path: Path) -> None:
+    exchange = Exchange.for_run(str(tmp_path))
+    table = pl.DataFrame({"shop_id": [3, 1], "n": [7, 8]}).to_arrow()
+    exchange.write(table, "activity", "part-00000.parquet")
+    assert pl.from_arrow(exchange.read("activity", "part-00000.parquet")).equals(
+        pl.from_arrow(table)
+    )
+    exchange.remove()
+    assert list(tmp_path.iterdir()) == []
+    exchange.remove()  # nothing there: no error
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--executor", "threads"], "--executor threads: must be one of local, processes, ray"),
+        (["--ray-address", "ray://head:10001"], "--ray-address is only for --executor ray"),
+        (["--workers", "2"], "--workers is only for --executor processes"),
+    ],
+)
+def test_executor_options_are_checked(tmp_path, monkeypatch, capsys, args, message) -> None:
+    code, _, err = cli(
+        monkeypatch, capsys, "run", "--raw", str(SAMPLE_RAW), "--out", str(tmp_path), *args
+    )
+    assert code == 2
+    assert message in err
+    assert not (tmp_path / "shop_scores").exists()
