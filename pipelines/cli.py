@@ -253,3 +253,7 @@ whatif.register(app)
 from pipelines import bench  # noqa: E402
 
 bench.register(app)
+
+from pipelines import bench_shards  # noqa: E402
+
+bench_shards.register(app)

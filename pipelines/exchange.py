@@ -13,6 +13,7 @@ value; each side resolves the filesystem itself.
 
 from __future__ import annotations
 
+import urllib.parse
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,8 +59,17 @@ class Exchange:
 
     @staticmethod
     def for_run(base: str) -> Exchange:
-        """A fresh folder under `base` for one run, so runs sharing a base never meet."""
-        return Exchange(f"{base.rstrip('/')}/run-{uuid.uuid4().hex[:12]}")
+        """A fresh folder under `base` for one run, so runs sharing a base never meet.
+
+        A URI keeps its query (`?endpoint_override=...`): the folder goes into its path.
+        """
+        folder = f"run-{uuid.uuid4().hex[:12]}"
+        if not is_uri(base):
+            return Exchange(str(Path(base) / folder))
+        parts = urllib.parse.urlsplit(base)
+        return Exchange(
+            urllib.parse.urlunsplit(parts._replace(path=f"{parts.path.rstrip('/')}/{folder}"))
+        )
 
     def path(self, *parts: str) -> str:
         return "/".join([resolve(self.location)[1].rstrip("/"), *parts])

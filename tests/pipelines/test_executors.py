@@ -10,8 +10,10 @@ import datetime as dt
 import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import polars as pl
+import pyarrow.fs as pafs
 import pytest
 
 from pipelines.exchange import Exchange
@@ -160,3 +162,38 @@ def test_executor_options_are_checked(tmp_path, monkeypatch, capsys, args, messa
     assert code == 2
     assert message in err
     assert not (tmp_path / "shop_scores").exists()
+
+
+@pytest.fixture()
+def s3_exchange(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Any]]:
+    """An S3 bucket on a local moto server: the exchange URI and a pyarrow filesystem on it."""
+    if importlib.util.find_spec("moto") is None:
+        pytest.skip("moto is not installed (it comes with the dev extra)")
+    from moto.server import ThreadedMotoServer
+
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)  # inherited by the spawned workers
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    query = f"endpoint_override={host}:{port}&scheme=http&region=us-east-1"
+    fs, _ = pafs.FileSystem.from_uri(f"s3://exchange?{query}&allow_bucket_creation=true")
+    fs.create_dir("exchange")
+    yield f"s3://exchange/expscore/tmp?{query}", fs
+    server.stop()
+
+
+def test_an_exchange_on_object_storage(reference: RunResult, tmp_path: Path, s3_exchange) -> None:
+    """Shard files through S3 (a local moto server), as on a cluster; nothing is left there."""
+    uri, fs = s3_exchange
+    executor = ExecutorOptions("processes", workers=2, exchange=uri)
+    result = scored(tmp_path, 3, executor)
+    assert not identical(result, reference)
+    left = fs.get_file_info(pafs.FileSelector("exchange", recursive=True))
+    assert [info.path for info in left if info.type == pafs.FileType.File] == []
+    assert "exchange/expscore/tmp" in [info.path for info in left]  # the run's folder was there
+    assert not (tmp_path / ".duckdb_tmp" / "shards").exists()
