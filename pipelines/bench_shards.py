@@ -34,7 +34,7 @@ import typer
 from pipelines.errors import InputError
 from pipelines.executors import EXECUTORS, ExecutorOptions, open_executor
 from pipelines.run import load_rules
-from pipelines.shards import ShardTask, bucket_window, gather, shard_exchange, shard_sums
+from pipelines.shards import bucket_window, gather, map_shards, shard_exchange
 from pipelines.state import state_path
 from scoring.daily import rules_window
 
@@ -123,8 +123,7 @@ def bench_shards(
                             clock = time.perf_counter()
                             bucket_window(con, window, shards, exchange)
                             bucketed = time.perf_counter()
-                            tasks = [ShardTask(s, exchange, window) for s in range(shards)]
-                            done = executor.map(shard_sums, tasks)
+                            done = map_shards(executor, exchange, window, shards)
                             summed = time.perf_counter()
                             facts = gather(exchange, window, shards)
                             activity, items = facts.activity.collect(), facts.items.collect()

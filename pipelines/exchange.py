@@ -1,4 +1,4 @@
-"""Where shop shards meet between stages: Parquet files under a folder or an object-store URI.
+"""Where shop shards meet between stages: files under a folder or an object-store URI.
 
 The nightly run hands work to shard tasks and back through files, not through the executor: a
 task on another machine (a Ray worker) reads its shard from the same place the driver wrote it.
@@ -20,13 +20,17 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.ipc
 import pyarrow.parquet as pq
 
 from pipelines.errors import InputError
 
-# Files between stages are written once and read once, usually on the same disk: LZ4 costs little
-# CPU and still halves what a remote exchange moves.
-EXCHANGE_COMPRESSION = "lz4"
+# The bucketed window (tens of millions of rows at M scale) goes through Arrow IPC files: written
+# and read without encoding. Parquet, even LZ4 without dictionaries, took 38.9 s for what IPC
+# writes in about 4 s (M scale, 28.7M orders of V); it stays the format of the per-shard sums,
+# which are small and which an analyst may want to open. A remote exchange compresses with LZ4:
+# it halves what crosses the network for 0.15 s per million rows.
+REMOTE_COMPRESSION = "lz4"
 
 
 def is_uri(location: str) -> bool:
@@ -53,7 +57,7 @@ def resolve(location: str) -> tuple[pafs.FileSystem, str]:
 
 @dataclass(frozen=True)
 class Exchange:
-    """One run's folder of shard files: `<location>/run-<id>/<part>/.../<name>.parquet`."""
+    """One run's folder of shard files: `<location>/run-<id>/<table>/part-<shard>.<format>`."""
 
     location: str
 
@@ -77,17 +81,30 @@ class Exchange:
     def filesystem(self) -> pafs.FileSystem:
         return resolve(self.location)[0]
 
-    def writer(self, schema: pa.Schema, *parts: str) -> pq.ParquetWriter:
-        """A Parquet writer for one file; its folder is created first."""
+    def _output(self, *parts: str) -> tuple[pafs.FileSystem, str]:
         fs, path = self.filesystem(), self.path(*parts)
         fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-        return pq.ParquetWriter(path, schema, filesystem=fs, compression=EXCHANGE_COMPRESSION)
+        return fs, path
 
-    def write(self, table: pa.Table, *parts: str) -> None:
-        with self.writer(table.schema, *parts) as writer:
-            writer.write_table(table)
+    def arrow_writer(self, schema: pa.Schema, *parts: str) -> pa.ipc.RecordBatchFileWriter:
+        """An Arrow IPC file writer, for rows appended batch by batch (the bucketed window)."""
+        fs, path = self._output(*parts)
+        compression = REMOTE_COMPRESSION if is_uri(self.location) else None
+        options = pa.ipc.IpcWriteOptions(compression=compression)
+        return pa.ipc.new_file(fs.open_output_stream(path), schema, options=options)
 
-    def read(self, *parts: str) -> pa.Table:
+    def read_arrow(self, *parts: str) -> pa.Table:
+        fs, path = self.filesystem(), self.path(*parts)
+        if isinstance(fs, pafs.LocalFileSystem):
+            return pa.ipc.open_file(pa.memory_map(path)).read_all()
+        with fs.open_input_file(path) as source:
+            return pa.ipc.open_file(source).read_all()
+
+    def write_parquet(self, table: pa.Table, *parts: str) -> None:
+        fs, path = self._output(*parts)
+        pq.write_table(table, path, filesystem=fs, compression="lz4")
+
+    def read_parquet(self, *parts: str) -> pa.Table:
         return pq.read_table(self.path(*parts), filesystem=self.filesystem())
 
     def remove(self) -> None:

@@ -5,10 +5,10 @@ per-shop sums are final, and only the small global steps (category priors, perce
 weights) need all shops at once. A run's facts stage has three steps:
 
 1. bucket (driver): the window's orders of V, refunds and sessions are streamed once out of the
-   window state and written as one Parquet file per shard and table into the exchange;
+   window state and written as one Arrow IPC file per shard and table into the exchange;
 2. sum (executor, one task per shard): `shard_sums` reads its shard's three files, computes the
    per-shop sums and per-item counts with the same Polars functions whatever the executor, and
-   writes them back to the exchange;
+   writes them back to the exchange as Parquet;
 3. gather (driver): all shards' sums are read back and merged into the `DayFacts` of the run.
 
 Only file locations and a few counts cross between the driver and the tasks.
@@ -26,7 +26,7 @@ import duckdb
 import polars as pl
 
 from pipelines.exchange import Exchange
-from pipelines.executors import IN_PROCESS, ExecutorOptions, open_executor
+from pipelines.executors import IN_PROCESS, Executor, ExecutorOptions, open_executor
 from pipelines.load import canonical, sql_literal
 from pipelines.schemas import LOGS
 from pipelines.state import ORDER_REFUND_COLUMNS, ORDER_TRACKING_COLUMNS
@@ -41,7 +41,6 @@ ORDERS_PER_SHARD = 3_000_000
 # Rows streamed out of DuckDB at a time while bucketing: memory stays at about a batch.
 SHARD_BATCH_ROWS = 1_000_000
 INPUTS = ("orders", "refunds", "cs_sessions")
-SUMS = ("activity", "items")
 
 
 def auto_shards(con: duckdb.DuckDBPyConnection) -> int:
@@ -88,8 +87,8 @@ class FactsReport:
         }
 
 
-def part_name(shard: int) -> str:
-    return f"part-{shard:05d}.parquet"
+def part_name(shard: int, suffix: str) -> str:
+    return f"part-{shard:05d}.{suffix}"
 
 
 def window_queries(window: Window) -> dict[str, str]:
@@ -133,11 +132,16 @@ def sum_shards(
     exchange: Exchange, window: Window, shards: int, executor: ExecutorOptions
 ) -> tuple[DayFacts, FactsReport]:
     """Run `shard_sums` for every shard on `executor`, then gather the sums into the facts."""
-    tasks = [ShardTask(shard, exchange, window) for shard in range(shards)]
-    with open_executor(executor, len(tasks)) as runner:
-        done = runner.map(shard_sums, tasks)
-        name = runner.name
-    return gather(exchange, window, shards), FactsReport(name, done)
+    with open_executor(executor, shards) as runner:
+        done = map_shards(runner, exchange, window, shards)
+    return gather(exchange, window, shards), FactsReport(runner.name, done)
+
+
+def map_shards(
+    runner: Executor, exchange: Exchange, window: Window, shards: int
+) -> list[ShardDone]:
+    """`shard_sums` of every shard, on an executor that is already running."""
+    return runner.map(shard_sums, [ShardTask(shard, exchange, window) for shard in range(shards)])
 
 
 def window_facts(
@@ -160,17 +164,17 @@ def window_facts(
 def bucket_by_shard(
     con: duckdb.DuckDBPyConnection, query: str, shards: int, exchange: Exchange, name: str
 ) -> None:
-    """Stream a query's rows into one Parquet file per shard: `<exchange>/<name>/part-<k>`.
+    """Stream a query's rows into one Arrow IPC file per shard: `<exchange>/<name>/part-<k>`.
 
     One scan, batches of `SHARD_BATCH_ROWS`, each split by shard and appended to its shard's
     file as a row group. Every shard gets a file, empty or not, so a task never has to guess a
-    schema (the Parquet footer carries it).
+    schema (the file carries it).
     """
     reader = con.sql(f"SELECT *, hash(shop_id) % {shards} AS shard FROM ({query})").to_arrow_reader(
         SHARD_BATCH_ROWS
     )
     schema = reader.schema.remove(reader.schema.get_field_index("shard"))
-    writers = [exchange.writer(schema, name, part_name(shard)) for shard in range(shards)]
+    writers = [exchange.arrow_writer(schema, name, part_name(s, "arrow")) for s in range(shards)]
     try:
         for batch in reader:
             frame = pl.from_arrow(batch)
@@ -188,8 +192,8 @@ def shard_sums(task: ShardTask) -> ShardDone:
     in this process, in a worker process or on a Ray node.
     """
     clock = time.perf_counter()
-    part = part_name(task.shard)
-    frames = {name: pl.from_arrow(task.exchange.read(name, part)) for name in INPUTS}
+    part = part_name(task.shard, "arrow")
+    frames = {name: pl.from_arrow(task.exchange.read_arrow(name, part)) for name in INPUTS}
     # held once: `collect_all` would compute it for each of the two results
     orders_v = window_order_facts(_orders_v(frames["orders"]), task.window).collect().lazy()
     refunds = canonical(frames["refunds"], LOGS["refunds"])
@@ -201,8 +205,9 @@ def shard_sums(task: ShardTask) -> ShardDone:
         task.window,
     )
     shop_sums, items = pl.collect_all([activity, item_counts(orders_v)])
-    task.exchange.write(shop_sums.to_arrow(), "activity", part)
-    task.exchange.write(items.to_arrow(), "items", part)
+    sums = part_name(task.shard, "parquet")
+    task.exchange.write_parquet(shop_sums.to_arrow(), "activity", sums)
+    task.exchange.write_parquet(items.to_arrow(), "items", sums)
     return ShardDone(
         shard=task.shard,
         orders_v=frames["orders"].height,
@@ -216,8 +221,8 @@ def gather(exchange: Exchange, window: Window, shards: int) -> DayFacts:
     """All shards' sums as the run's facts; an item sold under shops of two shards is merged."""
 
     def read_all(name: str) -> pl.DataFrame:
-        parts = [pl.from_arrow(exchange.read(name, part_name(s))) for s in range(shards)]
-        return pl.concat(parts, how="vertical_relaxed")
+        parts = [exchange.read_parquet(name, part_name(s, "parquet")) for s in range(shards)]
+        return pl.concat([pl.from_arrow(part) for part in parts], how="vertical_relaxed")
 
     activity = read_all("activity").sort("shop_id")
     items = read_all("items")

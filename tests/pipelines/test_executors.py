@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.fs as pafs
 import pytest
 
@@ -138,10 +139,12 @@ def test_a_failing_shard_keeps_the_published_tables(tmp_path: Path, monkeypatch)
 def test_exchange_round_trip_and_removal(tmp_path: Path) -> None:
     exchange = Exchange.for_run(str(tmp_path))
     table = pl.DataFrame({"shop_id": [3, 1], "n": [7, 8]}).to_arrow()
-    exchange.write(table, "activity", "part-00000.parquet")
-    assert pl.from_arrow(exchange.read("activity", "part-00000.parquet")).equals(
-        pl.from_arrow(table)
-    )
+    exchange.write_parquet(table, "activity", "part-00000.parquet")
+    with exchange.arrow_writer(table.schema, "orders", "part-00000.arrow") as writer:
+        writer.write_table(table)
+        writer.write_table(table)
+    assert exchange.read_parquet("activity", "part-00000.parquet").equals(table)
+    assert exchange.read_arrow("orders", "part-00000.arrow").equals(pa.concat_tables([table] * 2))
     exchange.remove()
     assert list(tmp_path.iterdir()) == []
     exchange.remove()  # nothing there: no error
