@@ -114,6 +114,20 @@ def open_executor(options: ExecutorOptions, tasks: int) -> Iterator[Executor]:
 
 
 @contextmanager
+def executor_session(options: ExecutorOptions) -> Iterator[None]:
+    """Keep a Ray connection open across several runs (a backfill), instead of one per run.
+
+    Inside the block every `open_executor` for Ray reuses the connection; other executors need
+    nothing held.
+    """
+    if options.kind != "ray":
+        yield
+        return
+    with _ray_session(options.ray_address):
+        yield
+
+
+@contextmanager
 def _ray_session(address: str | None) -> Iterator[Any]:
     """Ray, connected: reuse a session the caller started, else connect (and disconnect after).
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from pipelines.errors import ExpscoreError, InputError
-from pipelines.executors import IN_PROCESS, ExecutorOptions
+from pipelines.executors import IN_PROCESS, ExecutorOptions, executor_session
 from pipelines.gates import GateResult, band_change_gate, quarantine_gates, row_count_gates
 from pipelines.load import WindowLoad, latest_partition_date
 from pipelines.lock import output_lock
@@ -305,7 +305,7 @@ def backfill(
     if end < start:
         raise InputError(f"backfill: --end {end} is before --start {start}")
     results = []
-    with output_lock(out):
+    with output_lock(out), executor_session(state.executor):
         clean_stale(out)
         day = start
         while day <= end:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.util
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import polars as pl
@@ -19,7 +21,7 @@ import pytest
 
 from pipelines.exchange import Exchange
 from pipelines.executors import ExecutorOptions, open_executor
-from pipelines.run import RunResult, StateOptions, load_rules, run_day
+from pipelines.run import RunResult, StateOptions, backfill, load_rules, run_day
 from pipelines.state import state_path
 from scoring.daily import TABLE_SCHEMAS
 from tests.compare import run_differences
@@ -200,3 +202,37 @@ def test_an_exchange_on_object_storage(reference: RunResult, tmp_path: Path, s3_
     assert [info.path for info in left if info.type == pafs.FileType.File] == []
     assert "exchange/expscore/tmp" in [info.path for info in left]  # the run's folder was there
     assert not (tmp_path / ".duckdb_tmp" / "shards").exists()
+
+
+class FakeRay:
+    """Ray's calls the executor makes, run in this process: counts connections."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.connected = False
+
+    def is_initialized(self) -> bool:
+        return self.connected
+
+    def init(self, **_: Any) -> None:
+        self.connections += 1
+        self.connected = True
+
+    def shutdown(self) -> None:
+        self.connected = False
+
+    def remote(self, fn: Any) -> Any:
+        return SimpleNamespace(remote=fn)
+
+    def get(self, results: list) -> list:
+        return results
+
+
+def test_a_backfill_connects_to_ray_once(tmp_path: Path, monkeypatch) -> None:
+    fake = FakeRay()
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    options = StateOptions(shards=2, executor=ExecutorOptions("ray"))
+    results = backfill(SAMPLE_RAW, tmp_path, RULES, D - dt.timedelta(days=1), D, state=options)
+    assert [r.manifest["execution"]["executor"] for r in results] == ["ray", "ray"]
+    assert fake.connections == 1
+    assert not fake.connected
