@@ -173,13 +173,15 @@ def bucket_by_shard(
     reader = con.sql(f"SELECT *, hash(shop_id) % {shards} AS shard FROM ({query})").to_arrow_reader(
         SHARD_BATCH_ROWS
     )
-    schema = reader.schema.remove(reader.schema.get_field_index("shard"))
+    # the files hold Polars' own Arrow types, so neither side converts (about 1 s of 9 at M)
+    columns = reader.schema.remove(reader.schema.get_field_index("shard"))
+    schema = pl.from_arrow(columns.empty_table()).to_arrow().schema
     writers = [exchange.arrow_writer(schema, name, part_name(s, "arrow")) for s in range(shards)]
     try:
         for batch in reader:
-            frame = pl.from_arrow(batch)
-            for (shard,), part in frame.partition_by("shard", as_dict=True).items():
-                writers[shard].write_table(part.drop("shard").to_arrow().cast(schema))
+            parts = pl.from_arrow(batch).partition_by("shard", as_dict=True, include_key=False)
+            for (shard,), part in parts.items():
+                writers[shard].write_table(part.to_arrow())
     finally:
         for writer in writers:
             writer.close()
