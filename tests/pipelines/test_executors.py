@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pytest
 
+from pipelines.errors import InputError
 from pipelines.exchange import Exchange
 from pipelines.executors import ExecutorOptions, open_executor
 from pipelines.run import RunResult, StateOptions, backfill, load_rules, run_day
@@ -236,3 +237,9 @@ def test_a_backfill_connects_to_ray_once(tmp_path: Path, monkeypatch) -> None:
     assert [r.manifest["execution"]["executor"] for r in results] == ["ray", "ray"]
     assert fake.connections == 1
     assert not fake.connected
+
+
+def test_ray_not_installed_is_a_clear_error(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    with pytest.raises(InputError, match=r"pip install 'expscore\[ray\]'"):
+        scored(tmp_path, 2, ExecutorOptions("ray"))
