@@ -35,7 +35,7 @@ from pipelines.errors import InputError
 from pipelines.executors import EXECUTORS, ExecutorOptions, open_executor
 from pipelines.run import load_rules
 from pipelines.shards import bucket_window, gather, map_shards, shard_exchange
-from pipelines.state import state_path
+from pipelines.state import open_state_read_only, state_path
 from scoring.daily import rules_window
 
 SAMPLE_SECONDS = 0.2
@@ -102,8 +102,7 @@ def bench_shards(
     path = state_path(out)
     if not path.exists():
         raise InputError(f"bench-shards: no window state at {path}; run expscore on --out first")
-    con = duckdb.connect(str(path), read_only=True)
-    con.sql("SET TimeZone = 'UTC'")
+    con = open_state_read_only(path)
     run_date = run_date or _latest_state_date(con)
     window = rules_window(load_rules(None), run_date)
     base = str(out / ".state" / "bench-shards")

@@ -13,6 +13,7 @@ value; each side resolves the filesystem itself.
 
 from __future__ import annotations
 
+import functools
 import urllib.parse
 import uuid
 from dataclasses import dataclass
@@ -41,6 +42,13 @@ def resolve(location: str) -> tuple[pafs.FileSystem, str]:
     """The filesystem and the path within it for a local path or a URI."""
     if not is_uri(location):
         return pafs.LocalFileSystem(), str(Path(location).absolute())
+    return _resolve_uri(location)
+
+
+@functools.lru_cache(maxsize=64)
+def _resolve_uri(location: str) -> tuple[pafs.FileSystem, str]:
+    """Once per URI and process: an object-store filesystem is a client, and one without a
+    region in its URI asks the store for the bucket's region when it is made."""
     try:
         return pafs.FileSystem.from_uri(location)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as arrow_error:
@@ -75,14 +83,12 @@ class Exchange:
             urllib.parse.urlunsplit(parts._replace(path=f"{parts.path.rstrip('/')}/{folder}"))
         )
 
-    def path(self, *parts: str) -> str:
-        return "/".join([resolve(self.location)[1].rstrip("/"), *parts])
-
-    def filesystem(self) -> pafs.FileSystem:
-        return resolve(self.location)[0]
+    def _file(self, *parts: str) -> tuple[pafs.FileSystem, str]:
+        fs, folder = resolve(self.location)
+        return fs, "/".join([folder.rstrip("/"), *parts])
 
     def _output(self, *parts: str) -> tuple[pafs.FileSystem, str]:
-        fs, path = self.filesystem(), self.path(*parts)
+        fs, path = self._file(*parts)
         fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
         return fs, path
 
@@ -94,7 +100,7 @@ class Exchange:
         return pa.ipc.new_file(fs.open_output_stream(path), schema, options=options)
 
     def read_arrow(self, *parts: str) -> pa.Table:
-        fs, path = self.filesystem(), self.path(*parts)
+        fs, path = self._file(*parts)
         if isinstance(fs, pafs.LocalFileSystem):
             return pa.ipc.open_file(pa.memory_map(path)).read_all()
         with fs.open_input_file(path) as source:
@@ -105,7 +111,8 @@ class Exchange:
         pq.write_table(table, path, filesystem=fs, compression="lz4")
 
     def read_parquet(self, *parts: str) -> pa.Table:
-        return pq.read_table(self.path(*parts), filesystem=self.filesystem())
+        fs, path = self._file(*parts)
+        return pq.read_table(path, filesystem=fs)
 
     def remove(self) -> None:
         """Delete the run's folder and everything in it (nothing if it was never written)."""

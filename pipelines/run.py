@@ -160,11 +160,12 @@ def _run_day(
         path = state_path(out)
         con, rebuilt = open_state(path, window, state.rebuild)
         report = SyncReport(path=str(path), rebuilt_because=rebuilt)
+        scratch = path.parent
     else:
-        con = memory_state(out / ".duckdb_tmp")
+        scratch = out / ".duckdb_tmp"
+        con = memory_state(scratch)
         report = SyncReport(path=None)
-    local_base = (state_path(out).parent if state.keep else out / ".duckdb_tmp") / SHARDS_DIR
-    with shard_exchange(state.executor.exchange or str(local_base)) as exchange:
+    with shard_exchange(state.executor.exchange or str(scratch / SHARDS_DIR)) as exchange:
         try:
             sync_window(con, raw, window, report)
             loaded = window_load(con, raw, window)

@@ -58,10 +58,7 @@ from pipelines.load import (
     unreadable_file_error,
 )
 from pipelines.schemas import LOGS, LogSchema
-from scoring.facts import (
-    order_refund_flags,
-    tracking_facts,
-)
+from scoring.facts import order_refund_flags, tracking_facts
 from scoring.window import Window
 
 STATE_FORMAT = "2"
@@ -187,6 +184,13 @@ def open_state(
     _create_tables(con)
     _set_meta(con, window)
     return con, reason
+
+
+def open_state_read_only(path: Path) -> duckdb.DuckDBPyConnection:
+    """The state at `path` for reading only (benchmarks), configured as a run configures it."""
+    con = duckdb.connect(str(path), read_only=True)
+    _configure(con, path.parent / "tmp")
+    return con
 
 
 def connect_memory(spill: Path) -> duckdb.DuckDBPyConnection:
