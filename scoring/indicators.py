@@ -153,26 +153,32 @@ def den_col(indicator: str) -> str:
     return f"{indicator}__den"
 
 
-def count(mask: pl.Expr) -> pl.Expr:
-    """Rows where `mask` holds, as Int64 (never a 32-bit counter)."""
-    return mask.fill_null(False).cast(pl.Int64).sum()
+def flag(mask: pl.Expr) -> pl.Expr:
+    """1 where `mask` holds, else 0, as Int64: a row's share of a count (never a 32-bit counter)."""
+    return mask.fill_null(False).cast(pl.Int64)
 
 
-def ratio_sums(source: Source, cutoff: dt.datetime) -> list[pl.Expr]:
-    """Per-shop aggregations of numerator and denominator for the ratios of one fact table."""
-    sums = []
+def ratio_terms(source: Source, cutoff: dt.datetime) -> list[pl.Expr]:
+    """Per row of one fact table: its part of each ratio's numerator and denominator (Int64).
+
+    A count adds 1 or 0, an hours numerator its exact microseconds (0 when not counted). Summed
+    per shop they are the indicators' numerators and denominators.
+    """
+    terms = []
     for indicator, make in RATIOS.items():
         ratio = make(cutoff)
         if ratio.source != source:
             continue
         numerator = (
-            ratio.numerator.sum() if INDICATOR_BY_ID[indicator].hours else count(ratio.numerator)
+            ratio.numerator.fill_null(0)
+            if INDICATOR_BY_ID[indicator].hours
+            else flag(ratio.numerator)
         )
-        sums += [
-            numerator.alias(num_col(indicator)),
-            count(ratio.denominator).alias(den_col(indicator)),
+        terms += [
+            numerator.cast(pl.Int64).alias(num_col(indicator)),
+            flag(ratio.denominator).alias(den_col(indicator)),
         ]
-    return sums
+    return terms
 
 
 def indicator_counts(activity: pl.LazyFrame) -> pl.LazyFrame:
