@@ -28,7 +28,7 @@ from pipelines.shards import (
     FactsReport,
     auto_shards,
     bucket_window,
-    contributions,
+    contribution_parts,
     map_shards,
     shard_exchange,
 )
@@ -184,13 +184,15 @@ def _run_day(
             plan = plan_sums(con, window)
             shards = state.shards or auto_shards(con)
             bucket_window(con, plan, shards, exchange)
-            if state.keep:
-                con.close()  # DuckDB's memory is free while the shards run
+            # a full recompute frees DuckDB's memory while the shards run the whole window
+            reopen = state.keep and plan.full
+            if reopen:
+                con.close()
             with open_executor(state.executor, shards) as runner:
                 done = map_shards(runner, exchange, window, shards)
-            if state.keep:
-                con = reopen_state(path, nightly=not plan.full)
-            apply(con, plan, contributions(exchange, shards))
+            if reopen:
+                con = reopen_state(path, nightly=False)
+            apply(con, plan, contribution_parts(exchange, shards))
         facts = _collected(facts_from_totals(window, read_totals(con)))
     finally:
         con.close()

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -122,7 +122,7 @@ def bucket_window(
 ) -> None:
     """Write the rows whose contributions `plan` computes into the exchange, per shard."""
     for source in SOURCES:
-        bucket_by_shard(con, plan.rows(source), shards, exchange, source.log)
+        bucket_by_shard(con, plan.rows(con, source), shards, exchange, source.log)
 
 
 def map_shards(
@@ -133,14 +133,14 @@ def map_shards(
     return runner.map(shard_contributions, tasks)
 
 
-def contributions(exchange: Exchange, shards: int) -> dict[str, list[pa.Table]]:
-    """Every shard's contributions, per log."""
-    return {
-        log: [
-            exchange.read_parquet(f"contrib_{log}", part_name(s, "parquet")) for s in range(shards)
-        ]
-        for log in INPUTS
-    }
+def contribution_parts(exchange: Exchange, shards: int) -> Callable[[str], Iterator[pa.Table]]:
+    """The shards' contributions of a log, read one shard at a time."""
+
+    def parts(log: str) -> Iterator[pa.Table]:
+        for shard in range(shards):
+            yield exchange.read_arrow(f"contrib_{log}", part_name(shard, "arrow"))
+
+    return parts
 
 
 def window_facts(
@@ -211,9 +211,11 @@ def shard_contributions(task: ShardTask) -> ShardDone:
     # the state keeps instants as naive UTC, as it keeps the logs
     naive = [f.with_columns(pl.col(VALIDITY).dt.replace_time_zone(None)) for f in rows.values()]
     for log, frame in zip(rows, pl.collect_all(naive), strict=True):
-        task.exchange.write_parquet(
-            frame.to_arrow(), f"contrib_{log}", part_name(task.shard, "parquet")
-        )
+        table = frame.to_arrow()
+        with task.exchange.arrow_writer(
+            table.schema, f"contrib_{log}", part_name(task.shard, "arrow")
+        ) as writer:
+            writer.write_table(table)
     return ShardDone(
         shard=task.shard,
         rows={log: frame.height for log, frame in frames.items()},
@@ -223,10 +225,10 @@ def shard_contributions(task: ShardTask) -> ShardDone:
 
 def gather(exchange: Exchange, window: Window, shards: int) -> DayFacts:
     """All shards' contributions summed into the facts of `window` (in Polars, no state)."""
-    parts = contributions(exchange, shards)
+    parts = contribution_parts(exchange, shards)
 
     def rows(log: str) -> pl.LazyFrame:
-        frame = pl.concat([pl.from_arrow(p) for p in parts[log]], how="vertical_relaxed")
+        frame = pl.concat([pl.from_arrow(p) for p in parts(log)], how="vertical_relaxed")
         return frame.lazy()
 
     totals = window_totals(rows("orders"), rows("refunds"), rows("cs_sessions"))

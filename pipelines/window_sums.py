@@ -22,6 +22,7 @@ only chooses the rows, and adds and subtracts columns of integers.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import duckdb
@@ -120,18 +121,28 @@ class SumsPlan:
     reason: str | None = None  # why everything is recomputed
 
     def changed(self, source: Source) -> str:
-        """The keys whose contributions this run recomputes (incremental plans only)."""
+        """The keys whose contributions an incremental run recomputes, once per connection.
+
+        A temporary table, so that bucketing and `apply` see the same keys without deciding
+        them twice.
+        """
+        table = f"changed_{source.log}"
         start, cutoff = sql_literal(self.window.start), sql_literal(self.window.cutoff)
         return (
-            f"(SELECT k FROM pending_{source.log} UNION SELECT {source.key} FROM {source.contrib} "
-            f"WHERE recheck_at <= {cutoff} OR leaves_at < {start})"
+            f"CREATE TEMP TABLE IF NOT EXISTS {table} AS SELECT k FROM pending_{source.log} "
+            f"UNION SELECT {source.key} FROM {source.contrib} "
+            f"WHERE recheck_at <= {cutoff} OR leaves_at < {start}"
         )
 
-    def rows(self, source: Source) -> str:
+    def rows(self, con: duckdb.DuckDBPyConnection, source: Source) -> str:
         """The state rows whose contributions this run computes."""
         if self.full:
             return source.full_rows(self.window)
-        return f"SELECT * FROM {source.rows} WHERE {source.key} IN {self.changed(source)}"
+        con.sql(self.changed(source))
+        return (
+            f"SELECT * FROM {source.rows} WHERE {source.key} IN "
+            f"(SELECT k FROM changed_{source.log})"
+        )
 
 
 def create_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -196,17 +207,21 @@ def _not_empty(aggregate: Aggregate, terms: dict[str, str]) -> str:
 
 
 def apply(
-    con: duckdb.DuckDBPyConnection, plan: SumsPlan, new_rows: dict[str, list[pa.Table]]
+    con: duckdb.DuckDBPyConnection,
+    plan: SumsPlan,
+    parts: Callable[[str], Iterator[pa.Table]],
 ) -> None:
-    """Swap the changed rows' contributions for `new_rows` (per log) and move the totals.
+    """Swap the changed rows' contributions for the new ones and move the totals.
 
-    One transaction: a run that fails here leaves the previous contributions, totals and pending
-    keys, and the next run recomputes the same rows.
+    `parts(log)` yields the new contributions of one log a part at a time (a shard's file), so
+    a full recompute never holds the window's contributions in Python. One transaction: a run
+    that fails here leaves the previous contributions, totals and pending keys, and the next run
+    recomputes the same rows.
     """
     con.sql("BEGIN TRANSACTION")
     try:
         for source in SOURCES:
-            _apply_source(con, plan, source, new_rows[source.log])
+            _apply_source(con, plan, source, parts(source.log))
         con.sql(f"DELETE FROM meta WHERE name = {sql_literal(SUMS_WINDOW)}")
         con.sql(
             f"INSERT INTO meta VALUES ({sql_literal(SUMS_WINDOW)}, "
@@ -218,32 +233,40 @@ def apply(
         raise
     finally:
         for source in SOURCES:
-            for table in ("new", "old", "delta", "merged"):
+            for table in ("changed", "new", "old", "delta", "merged"):
                 con.sql(f"DROP TABLE IF EXISTS temp.{table}_{source.log}")
 
 
-def _apply_source(
-    con: duckdb.DuckDBPyConnection, plan: SumsPlan, source: Source, parts: list[pa.Table]
+def _insert_parts(
+    con: duckdb.DuckDBPyConnection, table: str, parts: Iterator[pa.Table], temporary: bool
 ) -> None:
-    new = f"new_{source.log}"
+    """(Re)create `table` from the parts, inserted one at a time."""
+    create = f"CREATE OR REPLACE {'TEMP ' if temporary else ''}TABLE"
     for i, part in enumerate(parts):
         con.register("part_rows", part)
         if i == 0:
-            con.sql(f"CREATE OR REPLACE TEMP TABLE {new} AS SELECT * FROM part_rows")
+            con.sql(f"{create} {table} AS SELECT * FROM part_rows")
         else:
-            con.sql(f"INSERT INTO {new} BY NAME SELECT * FROM part_rows")
+            con.sql(f"INSERT INTO {table} BY NAME SELECT * FROM part_rows")
         con.unregister("part_rows")
+
+
+def _apply_source(
+    con: duckdb.DuckDBPyConnection, plan: SumsPlan, source: Source, parts: Iterator[pa.Table]
+) -> None:
     exists = con.sql(
         f"SELECT count(*) FROM duckdb_tables() WHERE table_name = {sql_literal(source.contrib)} "
         "AND NOT temporary"
     ).fetchall()[0][0]
     if plan.full or not exists:
-        con.sql(f"CREATE OR REPLACE TABLE {source.contrib} AS SELECT * FROM {new}")
+        _insert_parts(con, source.contrib, parts, temporary=False)
         for aggregate in source.aggregates:
             _rebuild_totals(con, source, aggregate)
     else:
-        changed = f"{source.key} IN {plan.changed(source)}"
-        old = f"old_{source.log}"
+        new, old = f"new_{source.log}", f"old_{source.log}"
+        _insert_parts(con, new, parts, temporary=True)
+        con.sql(plan.changed(source))
+        changed = f"{source.key} IN (SELECT k FROM changed_{source.log})"
         con.sql(
             f"CREATE OR REPLACE TEMP TABLE {old} AS SELECT * FROM {source.contrib} WHERE {changed}"
         )
