@@ -36,7 +36,6 @@ from pipelines.executors import EXECUTORS, ExecutorOptions, open_executor
 from pipelines.run import load_rules
 from pipelines.shards import bucket_window, gather, map_shards, shard_exchange
 from pipelines.state import open_state_read_only, state_path
-from pipelines.window_sums import SumsPlan
 from scoring.daily import rules_window
 
 SAMPLE_SECONDS = 0.2
@@ -121,7 +120,7 @@ def bench_shards(
                     for _ in range(repeats):
                         with peak_tree_rss() as peak, shard_exchange(base) as exchange:
                             clock = time.perf_counter()
-                            bucket_window(con, SumsPlan(window, full=True), shards, exchange)
+                            bucket_window(con, window, shards, exchange)
                             bucketed = time.perf_counter()
                             done = map_shards(executor, exchange, window, shards)
                             summed = time.perf_counter()

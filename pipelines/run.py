@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from pipelines.errors import ExpscoreError, InputError
-from pipelines.executors import IN_PROCESS, ExecutorOptions, executor_session, open_executor
+from pipelines.executors import IN_PROCESS, ExecutorOptions, executor_session
 from pipelines.gates import GateResult, band_change_gate, quarantine_gates, row_count_gates
 from pipelines.load import WindowLoad, latest_partition_date
 from pipelines.lock import output_lock
@@ -24,31 +24,20 @@ from pipelines.publish import (
     read_partition,
     write_json_atomic,
 )
-from pipelines.shards import (
-    FactsReport,
-    auto_shards,
-    bucket_window,
-    contribution_parts,
-    map_shards,
-    shard_exchange,
-)
+from pipelines.shards import auto_shards, bucket_window, shard_exchange, sum_shards
 from pipelines.state import (
     SHARDS_DIR,
     SyncReport,
     memory_state,
     open_state,
-    reopen_state,
     state_path,
     sync_window,
     window_load,
 )
-from pipelines.window_sums import apply, plan_sums, read_totals
 from scoring.daily import (
     PREVIOUS_LABELS_SCHEMA,
     PREVIOUS_WEIGHTS_SCHEMA,
     TABLE_SCHEMAS,
-    DayFacts,
-    facts_from_totals,
     rules_window,
     score_facts,
 )
@@ -176,27 +165,16 @@ def _run_day(
         scratch = out / ".duckdb_tmp"
         con = memory_state(scratch)
         report = SyncReport(path=None)
-    try:
-        with shard_exchange(state.executor.exchange or str(scratch / SHARDS_DIR)) as exchange:
+    with shard_exchange(state.executor.exchange or str(scratch / SHARDS_DIR)) as exchange:
+        try:
             sync_window(con, raw, window, report)
             loaded = window_load(con, raw, window)
             lap("sync")
-            plan = plan_sums(con, window)
             shards = state.shards or auto_shards(con)
-            bucket_window(con, plan, shards, exchange)
-            # a full recompute frees DuckDB's memory while the shards run the whole window
-            reopen = state.keep and plan.full
-            if reopen:
-                con.close()
-            with open_executor(state.executor, shards) as runner:
-                done = map_shards(runner, exchange, window, shards)
-            if reopen:
-                con = reopen_state(path, nightly=False)
-            apply(con, plan, contribution_parts(exchange, shards))
-        facts = _collected(facts_from_totals(window, read_totals(con)))
-    finally:
-        con.close()
-    execution = FactsReport(runner.name, done, plan.full, plan.reason)
+            bucket_window(con, window, shards, exchange)
+        finally:
+            con.close()  # DuckDB's memory is free before the shards are summed
+        facts, execution = sum_shards(exchange, window, shards, state.executor)
     lap("facts")
     previous_labels, previous_weights = previous_outputs(out, run_date)
     lazy = score_facts(facts, rules, previous_labels, previous_weights)
@@ -234,12 +212,6 @@ def _run_day(
     write_json_atomic(manifest_path(out, run_date), manifest)
     held_manifest_path(out, run_date).unlink(missing_ok=True)
     return result
-
-
-def _collected(facts: DayFacts) -> DayFacts:
-    """Facts held in memory, so the six tables do not each recompute them."""
-    activity, items = pl.collect_all([facts.activity, facts.items])
-    return replace(facts, activity=activity.lazy(), items=items.lazy())
 
 
 def evaluate_gates(

@@ -1,17 +1,15 @@
-"""Scoring's per-row work, split into shop shards that any executor can run (issues 3 and 6).
+"""Scoring's per-shop work, split into shop shards that any executor can run (issues 3 and 6).
 
-A shard is `hash(shop_id) % B`: every row of a shop lands in the same shard, and only the small
-global steps (category priors, percentiles, labels, weights) need all shops at once. A run's
-facts stage has three steps:
+A shard is `hash(shop_id) % B`: every row of a shop lands in the same shard, so a shard's
+per-shop sums are final, and only the small global steps (category priors, percentiles, labels,
+weights) need all shops at once. A run's facts stage has three steps:
 
-1. bucket (driver): the state rows whose contributions the run computes (`SumsPlan`: every row
-   of the window, or only the changed ones) are streamed once out of the window state and
-   written as one Arrow IPC file per shard and log into the exchange;
-2. contribute (executor, one task per shard): `shard_contributions` reads its shard's three
-   files, computes each row's contribution with the same Polars functions whatever the
-   executor, and writes them back to the exchange as Parquet;
-3. gather (driver): the contributions are read back and either moved into the state's totals
-   (`window_sums.apply`, a nightly run) or summed here (`gather`, a run without a state).
+1. bucket (driver): the window's orders of V, refunds and sessions are streamed once out of the
+   window state and written as one Arrow IPC file per shard and table into the exchange;
+2. sum (executor, one task per shard): `shard_sums` reads its shard's three files, computes the
+   per-shop sums and per-item counts with the same Polars functions whatever the executor, and
+   writes them back to the exchange as Parquet;
+3. gather (driver): all shards' sums are read back and merged into the `DayFacts` of the run.
 
 Only file locations and a few counts cross between the driver and the tasks.
 """
@@ -20,36 +18,29 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import duckdb
 import polars as pl
-import pyarrow as pa
 
 from pipelines.exchange import Exchange
 from pipelines.executors import IN_PROCESS, Executor, ExecutorOptions, open_executor
-from pipelines.load import canonical
+from pipelines.load import canonical, sql_literal
 from pipelines.schemas import LOGS
 from pipelines.state import ORDER_REFUND_COLUMNS, ORDER_TRACKING_COLUMNS
-from pipelines.window_sums import SOURCES, SumsPlan
-from scoring.activity import (
-    VALIDITY,
-    order_contributions,
-    refund_contributions,
-    session_contributions,
-    window_totals,
-)
-from scoring.daily import DayFacts, facts_from_totals
-from scoring.facts import valid_paid_orders, window_order_facts
+from scoring.activity import shop_activity
+from scoring.daily import DayFacts
+from scoring.facts import refund_facts, session_facts, window_order_facts
+from scoring.product import item_counts, merge_item_counts
 from scoring.window import Window
 
 # Orders of V per scoring shard when the shard count is chosen automatically.
 ORDERS_PER_SHARD = 3_000_000
 # Rows streamed out of DuckDB at a time while bucketing: memory stays at about a batch.
 SHARD_BATCH_ROWS = 1_000_000
-INPUTS = tuple(source.log for source in SOURCES)
+INPUTS = ("orders", "refunds", "cs_sessions")
 
 
 def auto_shards(con: duckdb.DuckDBPyConnection) -> int:
@@ -69,31 +60,28 @@ class ShardTask:
 
 @dataclass(frozen=True)
 class ShardDone:
-    """What a shard task reports back: the rows it read per log and how long it took."""
+    """What a shard task reports back: its row counts and how long it took."""
 
     shard: int
-    rows: dict[str, int]
+    orders_v: int
+    shops: int
+    items: int
     seconds: float
 
 
 @dataclass(frozen=True)
 class FactsReport:
-    """The facts stage for the manifest: which rows, which executor, what each shard did."""
+    """The facts stage for the manifest: which executor, how many shards, what each one did."""
 
     executor: str
     shards: list[ShardDone]
-    full: bool
-    full_because: str | None = None
 
     def to_dict(self) -> dict:
         seconds = [s.seconds for s in self.shards]
         return {
             "executor": self.executor,
             "shards": len(self.shards),
-            "contributions": "full" if self.full else "changed rows",
-            "full_because": self.full_because,
-            "rows_recomputed": {log: sum(s.rows[log] for s in self.shards) for log in INPUTS},
-            "orders_per_shard_max": max(s.rows["orders"] for s in self.shards),
+            "orders_v_per_shard_max": max(s.orders_v for s in self.shards),
             "shard_seconds_max": round(max(seconds), 4),
             "shard_seconds_total": round(sum(seconds), 4),
         }
@@ -101,6 +89,21 @@ class FactsReport:
 
 def part_name(shard: int, suffix: str) -> str:
     return f"part-{shard:05d}.{suffix}"
+
+
+def window_queries(window: Window) -> dict[str, str]:
+    """The rows of the window state scoring reads: orders of V, refunds and sessions."""
+    start, cutoff = sql_literal(window.start), sql_literal(window.cutoff)
+
+    def in_window(column: str) -> str:
+        return f"({column} >= {start} AND {column} < {cutoff})"
+
+    return {
+        "orders": f"SELECT * FROM order_facts WHERE {in_window('paid_at')} AND NOT is_abnormal",
+        "refunds": f"SELECT * FROM current_refunds WHERE NOT is_abnormal AND "
+        f"({in_window('requested_at')} OR {in_window('escalated_at')})",
+        "cs_sessions": f"SELECT * FROM current_cs_sessions WHERE {in_window('started_at')}",
+    }
 
 
 @contextmanager
@@ -118,29 +121,27 @@ def shard_exchange(base: str) -> Iterator[Exchange]:
 
 
 def bucket_window(
-    con: duckdb.DuckDBPyConnection, plan: SumsPlan, shards: int, exchange: Exchange
+    con: duckdb.DuckDBPyConnection, window: Window, shards: int, exchange: Exchange
 ) -> None:
-    """Write the rows whose contributions `plan` computes into the exchange, per shard."""
-    for source in SOURCES:
-        bucket_by_shard(con, plan.rows(con, source), shards, exchange, source.log)
+    """Write the window's orders of V, refunds and sessions into the exchange, per shard."""
+    for name, query in window_queries(window).items():
+        bucket_by_shard(con, query, shards, exchange, name)
+
+
+def sum_shards(
+    exchange: Exchange, window: Window, shards: int, executor: ExecutorOptions
+) -> tuple[DayFacts, FactsReport]:
+    """Run `shard_sums` for every shard on `executor`, then gather the sums into the facts."""
+    with open_executor(executor, shards) as runner:
+        done = map_shards(runner, exchange, window, shards)
+    return gather(exchange, window, shards), FactsReport(runner.name, done)
 
 
 def map_shards(
     runner: Executor, exchange: Exchange, window: Window, shards: int
 ) -> list[ShardDone]:
-    """`shard_contributions` of every shard, on an executor that is already running."""
-    tasks = [ShardTask(shard, exchange, window) for shard in range(shards)]
-    return runner.map(shard_contributions, tasks)
-
-
-def contribution_parts(exchange: Exchange, shards: int) -> Callable[[str], Iterator[pa.Table]]:
-    """The shards' contributions of a log, read one shard at a time."""
-
-    def parts(log: str) -> Iterator[pa.Table]:
-        for shard in range(shards):
-            yield exchange.read_arrow(f"contrib_{log}", part_name(shard, "arrow"))
-
-    return parts
+    """`shard_sums` of every shard, on an executor that is already running."""
+    return runner.map(shard_sums, [ShardTask(shard, exchange, window) for shard in range(shards)])
 
 
 def window_facts(
@@ -150,18 +151,14 @@ def window_facts(
     exchange_base: str,
     executor: ExecutorOptions = IN_PROCESS,
 ) -> tuple[DayFacts, FactsReport]:
-    """The facts of `window` from a synced state, summed here: the state's totals stay as they are.
+    """Per-shop sums and per-item counts for `window`: bucket, sum per shard, gather.
 
-    Every row's contribution is computed (what-if, benchmarks); the nightly run computes only the
-    changed rows' and moves the state's totals instead.
+    The nightly run does the same three steps itself, closing the state between the first two
+    so that DuckDB's memory is free while the shards are summed.
     """
-    plan = SumsPlan(window, full=True, reason="computed without the state's totals")
     with shard_exchange(exchange_base) as exchange:
-        bucket_window(con, plan, shards, exchange)
-        with open_executor(executor, shards) as runner:
-            done = map_shards(runner, exchange, window, shards)
-        facts = gather(exchange, window, shards)
-    return facts, FactsReport(runner.name, done, plan.full, plan.reason)
+        bucket_window(con, window, shards, exchange)
+        return sum_shards(exchange, window, shards, executor)
 
 
 def bucket_by_shard(
@@ -190,53 +187,54 @@ def bucket_by_shard(
             writer.close()
 
 
-def shard_contributions(task: ShardTask) -> ShardDone:
-    """One shard's contributions, read from and written to the exchange.
+def shard_sums(task: ShardTask) -> ShardDone:
+    """One shard's per-shop sums and per-item counts, read from and written to the exchange.
 
     The task of every executor: it imports nothing from the driver's memory, so it runs the same
     in this process, in a worker process or on a Ray node.
     """
     clock = time.perf_counter()
     part = part_name(task.shard, "arrow")
-    frames = {log: pl.from_arrow(task.exchange.read_arrow(log, part)) for log in INPUTS}
-    window = task.window
-    orders_v = window_order_facts(valid_paid_orders(_orders(frames["orders"]), window), window)
-    rows = {
-        "orders": order_contributions(orders_v, window),
-        "refunds": refund_contributions(canonical(frames["refunds"], LOGS["refunds"]), window),
-        "cs_sessions": session_contributions(
-            canonical(frames["cs_sessions"], LOGS["cs_sessions"]), window
-        ),
-    }
-    # the state keeps instants as naive UTC, as it keeps the logs
-    naive = [f.with_columns(pl.col(VALIDITY).dt.replace_time_zone(None)) for f in rows.values()]
-    for log, frame in zip(rows, pl.collect_all(naive), strict=True):
-        table = frame.to_arrow()
-        with task.exchange.arrow_writer(
-            table.schema, f"contrib_{log}", part_name(task.shard, "arrow")
-        ) as writer:
-            writer.write_table(table)
+    frames = {name: pl.from_arrow(task.exchange.read_arrow(name, part)) for name in INPUTS}
+    # held once: `collect_all` would compute it for each of the two results
+    orders_v = window_order_facts(_orders_v(frames["orders"]), task.window).collect().lazy()
+    refunds = canonical(frames["refunds"], LOGS["refunds"])
+    sessions = canonical(frames["cs_sessions"], LOGS["cs_sessions"])
+    activity = shop_activity(
+        orders_v,
+        refund_facts(refunds, task.window),
+        session_facts(sessions, task.window),
+        task.window,
+    )
+    shop_sums, items = pl.collect_all([activity, item_counts(orders_v)])
+    sums = part_name(task.shard, "parquet")
+    task.exchange.write_parquet(shop_sums.to_arrow(), "activity", sums)
+    task.exchange.write_parquet(items.to_arrow(), "items", sums)
     return ShardDone(
         shard=task.shard,
-        rows={log: frame.height for log, frame in frames.items()},
+        orders_v=frames["orders"].height,
+        shops=shop_sums.height,
+        items=items.height,
         seconds=time.perf_counter() - clock,
     )
 
 
 def gather(exchange: Exchange, window: Window, shards: int) -> DayFacts:
-    """All shards' contributions summed into the facts of `window` (in Polars, no state)."""
-    parts = contribution_parts(exchange, shards)
+    """All shards' sums as the run's facts; an item sold under shops of two shards is merged."""
 
-    def rows(log: str) -> pl.LazyFrame:
-        frame = pl.concat([pl.from_arrow(p) for p in parts(log)], how="vertical_relaxed")
-        return frame.lazy()
+    def read_all(name: str) -> pl.DataFrame:
+        parts = [exchange.read_parquet(name, part_name(s, "parquet")) for s in range(shards)]
+        return pl.concat([pl.from_arrow(part) for part in parts], how="vertical_relaxed")
 
-    totals = window_totals(rows("orders"), rows("refunds"), rows("cs_sessions"))
-    return facts_from_totals(window, totals)
+    activity = read_all("activity").sort("shop_id")
+    items = read_all("items")
+    if shards > 1:
+        items = merge_item_counts(items.lazy()).collect()
+    return DayFacts(window, items.lazy(), activity.lazy())
 
 
-def _orders(frame: pl.DataFrame) -> pl.LazyFrame:
-    """State rows of orders with their tracking and refund rows, in canonical types."""
+def _orders_v(frame: pl.DataFrame) -> pl.LazyFrame:
+    """Orders of V of one shard with their tracking and refund rows, canonical types."""
     per_order = {**ORDER_TRACKING_COLUMNS, **ORDER_REFUND_COLUMNS}
     instants = [name for name, duck_type in per_order.items() if duck_type == "TIMESTAMP"]
     return canonical(frame, LOGS["orders"]).with_columns(

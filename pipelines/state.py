@@ -8,8 +8,6 @@ Parquet, the state keeps what the last run derived from them and moves it:
     current_<log>    current state (2.5) over those rows, scoring columns only
     order_tracking   per order: pickup, delivery, door, exception, trail (`tracking_facts`)
     order_refunds    per order: quality refund, first problem request (`order_refund_flags`)
-    order_facts      current orders joined to their per-order rows (what scoring reads)
-    contrib_*, totals_*, pending_*   the window's sums and what changed (`window_sums`)
     quarantine       the rejected rows of every window partition, with their reasons
     files            the raw files read per partition, with their row counts
     partitions       per partition: a fingerprint of its files (name, size, mtime)
@@ -60,7 +58,6 @@ from pipelines.load import (
     unreadable_file_error,
 )
 from pipelines.schemas import LOGS, LogSchema
-from pipelines.window_sums import PENDING_LOGS, create_tables, forget_sums, mark_pending
 from scoring.facts import order_refund_flags, tracking_facts
 from scoring.window import Window
 
@@ -189,14 +186,6 @@ def open_state(
     return con, reason
 
 
-def reopen_state(path: Path, nightly: bool) -> duckdb.DuckDBPyConnection:
-    """The state at `path` again, after a run closed it to free memory while shards ran."""
-    con = duckdb.connect(str(path))
-    _configure(con, path.parent / "tmp")
-    con.sql(f"SET memory_limit = '{duckdb_memory_limit(1 if nightly else None)}'")
-    return con
-
-
 def open_state_read_only(path: Path) -> duckdb.DuckDBPyConnection:
     """The state at `path` for reading only (benchmarks), configured as a run configures it."""
     con = duckdb.connect(str(path), read_only=True)
@@ -298,7 +287,6 @@ def _create_tables(con: duckdb.DuckDBPyConnection) -> None:
     statements.append(f"CREATE TABLE IF NOT EXISTS order_facts ({columns})")
     for statement in statements:
         con.sql(statement)
-    create_tables(con)
 
 
 def _meta(window: Window) -> dict[str, str]:
@@ -376,10 +364,6 @@ def sync_window(
         if feeding:
             everything = any(report.kept[log] == 0 for log in feeding)
             report.orders_recomputed["order_facts"] = _refresh_order_facts(con, feeding, everything)
-            if not everything:
-                mark_pending(con, "orders", "SELECT order_id FROM affected_order_facts")
-        if any(report.kept[log] == 0 for log in checked):
-            forget_sums(con)  # a log loaded from nothing named no keys: recompute every row
         con.sql("COMMIT")
     except BaseException as exc:
         con.sql("ROLLBACK")
@@ -552,8 +536,6 @@ def _apply(
         )
     if log == "orders":
         con.sql(f"INSERT INTO affected_orders_{log} SELECT k FROM touched_{log}")
-    elif log in PENDING_LOGS and not everything:
-        mark_pending(con, log, f"SELECT k FROM touched_{log}")
     return con.sql(f"SELECT count(*) FROM touched_{log}").fetchall()[0][0]
 
 
@@ -701,7 +683,7 @@ def load_window(con: duckdb.DuckDBPyConnection, raw: Path, window: Window) -> Lo
     """The window from raw into `con` (a fresh connection), with current state as Polars frames.
 
     For commands that want the whole current state at once (what-if, tests); the nightly run
-    moves the state's totals instead (`pipelines.window_sums`).
+    reads the state per shard instead (`window_facts`).
     """
     _create_tables(con)
     sync_window(con, raw, window, SyncReport(path=None))

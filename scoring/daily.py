@@ -10,19 +10,11 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from scoring.activity import (
-    Totals,
-    item_counts,
-    order_contributions,
-    refund_contributions,
-    session_contributions,
-    shop_activity,
-    window_totals,
-)
-from scoring.facts import order_facts
+from scoring.activity import shop_activity
+from scoring.facts import order_facts, refund_facts, session_facts
 from scoring.indicators import indicator_counts
 from scoring.labels import held_labels, label_candidates
-from scoring.product import item_scores
+from scoring.product import item_counts, item_scores
 from scoring.rules import Rules
 from scoring.shop_score import scored_indicators, shop_scores
 from scoring.weights import item_traffic_weights, shop_traffic_weights
@@ -147,19 +139,12 @@ class DayFacts:
 
 
 def day_facts(inputs: DayInputs, window: Window) -> DayFacts:
-    """raw current state -> facts -> contributions -> window totals."""
+    """raw current state -> facts -> per-shop sums."""
     orders_v = order_facts(inputs.orders, inputs.logistics, inputs.refunds, window)
-    totals = window_totals(
-        order_contributions(orders_v, window),
-        refund_contributions(inputs.refunds, window),
-        session_contributions(inputs.cs_sessions, window),
-    )
-    return facts_from_totals(window, totals)
-
-
-def facts_from_totals(window: Window, totals: Totals) -> DayFacts:
-    """The window's totals (however they were kept) as the facts scoring reads."""
-    return DayFacts(window, item_counts(totals), shop_activity(totals).sort("shop_id"))
+    refunds_f = refund_facts(inputs.refunds, window)
+    sessions_c = session_facts(inputs.cs_sessions, window)
+    activity = shop_activity(orders_v, refunds_f, sessions_c, window)
+    return DayFacts(window, item_counts(orders_v), activity)
 
 
 def score_facts(

@@ -149,36 +149,28 @@ def window_order_facts(orders_v: pl.LazyFrame, window: Window) -> pl.LazyFrame:
     )
 
 
-def refund_flags(refunds: pl.LazyFrame, window: Window) -> pl.LazyFrame:
-    """Current, normal refunds, each with whether it counts in R and whether it is a help event.
+def refund_facts(refunds: pl.LazyFrame, window: Window) -> pl.LazyFrame:
+    """Current, normal refunds that count somewhere: in R, or a help event in the window.
 
     `in_r`: requested in the window (R). `is_help`: escalated in the window and not ruled the
     buyer's responsibility (a null ruling counts). Both use the refund's own shop (12.4).
     """
     normal = refunds.filter(~pl.col("is_abnormal"))
+    in_r = in_window("requested_at", window)
     is_help = (
         pl.col("platform_help")
         & in_window("escalated_at", window)
         & (pl.col("ruling") != "buyer_responsible").fill_null(True)
     )
-    return normal.with_columns(in_r=in_window("requested_at", window), is_help=is_help)
-
-
-def refund_facts(refunds: pl.LazyFrame, window: Window) -> pl.LazyFrame:
-    """The refunds of `refund_flags` that count somewhere: in R, or a help event in the window."""
-    return refund_flags(refunds, window).filter(pl.col("in_r") | pl.col("is_help"))
-
-
-def session_flags(sessions: pl.LazyFrame, window: Window) -> pl.LazyFrame:
-    """Sessions, each with whether it is in C and whether it started in local service hours."""
-    local_hour = pl.col("started_at").dt.convert_time_zone(window.tz).dt.hour()
-    start, end = SERVICE_HOURS
-    return sessions.with_columns(
-        in_c=in_window("started_at", window),
-        in_service_hours=(local_hour >= start) & (local_hour < end),
+    return normal.with_columns(in_r=in_r, is_help=is_help).filter(
+        pl.col("in_r") | pl.col("is_help")
     )
 
 
 def session_facts(sessions: pl.LazyFrame, window: Window) -> pl.LazyFrame:
     """C: sessions started in the window, with whether they started in local service hours."""
-    return session_flags(sessions, window).filter(pl.col("in_c")).drop("in_c")
+    local_hour = pl.col("started_at").dt.convert_time_zone(window.tz).dt.hour()
+    start, end = SERVICE_HOURS
+    return sessions.filter(in_window("started_at", window)).with_columns(
+        in_service_hours=(local_hour >= start) & (local_hour < end)
+    )

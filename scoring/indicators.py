@@ -153,32 +153,26 @@ def den_col(indicator: str) -> str:
     return f"{indicator}__den"
 
 
-def flag(mask: pl.Expr) -> pl.Expr:
-    """1 where `mask` holds, else 0, as Int64: a row's share of a count (never a 32-bit counter)."""
-    return mask.fill_null(False).cast(pl.Int64)
+def count(mask: pl.Expr) -> pl.Expr:
+    """Rows where `mask` holds, as Int64 (never a 32-bit counter)."""
+    return mask.fill_null(False).cast(pl.Int64).sum()
 
 
-def ratio_terms(source: Source, cutoff: dt.datetime) -> list[pl.Expr]:
-    """Per row of one fact table: its part of each ratio's numerator and denominator (Int64).
-
-    A count adds 1 or 0, an hours numerator its exact microseconds (0 when not counted). Summed
-    per shop they are the indicators' numerators and denominators.
-    """
-    terms = []
+def ratio_sums(source: Source, cutoff: dt.datetime) -> list[pl.Expr]:
+    """Per-shop aggregations of numerator and denominator for the ratios of one fact table."""
+    sums = []
     for indicator, make in RATIOS.items():
         ratio = make(cutoff)
         if ratio.source != source:
             continue
         numerator = (
-            ratio.numerator.fill_null(0)
-            if INDICATOR_BY_ID[indicator].hours
-            else flag(ratio.numerator)
+            ratio.numerator.sum() if INDICATOR_BY_ID[indicator].hours else count(ratio.numerator)
         )
-        terms += [
-            numerator.cast(pl.Int64).alias(num_col(indicator)),
-            flag(ratio.denominator).alias(den_col(indicator)),
+        sums += [
+            numerator.alias(num_col(indicator)),
+            count(ratio.denominator).alias(den_col(indicator)),
         ]
-    return terms
+    return sums
 
 
 def indicator_counts(activity: pl.LazyFrame) -> pl.LazyFrame:

@@ -14,11 +14,24 @@ def problem_order() -> pl.Expr:
     return pl.col("has_problem_refund") | (pl.col("review_rating") <= 2).fill_null(False)
 
 
-def merge_item_counts(parts: pl.LazyFrame) -> pl.LazyFrame:
-    """Per-item counts of parts of V -> the item's counts over all of V.
+def item_counts(orders_v: pl.LazyFrame) -> pl.LazyFrame:
+    """Paid and problem orders per item; shop and category are the item's (smallest if mixed).
 
-    An item sold under two shops or categories (which the spec does not forbid) has a row for
-    each; its totals are the sums, its shop and category the smallest (15).
+    Sums and minimums: counts of disjoint parts of V (shards) combine with `merge_item_counts`.
+    """
+    return orders_v.group_by("item_id").agg(
+        shop_id=pl.col("shop_id").min(),
+        category_id=pl.col("category_id").min(),
+        paid_orders=pl.len().cast(pl.Int64),
+        problem_orders=problem_order().cast(pl.Int64).sum(),
+    )
+
+
+def merge_item_counts(parts: pl.LazyFrame) -> pl.LazyFrame:
+    """`item_counts` of disjoint parts of V -> the counts over all of V.
+
+    Shards split V by shop, and an item sold under two shops (which the spec does not forbid)
+    has a row in each; its totals are the sums, its shop and category the smallest.
     """
     return parts.group_by("item_id").agg(
         pl.col("shop_id", "category_id").min(),
@@ -29,7 +42,7 @@ def merge_item_counts(parts: pl.LazyFrame) -> pl.LazyFrame:
 def item_scores(items: pl.LazyFrame, rules: Rules) -> pl.LazyFrame:
     """Problem rate shrunk toward the category's pooled rate, mapped through the PXI knots.
 
-    `items` is `merge_item_counts` over all of V: the category prior pools all its items.
+    `items` is `item_counts` over all of V: the category prior pools every item of the category.
     """
     per_category = ["category_id"]
     prior = pl.col("problem_orders").sum().over(per_category) / pl.col("paid_orders").sum().over(

@@ -94,11 +94,8 @@ def test_the_manifest_says_what_each_shard_did(reference: RunResult) -> None:
     execution = reference.manifest["execution"]
     assert execution["executor"] == "local"
     assert execution["shards"] == 4
-    # a first run computes every contribution: each order of V once, in one of the shards
-    assert execution["contributions"] == "full"
     orders_v = reference.tables["shop_scores"]["valid_orders"].sum()
-    assert execution["rows_recomputed"]["orders"] == orders_v
-    assert 0 < execution["orders_per_shard_max"] < orders_v
+    assert 0 < execution["orders_v_per_shard_max"] <= orders_v
     assert execution["shard_seconds_max"] <= execution["shard_seconds_total"]
 
 
@@ -134,7 +131,7 @@ def test_a_failing_shard_keeps_the_published_tables(tmp_path: Path, monkeypatch)
     def broken(task):
         raise OSError(f"shard {task.shard}: exchange unreachable")
 
-    monkeypatch.setattr("pipelines.shards.shard_contributions", broken)
+    monkeypatch.setattr("pipelines.shards.shard_sums", broken)
     with pytest.raises(OSError, match="exchange unreachable"):
         run_day(SAMPLE_RAW, out, RULES, D, force=True, state=StateOptions(shards=2))
     after = {p: p.read_bytes() for p in out.rglob("*.parquet") if ".state" not in p.parts}
