@@ -31,6 +31,7 @@ import duckdb
 import polars as pl
 import typer
 
+from pipelines.bench import GIB
 from pipelines.errors import InputError
 from pipelines.executors import EXECUTORS, ExecutorOptions, open_executor
 from pipelines.run import load_rules
@@ -39,7 +40,6 @@ from pipelines.state import open_state_read_only, state_path
 from scoring.daily import rules_window
 
 SAMPLE_SECONDS = 0.2
-GIB = 1024**3
 
 
 def _tree_rss(root: int) -> int:
