@@ -29,7 +29,7 @@ from pipelines.exchange import Exchange
 from pipelines.executors import IN_PROCESS, Executor, ExecutorOptions, open_executor
 from pipelines.load import canonical, sql_literal
 from pipelines.schemas import LOGS
-from pipelines.state import ORDER_REFUND_COLUMNS, ORDER_TRACKING_COLUMNS
+from pipelines.state import ORDER_REFUND_COLUMNS, ORDER_TRACKING_COLUMNS, TRACKING_BOOKKEEPING
 from scoring.activity import shop_activity
 from scoring.daily import DayFacts
 from scoring.facts import refund_facts, session_facts, window_order_facts
@@ -99,7 +99,8 @@ def window_queries(window: Window) -> dict[str, str]:
         return f"({column} >= {start} AND {column} < {cutoff})"
 
     return {
-        "orders": f"SELECT * FROM order_facts WHERE {in_window('paid_at')} AND NOT is_abnormal",
+        "orders": f"SELECT * EXCLUDE ({', '.join(TRACKING_BOOKKEEPING)}) FROM order_facts "
+        f"WHERE {in_window('paid_at')} AND NOT is_abnormal",
         "refunds": f"SELECT * FROM current_refunds WHERE NOT is_abnormal AND "
         f"({in_window('requested_at')} OR {in_window('escalated_at')})",
         "cs_sessions": f"SELECT * FROM current_cs_sessions WHERE {in_window('started_at')}",
@@ -235,7 +236,11 @@ def gather(exchange: Exchange, window: Window, shards: int) -> DayFacts:
 
 def _orders_v(frame: pl.DataFrame) -> pl.LazyFrame:
     """Orders of V of one shard with their tracking and refund rows, canonical types."""
-    per_order = {**ORDER_TRACKING_COLUMNS, **ORDER_REFUND_COLUMNS}
+    per_order = {
+        name: duck_type
+        for name, duck_type in {**ORDER_TRACKING_COLUMNS, **ORDER_REFUND_COLUMNS}.items()
+        if name not in TRACKING_BOOKKEEPING
+    }
     instants = [name for name, duck_type in per_order.items() if duck_type == "TIMESTAMP"]
     return canonical(frame, LOGS["orders"]).with_columns(
         pl.col(instants).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")

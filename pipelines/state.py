@@ -58,10 +58,10 @@ from pipelines.load import (
     unreadable_file_error,
 )
 from pipelines.schemas import LOGS, LogSchema
-from scoring.facts import order_refund_flags, tracking_facts
+from scoring.facts import later_events_only, merge_tracking, order_refund_flags, tracking_facts
 from scoring.window import Window
 
-STATE_FORMAT = "2"
+STATE_FORMAT = "3"
 STATE_DIR = ".state"
 STATE_FILE = "window.duckdb"
 SHARDS_DIR = "shards"  # the default exchange of shard files (pipelines/shards.py)
@@ -84,7 +84,16 @@ ORDER_TRACKING_COLUMNS = {
     "delivered_at_door": "BOOLEAN",
     "longest_trail_gap_us": "BIGINT",
     "last_trail_event_at": "TIMESTAMP",
+    "last_event_at": "TIMESTAMP",
+    # the partitions the row's events came from: a row with an event from a partition that has
+    # left the window is stale (`_settle_tracking`), one with all of them gone is dropped
+    "first_event_dt": "DATE",
+    "last_event_dt": "DATE",
 }
+# per-order columns the state keeps for itself; scoring does not read them
+TRACKING_BOOKKEEPING = ("last_event_at", "first_event_dt", "last_event_dt")
+# current tables that keep each row's partition: the tracking merge compares copies by it
+CURRENT_WITH_DT = ("logistics",)
 ORDER_REFUND_COLUMNS = {
     "order_id": "BIGINT",
     "has_quality_refund": "BOOLEAN",
@@ -98,6 +107,14 @@ ORDER_FACTS_COLUMNS = (
     *(c for c in ORDER_REFUND_COLUMNS if c != "order_id"),
 )
 ORDER_FACT_SOURCES = ("orders", "logistics", "refunds")
+
+
+def tracking_rows(events: pl.LazyFrame) -> pl.LazyFrame:
+    """`tracking_facts` per order, with the first and last partition its events came from."""
+    spans = events.group_by("order_id").agg(
+        first_event_dt=pl.col("dt").min(), last_event_dt=pl.col("dt").max()
+    )
+    return tracking_facts(events).join(spans, on="order_id", how="left")
 
 
 @dataclass(frozen=True)
@@ -116,8 +133,8 @@ DERIVED = (
         "order_tracking",
         "logistics",
         ORDER_TRACKING_COLUMNS,
-        tracking_facts,
-        ("event_id", "order_id", "event_type", "event_at", "door_delivery"),
+        tracking_rows,
+        ("event_id", "order_id", "event_type", "event_at", "door_delivery", "dt"),
     ),
     Derived(
         "order_refunds",
@@ -127,6 +144,7 @@ DERIVED = (
         ("order_id", "reason", "requested_at", "is_abnormal"),
     ),
 )
+TRACKING = DERIVED[0]
 
 
 @dataclass
@@ -140,6 +158,7 @@ class SyncReport:
     kept: dict[str, int] = field(default_factory=dict)  # log -> partitions reused
     keys_touched: dict[str, int] = field(default_factory=dict)
     orders_recomputed: dict[str, int] = field(default_factory=dict)  # derived table -> orders
+    orders_merged: dict[str, int] = field(default_factory=dict)  # derived table -> orders
 
     def to_dict(self) -> dict:
         return {
@@ -150,6 +169,7 @@ class SyncReport:
             "partitions_kept": self.kept,
             "keys_touched": self.keys_touched,
             "orders_recomputed": self.orders_recomputed,
+            "orders_merged": self.orders_merged,
         }
 
 
@@ -273,7 +293,7 @@ def _create_tables(con: duckdb.DuckDBPyConnection) -> None:
         statements.append(f"CREATE TABLE IF NOT EXISTS versions_{log} ({columns}, dt DATE)")
         current = ", ".join(
             f'"{name}" {schema.column(name).duck_type}' for name in SCORING_COLUMNS[log]
-        )
+        ) + (", dt DATE" if log in CURRENT_WITH_DT else "")
         statements.append(f"CREATE TABLE IF NOT EXISTS current_{log} ({current})")
     for derived in DERIVED:
         columns = ", ".join(f'"{n}" {t}' for n, t in derived.columns.items())
@@ -354,16 +374,26 @@ def sync_window(
             evict, fresh = plans[log]
             report.keys_touched[log] = _move_log(con, log, evict, files, report.kept[log] == 0)
             _record_partitions(con, log, evict, fresh, files)
+        if TRACKING.log in checked:
+            _drop_left_tracking(con, window)
         for derived in DERIVED:
-            if derived.log in checked:
-                everything = report.kept[derived.log] == 0
-                report.orders_recomputed[derived.table] = _recompute_derived(
-                    con, derived, everything
-                )
+            if derived.log not in checked:
+                continue
+            everything = report.kept[derived.log] == 0
+            if derived is TRACKING and not everything and len(plans[derived.log][1]) <= 1:
+                merged, redone = _merge_tracking(con, window)
+                report.orders_merged[derived.table] = merged
+            else:
+                redone = _recompute_derived(con, derived, None if everything else derived.log)
+            report.orders_recomputed[derived.table] = redone
         feeding = [log for log in ORDER_FACT_SOURCES if log in checked]
         if feeding:
             everything = any(report.kept[log] == 0 for log in feeding)
-            report.orders_recomputed["order_facts"] = _refresh_order_facts(con, feeding, everything)
+            scope = None if everything else [f"affected_orders_{log}" for log in feeding]
+            report.orders_recomputed["order_facts"] = _refresh_order_facts(con, scope)
+            stale = _settle_tracking(con, window)
+            if stale:
+                report.orders_recomputed[TRACKING.table] += stale
         con.sql("COMMIT")
     except BaseException as exc:
         con.sql("ROLLBACK")
@@ -379,9 +409,15 @@ def sync_window(
         raise
     finally:
         for log in LOGS:
-            for table in (f"incoming_{log}", f"touched_{log}", f"affected_orders_{log}"):
+            for table in (
+                f"incoming_{log}",
+                f"touched_{log}",
+                f"affected_orders_{log}",
+                f"before_{log}",
+                f"after_{log}",
+            ):
                 con.sql(f"DROP TABLE IF EXISTS temp.{table}")
-        for table in ("derived_source", "affected_order_facts"):
+        for table in ("derived_source", "affected_order_facts", *MERGE_TABLES):
             con.sql(f"DROP TABLE IF EXISTS temp.{table}")
     if any(report.loaded.values()) or any(report.evicted.values()):
         con.sql("CHECKPOINT")
@@ -499,13 +535,16 @@ def _apply(
     )
     touched = f"(SELECT k FROM touched_{log})"
     derived = next((d for d in DERIVED if d.log == log), None)
-    if derived is not None:
-        # orders named by the touched keys' current rows before and after: their per-order
-        # rows may change (a refund or event can even move to another order between copies)
+    if not everything:
+        # the touched keys' current rows before and after (`after_<log>`), kept for the
+        # per-order rows: the orders they name may change (a refund or event can even move to
+        # another order between copies), and the tracking merge compares them row by row
         con.sql(
-            f"INSERT INTO affected_orders_{log} "
-            f"SELECT DISTINCT order_id FROM current_{log} WHERE {key} IN {touched}"
+            f"CREATE OR REPLACE TEMP TABLE before_{log} AS "
+            f"SELECT * FROM current_{log} WHERE {key} IN {touched}"
         )
+        if derived is not None:
+            con.sql(f"INSERT INTO affected_orders_{log} SELECT DISTINCT order_id FROM before_{log}")
     con.sql(f"DELETE FROM versions_{log} WHERE dt IN {evicted}")
     con.sql(f"DELETE FROM quarantine WHERE log = {sql_literal(log)} AND source_dt IN {evicted}")
     con.sql(f"DELETE FROM files WHERE log = {sql_literal(log)} AND dt IN {evicted}")
@@ -516,27 +555,26 @@ def _apply(
     )
     con.sql(f"INSERT INTO quarantine {quarantine_select(log, schema, f'incoming_{log}')}")
 
-    scoring = ", ".join(f'"{c}"' for c in SCORING_COLUMNS[log])
-    candidates = (
-        f"versions_{log}"
-        if everything
-        else f"(SELECT * FROM versions_{log} WHERE {key} IN {touched})"
-    )
+    kept = ", ".join(f'"{c}"' for c in _current_columns(log))
     if everything:
         con.sql(f"DELETE FROM current_{log}")
+        current = current_state_sql(schema, f"versions_{log}")
+        con.sql(f"INSERT INTO current_{log} SELECT {kept} FROM ({current})")
     else:
         con.sql(f"DELETE FROM current_{log} WHERE {key} IN {touched}")
-    con.sql(
-        f"INSERT INTO current_{log} SELECT {scoring} FROM ({current_state_sql(schema, candidates)})"
-    )
-    if derived is not None:
-        con.sql(
-            f"INSERT INTO affected_orders_{log} "
-            f"SELECT DISTINCT order_id FROM current_{log} WHERE {key} IN {touched}"
-        )
+        candidates = f"(SELECT * FROM versions_{log} WHERE {key} IN {touched})"
+        current = current_state_sql(schema, candidates)
+        con.sql(f"CREATE OR REPLACE TEMP TABLE after_{log} AS SELECT {kept} FROM ({current})")
+        con.sql(f"INSERT INTO current_{log} SELECT * FROM after_{log}")
+        if derived is not None:
+            con.sql(f"INSERT INTO affected_orders_{log} SELECT DISTINCT order_id FROM after_{log}")
     if log == "orders":
         con.sql(f"INSERT INTO affected_orders_{log} SELECT k FROM touched_{log}")
     return con.sql(f"SELECT count(*) FROM touched_{log}").fetchall()[0][0]
+
+
+def _current_columns(log: str) -> tuple[str, ...]:
+    return SCORING_COLUMNS[log] + (("dt",) if log in CURRENT_WITH_DT else ())
 
 
 def _record_partitions(
@@ -559,26 +597,33 @@ def _record_partitions(
         )
 
 
-def _recompute_derived(con: duckdb.DuckDBPyConnection, derived: Derived, everything: bool) -> int:
-    """Redo the per-order rows of the affected orders with the scoring function, in chunks.
+def _recompute_derived(con: duckdb.DuckDBPyConnection, derived: Derived, log: str | None) -> int:
+    """Redo the per-order rows of the orders in `affected_orders_<log>` (None: of every order).
 
-    Chunks are order_id ranges cut at approximate quantiles, so each holds about
-    `DERIVED_CHUNK_ROWS` source rows and every order's rows land in one chunk; a range filter is
-    a cheap scan (and skips row groups by their min/max). Returns the number of orders redone.
+    The rows are recomputed from the orders' current rows with the scoring function, in chunks:
+    order_id ranges cut at approximate quantiles, so each holds about `DERIVED_CHUNK_ROWS`
+    source rows and every order's rows land in one chunk; a range filter is a cheap scan (and
+    skips row groups by their min/max). Returns the number of orders redone.
     """
     source = f"current_{derived.log}"
-    if everything:
+    if log is None:
         con.sql(f"DELETE FROM {derived.table}")
         scope = "true"
         orders = con.sql(f"SELECT count(DISTINCT order_id) FROM {source}").fetchall()[0][0]
     else:
-        affected = f"affected_orders_{derived.log}"
+        affected = f"affected_orders_{log}"
         con.sql(
             f"CREATE OR REPLACE TEMP TABLE {affected} AS SELECT DISTINCT order_id FROM {affected}"
         )
         con.sql(f"DELETE FROM {derived.table} WHERE order_id IN (SELECT order_id FROM {affected})")
-        scope = f"order_id IN (SELECT order_id FROM {affected})"
         orders = con.sql(f"SELECT count(*) FROM {affected}").fetchall()[0][0]
+        # one scan of the big table; the counts and chunks below read this copy
+        columns = ", ".join(f'"{c}"' for c in derived.source_columns)
+        con.sql(
+            f"CREATE OR REPLACE TEMP TABLE derived_source AS SELECT {columns} FROM {source} "
+            f"SEMI JOIN {affected} USING (order_id)"
+        )
+        source, scope = "derived_source", "true"
     rows = con.sql(f"SELECT count(*) FROM {source} WHERE {scope}").fetchall()[0][0]
     chunks = max(1, math.ceil(rows / DERIVED_CHUNK_ROWS))
     ranges = ["true"]
@@ -607,32 +652,160 @@ def _recompute_derived(con: duckdb.DuckDBPyConnection, derived: Derived, everyth
     return orders
 
 
-def _refresh_order_facts(
-    con: duckdb.DuckDBPyConnection, feeding: list[str], everything: bool
-) -> int:
-    """Redo `order_facts` rows for orders whose order, tracking or refund rows may have changed.
+def _refresh_order_facts(con: duckdb.DuckDBPyConnection, affected: list[str] | None) -> int:
+    """Redo `order_facts` rows for the orders listed in the `affected` tables (None: all).
 
     `order_facts` is current orders joined to their per-order rows, kept so that scoring reads
     each shard with a scan instead of probing the per-order tables once per shard (1 s a shard
-    at M scale). Returns the number of orders redone.
+    at M scale). The affected orders are those whose order, tracking or refund rows may have
+    changed. Returns the number of orders redone.
     """
     columns = ", ".join(f'"{c}"' for c in ORDER_FACTS_COLUMNS)
     joined = (
         f"SELECT {columns} FROM current_orders o "
         "LEFT JOIN order_tracking t USING (order_id) LEFT JOIN order_refunds r USING (order_id)"
     )
-    if everything:
+    if affected is None:
         con.sql("DELETE FROM order_facts")
         con.sql(f"INSERT INTO order_facts {joined}")
         return con.sql("SELECT count(*) FROM order_facts").fetchall()[0][0]
     con.sql(
         "CREATE OR REPLACE TEMP TABLE affected_order_facts AS "
-        + " UNION ".join(f"SELECT order_id FROM affected_orders_{log}" for log in feeding)
+        + " UNION ".join(f"SELECT order_id FROM {table}" for table in affected)
     )  # dropped with the other temporary tables when the sync ends
     in_affected = "order_id IN (SELECT order_id FROM affected_order_facts)"
     con.sql(f"DELETE FROM order_facts WHERE {in_affected}")
     con.sql(f"INSERT INTO order_facts {joined} WHERE o.{in_affected}")
     return con.sql("SELECT count(*) FROM affected_order_facts").fetchall()[0][0]
+
+
+# --------------------------------------------------------------------------------------------
+# merging a day's events into the per-order tracking rows
+
+# the merge's temporary tables, dropped when the sync ends
+MERGE_TABLES = ("tracking_redo", "tracking_added", "affected_orders_stale")
+# what makes two current copies of an event differ for the tracking rows
+_EVENT_COLUMNS = ("order_id", "event_type", "event_at", "door_delivery", "dt")
+
+
+def _drop_left_tracking(con: duckdb.DuckDBPyConnection, window: Window) -> None:
+    """Delete tracking rows all of whose events came from partitions that left the window.
+
+    Afterwards an order without a row has no current event, which the merge relies on.
+    """
+    con.sql(f"DELETE FROM order_tracking WHERE last_event_dt < {sql_literal(window.first_date)}")
+
+
+def _merge_tracking(con: duckdb.DuckDBPyConnection, window: Window) -> tuple[int, int]:
+    """Fold the sync's new events into the tracking rows; recompute only what cannot be folded.
+
+    A sync that moved the logistics log by one partition left, per touched event, its current
+    row before (`before_logistics`) and after (`after_logistics`). Per event:
+    - no row before, a row after: a new event. When all of an order's new events are later
+      than its stored events, `merge_tracking` folds them into its row (nearly every order on
+      a nightly run); otherwise the order is recomputed from its current events;
+    - a row before from a partition that left the window, none after: the event left with its
+      partition. Nothing is done now: the row is stale (its `first_event_dt` is before the
+      window) and is recomputed by `_settle_tracking` if its order can be in V;
+    - any other change (a copy from another partition became current, a partition was
+      restated or evicted inside the window): the orders named before and after are recomputed.
+
+    Returns the numbers of orders merged and recomputed. `affected_orders_logistics` is left
+    holding both, for `order_facts`.
+    """
+    first = sql_literal(window.first_date)
+    differs = " OR ".join(f"b.{c} IS DISTINCT FROM a.{c}" for c in _EVENT_COLUMNS)
+    con.sql(
+        "CREATE OR REPLACE TEMP TABLE tracking_redo AS "
+        "SELECT b.order_id FROM before_logistics b LEFT JOIN after_logistics a "
+        f"ON a.event_id = b.event_id WHERE (a.event_id IS NULL AND b.dt >= {first}) "
+        f"OR (a.event_id IS NOT NULL AND ({differs})) "
+        "UNION SELECT a.order_id FROM after_logistics a JOIN before_logistics b "
+        f"ON a.event_id = b.event_id WHERE {differs}"
+    )
+    con.sql(
+        "CREATE OR REPLACE TEMP TABLE tracking_added AS SELECT a.* FROM after_logistics a "
+        "ANTI JOIN before_logistics b ON a.event_id = b.event_id "
+        "ANTI JOIN tracking_redo r ON a.order_id = r.order_id"
+    )
+    added = _naive_frame(con, "SELECT * FROM tracking_added")
+    stored = _naive_frame(
+        con,
+        f"SELECT {', '.join(ORDER_TRACKING_COLUMNS)} FROM order_tracking "
+        "SEMI JOIN (SELECT DISTINCT order_id FROM tracking_added) n USING (order_id)",
+    )
+    extends = later_events_only(stored.lazy(), added.lazy()).collect()
+    folded = extends.filter("extends").select("order_id")
+    later = added.join(folded, on="order_id", how="semi")
+    spans = (
+        pl.concat(
+            [
+                stored.join(folded, on="order_id", how="semi").select(
+                    "order_id", "first_event_dt", "last_event_dt"
+                ),
+                later.select("order_id", first_event_dt="dt", last_event_dt="dt"),
+            ]
+        )
+        .group_by("order_id")
+        .agg(pl.col("first_event_dt").min(), pl.col("last_event_dt").max())
+    )
+    tracking_columns = [
+        c for c in ORDER_TRACKING_COLUMNS if c not in ("first_event_dt", "last_event_dt")
+    ]
+    merged = (
+        merge_tracking(stored.lazy().select(tracking_columns), later.lazy())
+        .join(spans.lazy(), on="order_id", how="left")
+        .select(list(ORDER_TRACKING_COLUMNS))
+        .collect()
+    )
+    con.register("unfolded", extends.filter(~pl.col("extends")).select("order_id").to_arrow())
+    con.sql("INSERT INTO tracking_redo SELECT order_id FROM unfolded")
+    con.unregister("unfolded")
+    con.sql(
+        "CREATE OR REPLACE TEMP TABLE affected_orders_logistics AS "
+        "SELECT DISTINCT order_id FROM tracking_redo"
+    )
+    con.register("merged_rows", merged.to_arrow())
+    con.sql(
+        "DELETE FROM order_tracking USING merged_rows "
+        "WHERE order_tracking.order_id = merged_rows.order_id"
+    )
+    con.sql(
+        f"INSERT INTO order_tracking SELECT {', '.join(ORDER_TRACKING_COLUMNS)} FROM merged_rows"
+    )
+    con.unregister("merged_rows")
+    redone = _recompute_derived(con, TRACKING, "logistics")
+    con.register("merged_orders", merged.select("order_id").to_arrow())
+    con.sql("INSERT INTO affected_orders_logistics SELECT order_id FROM merged_orders")
+    con.unregister("merged_orders")
+    return merged.height, redone
+
+
+def _settle_tracking(con: duckdb.DuckDBPyConnection, window: Window) -> int:
+    """Recompute stale tracking rows of orders that can be in V, and their `order_facts`.
+
+    A row is stale when one of its events came from a partition that has left the window
+    (`_merge_tracking` leaves evictions for here). Such an event is older than the window's
+    start, so only an order paid in the window can care, and only if the event came before its
+    payment: on real data there are none, so this is one scan of `order_facts`. An order that
+    becomes a candidate later (a new version moves its payment) is caught on that night.
+    Returns the number of orders recomputed.
+    """
+    con.sql(
+        "CREATE OR REPLACE TEMP TABLE affected_orders_stale AS SELECT order_id FROM order_facts "
+        f"WHERE first_event_dt < {sql_literal(window.first_date)} "
+        f"AND paid_at >= {sql_literal(window.start)}"
+    )
+    stale = con.sql("SELECT count(*) FROM affected_orders_stale").fetchall()[0][0]
+    if stale:
+        _recompute_derived(con, TRACKING, "stale")
+        _refresh_order_facts(con, ["affected_orders_stale"])
+    return stale
+
+
+def _naive_frame(con: duckdb.DuckDBPyConnection, query: str) -> pl.DataFrame:
+    """A query's rows as Polars; instants stay naive UTC, as every table of the state has them."""
+    return pl.from_arrow(con.sql(query).to_arrow_table())
 
 
 # --------------------------------------------------------------------------------------------
@@ -687,5 +860,13 @@ def load_window(con: duckdb.DuckDBPyConnection, raw: Path, window: Window) -> Lo
     """
     _create_tables(con)
     sync_window(con, raw, window, SyncReport(path=None))
-    frames = {log: to_polars(con, f"SELECT * FROM current_{log}", LOGS[log]) for log in LOGS}
+    frames = {
+        log: to_polars(
+            con,
+            f"SELECT {', '.join(f'{chr(34)}{c}{chr(34)}' for c in SCORING_COLUMNS[log])} "
+            f"FROM current_{log}",
+            LOGS[log],
+        )
+        for log in LOGS
+    }
     return LoadedInputs(**vars(window_load(con, raw, window)), **frames)

@@ -41,12 +41,14 @@ def tracking_facts(events: pl.LazyFrame) -> pl.LazyFrame:
     pickup up to delivery) are fixed per order, so the incremental state can keep this row and
     only recompute it for orders whose events changed; only "stalled until the cutoff" is left to
     `window_order_facts`. At the earliest `delivered` instant the smallest `event_id` decides
-    `door_delivery`, and null counts as not at the door (12.5).
+    `door_delivery`, and null counts as not at the door (12.5). `last_event_at` (any type) is
+    what `merge_tracking` needs to know that later events only extend the row.
     """
     is_type = pl.col("event_type").__eq__
     milestones = events.group_by("order_id").agg(
         pickup_at=pl.col("event_at").filter(is_type("picked_up")).min(),
         has_exception=is_type("exception").any(),
+        last_event_at=pl.col("event_at").max(),
     )
     first_delivery = (
         events.filter(is_type("delivered"))
@@ -79,6 +81,81 @@ def tracking_trail(events: pl.LazyFrame, tracking: pl.LazyFrame) -> pl.LazyFrame
     return trail.group_by("order_id").agg(
         longest_trail_gap_us=pl.col("event_at").sort().diff().max().dt.total_microseconds(),
         last_trail_event_at=pl.col("event_at").max(),
+    )
+
+
+def later_events_only(stored: pl.LazyFrame, events: pl.LazyFrame) -> pl.LazyFrame:
+    """Per order of `events`: `extends` when all of them come after its stored row's events.
+
+    True when the order has no stored row, or its new events are all strictly later than its
+    `last_event_at`: then `merge_tracking` gives exactly the row of all events together. An
+    event landing inside a stored trail can split its longest gap, which the row cannot undo.
+    """
+    return (
+        events.group_by("order_id")
+        .agg(first_new_at=pl.col("event_at").min())
+        .join(stored.select("order_id", "last_event_at"), on="order_id", how="left")
+        .select(
+            "order_id",
+            extends=pl.col("last_event_at").is_null()
+            | (pl.col("first_new_at") > pl.col("last_event_at")),
+        )
+    )
+
+
+def merge_tracking(stored: pl.LazyFrame, later: pl.LazyFrame) -> pl.LazyFrame:
+    """`tracking_facts` of each order of `later` over its stored events and `later` together.
+
+    `stored` holds `tracking_facts` rows of earlier events (an order may have none); `later`
+    holds events that all come after them (`later_events_only`). Then pickup and delivery are
+    the stored ones where there are any (later events cannot be earlier), the exception flag is
+    either side's, and the trail E can only grow at its open end: a trail still open (picked up,
+    not delivered) goes on from its last time, so the later events are summarised together
+    with a `picked_up` anchor at that time, and the longest gap is the larger of the two. A
+    closed trail stays as it is; without a stored pickup, E is the later events' own (empty
+    when the order was delivered before its first pickup). Nightly runs use this to fold a
+    day's events into the stored rows instead of re-reading every event of every order.
+    """
+    stored = stored.join(later.select("order_id").unique(), on="order_id", how="semi")
+    open_trail = pl.col("pickup_at").is_not_null() & pl.col("delivered_at").is_null()
+    anchors = stored.filter(open_trail).select(
+        "order_id",
+        event_id=pl.lit(None, pl.Int64),
+        event_type=pl.lit("picked_up"),
+        event_at=pl.col("last_trail_event_at"),
+        door_delivery=pl.lit(None, pl.Boolean),
+    )
+    columns = ["order_id", "event_id", "event_type", "event_at", "door_delivery"]
+    anchored = pl.concat([later.select(columns), anchors], how="vertical_relaxed")
+    earlier = stored.select("order_id", pl.all().exclude("order_id").name.prefix("stored_"))
+    merged = tracking_facts(anchored).join(earlier, on="order_id", how="left")
+    picked_up = pl.col("stored_pickup_at").is_not_null()
+    delivered = pl.col("stored_delivered_at").is_not_null()
+
+    def trail(column: str, grown: pl.Expr) -> pl.Expr:
+        return (
+            pl.when(picked_up & delivered)
+            .then(pl.col(f"stored_{column}"))
+            .when(picked_up)
+            .then(grown)
+            .when(~delivered)
+            .then(pl.col(column))
+        )  # else delivered before any pickup: E is empty
+
+    return merged.select(
+        "order_id",
+        pickup_at=pl.coalesce("stored_pickup_at", "pickup_at"),
+        has_exception=pl.col("stored_has_exception").fill_null(False) | pl.col("has_exception"),
+        last_event_at=pl.col("last_event_at"),
+        delivered_at=pl.coalesce("stored_delivered_at", "delivered_at"),
+        delivered_at_door=pl.when(delivered)
+        .then(pl.col("stored_delivered_at_door"))
+        .otherwise(pl.col("delivered_at_door")),
+        longest_trail_gap_us=trail(
+            "longest_trail_gap_us",
+            pl.max_horizontal("stored_longest_trail_gap_us", "longest_trail_gap_us"),
+        ),
+        last_trail_event_at=trail("last_trail_event_at", pl.col("last_trail_event_at")),
     )
 
 

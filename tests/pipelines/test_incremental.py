@@ -22,7 +22,7 @@ from pipelines.errors import InputError
 from pipelines.run import StateOptions, load_rules, run_day
 from pipelines.state import state_path
 from scoring.rules import parse_rules
-from tests.builders import DEFAULT_RULES_PATH, default_rules_dict, frame
+from tests.builders import DEFAULT_RULES_PATH, default_rules_dict, frame, indicator_row, ts
 from tests.compare import run_differences as differences
 from tests.marketplace import (
     RUN_DATE,
@@ -125,6 +125,60 @@ def test_incremental_runs_equal_from_scratch_runs(case: dict[str, Any]) -> None:
             scratch, incremental = scratch_then_incremental(raw, out, rules, day)
             problems = differences(incremental, scratch)
             assert not problems, f"run {step} for {day}:\n" + "\n".join(problems)
+
+
+def test_events_that_left_the_window_stop_counting_for_an_order_paid_after_them(tmp_path) -> None:
+    """An event from before the window that names an order paid in it (a bad clock, a reused
+    id): the spec counts it while its partition is read and not once the partition has left.
+    The nightly merge leaves such a tracking row stale and recomputes it (`_settle_tracking`).
+    """
+    raw, out, rules = tmp_path / "raw", tmp_path / "out", small_rules(2)
+    days = [dt.date(2026, 3, d) for d in (1, 2, 3)]
+    early_pickup = {"event_type": "picked_up", "event_at": ts(2026, 3, 1, 2)}
+    write_rows(raw, "logistics", days[0], [early_pickup], "early")
+    write_rows(raw, "orders", days[1], [{"paid_at": ts(2026, 3, 2, 2)}], "orders")
+    write_rows(raw, "logistics", days[1], [{"event_id": 2, "event_at": ts(2026, 3, 2, 4)}], "trail")
+    write_rows(raw, "logistics", days[2], [{"event_id": 3, "event_at": ts(2026, 3, 3, 4)}], "trail")
+    runs = [scratch_then_incremental(raw, out, rules, day) for day in days[1:]]
+    for scratch, incremental in runs:
+        assert not differences(incremental, scratch)
+    picked_up = [
+        indicator_row(incremental.tables, 1, "track_anomaly_rate")["denominator"]
+        for _, incremental in runs
+    ]
+    assert picked_up == [1, 0]  # the pickup of 03-01 counts on 03-02 only
+    assert runs[1][1].manifest["state"]["partitions_loaded"]["logistics"] == ["2026-03-03"]
+
+
+def test_a_step_back_drops_the_events_of_the_partition_it_leaves(tmp_path) -> None:
+    """Back from 03-03 to 03-02 the 03-03 partition leaves: its exception no longer counts.
+
+    One partition loaded and one evicted, as on a nightly run; the evicted events are inside
+    the new window's days, so the merge recomputes their orders instead of leaving them stale.
+    """
+    raw, out, rules = tmp_path / "raw", tmp_path / "out", small_rules(2)
+    days = [dt.date(2026, 3, d) for d in (1, 2, 3)]
+    write_rows(raw, "orders", days[1], [{"paid_at": ts(2026, 3, 2, 1)}], "orders")
+    write_rows(
+        raw,
+        "logistics",
+        days[0],
+        [{"event_id": 3, "order_id": 2, "event_at": ts(2026, 3, 1, 4)}],
+        "other",
+    )
+    pickup = {"event_type": "picked_up", "event_at": ts(2026, 3, 2, 2)}
+    write_rows(raw, "logistics", days[1], [pickup], "pickup")
+    exception = {"event_id": 2, "event_type": "exception", "event_at": ts(2026, 3, 3, 2)}
+    write_rows(raw, "logistics", days[2], [exception], "exception")
+    runs = [scratch_then_incremental(raw, out, rules, day) for day in (days[2], days[1])]
+    for scratch, incremental in runs:
+        assert not differences(incremental, scratch)
+    anomalies = [
+        indicator_row(incremental.tables, 1, "track_anomaly_rate")["numerator"]
+        for _, incremental in runs
+    ]
+    assert anomalies == [1, 0]
+    assert runs[1][1].manifest["state"]["partitions_evicted"]["logistics"] == ["2026-03-03"]
 
 
 # --------------------------------------------------------------------------------------------
