@@ -68,6 +68,7 @@ SHARDS_DIR = "shards"  # the default exchange of shard files (pipelines/shards.p
 # Per-order rows are recomputed in chunks of about this many source rows (events or refunds),
 # so the first sync of a large window never holds all of them in Polars at once.
 DERIVED_CHUNK_ROWS = 4_000_000
+MERGE_CHUNK_EVENTS = 2_000_000  # new events folded into tracking rows at a time
 # DuckDB's memory limit when EXPSCORE_DUCKDB_MEMORY does not set one. Its buffer pool fills the
 # limit, so the limit is most of a run's peak RSS: a nightly sync (a partition or two per log)
 # peaks at 3.5 GiB at M scale with 2GB and is no faster with 6GB, while loading a whole window
@@ -683,7 +684,7 @@ def _refresh_order_facts(con: duckdb.DuckDBPyConnection, affected: list[str] | N
 # merging a day's events into the per-order tracking rows
 
 # the merge's temporary tables, dropped when the sync ends
-MERGE_TABLES = ("tracking_redo", "tracking_added", "affected_orders_stale")
+MERGE_TABLES = ("tracking_redo", "tracking_added", "tracking_stored", "affected_orders_stale")
 # what makes two current copies of an event differ for the tracking rows
 _EVENT_COLUMNS = ("order_id", "event_type", "event_at", "door_delivery", "dt")
 
@@ -728,37 +729,26 @@ def _merge_tracking(con: duckdb.DuckDBPyConnection, window: Window) -> tuple[int
         "ANTI JOIN before_logistics b ON a.event_id = b.event_id "
         "ANTI JOIN tracking_redo r ON a.order_id = r.order_id"
     )
-    added = _naive_frame(con, "SELECT * FROM tracking_added")
-    stored = _naive_frame(
-        con,
+    con.sql(
+        "CREATE OR REPLACE TEMP TABLE tracking_stored AS "
         f"SELECT {', '.join(ORDER_TRACKING_COLUMNS)} FROM order_tracking "
-        "SEMI JOIN (SELECT DISTINCT order_id FROM tracking_added) n USING (order_id)",
+        "SEMI JOIN tracking_added USING (order_id)"
     )
-    extends = later_events_only(stored.lazy(), added.lazy()).collect()
-    folded = extends.filter("extends").select("order_id")
-    later = added.join(folded, on="order_id", how="semi")
-    spans = (
-        pl.concat(
-            [
-                stored.join(folded, on="order_id", how="semi").select(
-                    "order_id", "first_event_dt", "last_event_dt"
-                ),
-                later.select("order_id", first_event_dt="dt", last_event_dt="dt"),
-            ]
-        )
-        .group_by("order_id")
-        .agg(pl.col("first_event_dt").min(), pl.col("last_event_dt").max())
-    )
-    tracking_columns = [
-        c for c in ORDER_TRACKING_COLUMNS if c not in ("first_event_dt", "last_event_dt")
-    ]
-    merged = (
-        merge_tracking(stored.lazy().select(tracking_columns), later.lazy())
-        .join(spans.lazy(), on="order_id", how="left")
-        .select(list(ORDER_TRACKING_COLUMNS))
-        .collect()
-    )
-    con.register("unfolded", extends.filter(~pl.col("extends")).select("order_id").to_arrow())
+    events = con.sql("SELECT count(*) FROM tracking_added").fetchall()[0][0]
+    # in parts of about MERGE_CHUNK_EVENTS events, read one at a time: the merge's frames are a
+    # few times its input, on top of DuckDB's buffer pool (3.6 GiB at M in one part)
+    parts = max(1, math.ceil(events / MERGE_CHUNK_EVENTS))
+    merged_parts, unfolded_parts = [], []
+    for i in range(parts):
+        in_part = f"WHERE hash(order_id) % {parts} = {i}"
+        added = _naive_frame(con, f"SELECT * FROM tracking_added {in_part}")
+        stored = _naive_frame(con, f"SELECT * FROM tracking_stored {in_part}")
+        extends = later_events_only(stored.lazy(), added.lazy()).collect()
+        later = added.join(extends.filter("extends"), on="order_id", how="semi")
+        merged_parts.append(_merged_rows(stored, later).collect())
+        unfolded_parts.append(extends.filter(~pl.col("extends")).select("order_id"))
+    merged = pl.concat(merged_parts)
+    con.register("unfolded", pl.concat(unfolded_parts).to_arrow())
     con.sql("INSERT INTO tracking_redo SELECT order_id FROM unfolded")
     con.unregister("unfolded")
     con.sql(
@@ -779,6 +769,31 @@ def _merge_tracking(con: duckdb.DuckDBPyConnection, window: Window) -> tuple[int
     con.sql("INSERT INTO affected_orders_logistics SELECT order_id FROM merged_orders")
     con.unregister("merged_orders")
     return merged.height, redone
+
+
+def _merged_rows(stored: pl.DataFrame, later: pl.DataFrame) -> pl.LazyFrame:
+    """`merge_tracking` of stored rows and later events, with the partitions they span."""
+    spans = (
+        later.lazy()
+        .group_by("order_id")
+        .agg(new_first=pl.col("dt").min(), new_last=pl.col("dt").max())
+        .join(
+            stored.lazy().select("order_id", "first_event_dt", "last_event_dt"),
+            on="order_id",
+            how="left",
+        )
+        .select(
+            "order_id",
+            first_event_dt=pl.min_horizontal("first_event_dt", "new_first"),
+            last_event_dt=pl.max_horizontal("last_event_dt", "new_last"),
+        )
+    )
+    facts = stored.lazy().drop("first_event_dt", "last_event_dt")
+    return (
+        merge_tracking(facts, later.lazy())
+        .join(spans, on="order_id", how="left")
+        .select(list(ORDER_TRACKING_COLUMNS))
+    )
 
 
 def _settle_tracking(con: duckdb.DuckDBPyConnection, window: Window) -> int:

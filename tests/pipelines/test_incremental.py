@@ -303,6 +303,15 @@ def test_per_order_rows_computed_in_many_chunks_are_the_same(nightly, monkeypatc
     assert not differences(result, nightly["scratch"])
 
 
+def test_events_merged_in_many_parts_give_the_same_tables(tmp_path, monkeypatch) -> None:
+    out = tmp_path / "out"
+    run_day(SAMPLE_RAW, out, RULES, D - dt.timedelta(days=1), force=True)
+    monkeypatch.setattr("pipelines.state.MERGE_CHUNK_EVENTS", 500)
+    scratch, nightly = scratch_then_incremental(SAMPLE_RAW, out, RULES, D)
+    assert nightly.manifest["state"]["orders_merged"]["order_tracking"] > 1_000
+    assert not differences(nightly, scratch)
+
+
 def test_memory_limit_is_small_for_a_nightly_sync_unless_set(monkeypatch) -> None:
     from pipelines.state import duckdb_memory_limit
 
