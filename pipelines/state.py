@@ -71,7 +71,7 @@ DERIVED_CHUNK_ROWS = 4_000_000
 MERGE_CHUNK_EVENTS = 2_000_000  # new events folded into tracking rows at a time
 # DuckDB's memory limit when EXPSCORE_DUCKDB_MEMORY does not set one. Its buffer pool fills the
 # limit, so the limit is most of a run's peak RSS: a nightly sync (a partition or two per log)
-# peaks at 2.9 GiB at M scale with 2GB and is no faster with 6GB, while loading a whole window
+# peaks at 3.5 GiB at M scale with 2GB and is no faster with 6GB, while loading a whole window
 # at M runs out of memory at 2GB and needs the larger limit.
 NIGHTLY_DUCKDB_MEMORY = "2GB"
 BULK_DUCKDB_MEMORY = "6GB"
@@ -544,16 +544,17 @@ def _apply(
         f"UNION SELECT {key} FROM incoming_{log} WHERE reject_reason IS NULL"
     )
     touched = f"(SELECT k FROM touched_{log})"
-    # the orders whose per-order rows or `order_facts` rows this log's changes can move
-    names_orders = log == "orders" or any(d.log == log for d in DERIVED)
-    if names_orders and not everything:
-        # the touched keys' current rows before and after (`after_<log>`): the orders named by
-        # rows that changed (a refund or event can even move to another order between copies)
-        # are affected, and the tracking merge compares the two row by row
+    derived = next((d for d in DERIVED if d.log == log), None)
+    if not everything:
+        # the touched keys' current rows before and after (`after_<log>`), kept for the
+        # per-order rows: the orders they name may change (a refund or event can even move to
+        # another order between copies), and the tracking merge compares them row by row
         con.sql(
             f"CREATE OR REPLACE TEMP TABLE before_{log} AS "
             f"SELECT * FROM current_{log} WHERE {key} IN {touched}"
         )
+        if derived is not None:
+            con.sql(f"INSERT INTO affected_orders_{log} SELECT DISTINCT order_id FROM before_{log}")
     con.sql(f"DELETE FROM versions_{log} WHERE dt IN {evicted}")
     con.sql(f"DELETE FROM quarantine WHERE log = {sql_literal(log)} AND source_dt IN {evicted}")
     con.sql(f"DELETE FROM files WHERE log = {sql_literal(log)} AND dt IN {evicted}")
@@ -575,13 +576,10 @@ def _apply(
         current = current_state_sql(schema, candidates)
         con.sql(f"CREATE OR REPLACE TEMP TABLE after_{log} AS SELECT {kept} FROM ({current})")
         con.sql(f"INSERT INTO current_{log} SELECT * FROM after_{log}")
-        if names_orders:
-            # only rows that changed: most keys of an evicted partition keep their current row
-            con.sql(
-                f"INSERT INTO affected_orders_{log} SELECT order_id FROM "
-                f"(FROM before_{log} EXCEPT FROM after_{log}) "
-                f"UNION SELECT order_id FROM (FROM after_{log} EXCEPT FROM before_{log})"
-            )
+        if derived is not None:
+            con.sql(f"INSERT INTO affected_orders_{log} SELECT DISTINCT order_id FROM after_{log}")
+    if log == "orders":
+        con.sql(f"INSERT INTO affected_orders_{log} SELECT k FROM touched_{log}")
     return con.sql(f"SELECT count(*) FROM touched_{log}").fetchall()[0][0]
 
 
