@@ -71,7 +71,7 @@ DERIVED_CHUNK_ROWS = 4_000_000
 MERGE_CHUNK_EVENTS = 2_000_000  # new events folded into tracking rows at a time
 # DuckDB's memory limit when EXPSCORE_DUCKDB_MEMORY does not set one. Its buffer pool fills the
 # limit, so the limit is most of a run's peak RSS: a nightly sync (a partition or two per log)
-# peaks at 2.9 GiB at M scale with 2GB and is no faster with 6GB, while loading a whole window
+# peaks at 2.8 GiB at M scale with 2GB and is no faster with 6GB, while loading a whole window
 # at M runs out of memory at 2GB and needs the larger limit.
 NIGHTLY_DUCKDB_MEMORY = "2GB"
 BULK_DUCKDB_MEMORY = "6GB"
