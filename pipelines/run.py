@@ -30,7 +30,6 @@ from pipelines.state import (
     SyncReport,
     memory_state,
     open_state,
-    open_state_read_only,
     state_path,
     sync_window,
     window_load,
@@ -171,9 +170,6 @@ def _run_day(
             sync_window(con, raw, window, report)
             loaded = window_load(con, raw, window)
             lap("sync")
-            if state.keep:
-                con.close()
-                con = open_state_read_only(path, report.memory_limit)
             shards = state.shards or auto_shards(con)
             bucket_window(con, window, shards, exchange)
         finally:

@@ -160,7 +160,6 @@ class SyncReport:
     keys_touched: dict[str, int] = field(default_factory=dict)
     orders_recomputed: dict[str, int] = field(default_factory=dict)  # derived table -> orders
     orders_merged: dict[str, int] = field(default_factory=dict)  # derived table -> orders
-    memory_limit: str | None = None  # DuckDB's limit during the sync
 
     def to_dict(self) -> dict:
         return {
@@ -208,17 +207,10 @@ def open_state(
     return con, reason
 
 
-def open_state_read_only(path: Path, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
-    """The state at `path` for reading only, configured as a run configures it.
-
-    A nightly run reads its window for scoring on a fresh read-only connection, under the
-    limit its sync had: at M, scanning `order_facts` on the connection that had just synced took
-    about 3 s longer (bucketing 14.7 s against 11.6 s).
-    """
+def open_state_read_only(path: Path) -> duckdb.DuckDBPyConnection:
+    """The state at `path` for reading only (benchmarks), configured as a run configures it."""
     con = duckdb.connect(str(path), read_only=True)
     _configure(con, path.parent / "tmp")
-    if memory_limit is not None:
-        con.sql(f"SET memory_limit = '{memory_limit}'")
     return con
 
 
@@ -371,7 +363,6 @@ def sync_window(
 
     limit = duckdb_memory_limit(max(len(fresh) for _, fresh in plans.values()))
     con.sql(f"SET memory_limit = '{limit}'")
-    report.memory_limit = limit
     # every new file's footer, columns and integer ranges are checked before the state changes
     checked = {
         log: _check_new_files(con, raw, log, schema, plans[log][1], window)
