@@ -536,7 +536,7 @@ def _apply(
     )
     touched = f"(SELECT k FROM touched_{log})"
     derived = next((d for d in DERIVED if d.log == log), None)
-    if not everything:
+    if derived is not None and not everything:
         # the touched keys' current rows before and after (`after_<log>`), kept for the
         # per-order rows: the orders they name may change (a refund or event can even move to
         # another order between copies), and the tracking merge compares them row by row
@@ -544,8 +544,7 @@ def _apply(
             f"CREATE OR REPLACE TEMP TABLE before_{log} AS "
             f"SELECT * FROM current_{log} WHERE {key} IN {touched}"
         )
-        if derived is not None:
-            con.sql(f"INSERT INTO affected_orders_{log} SELECT DISTINCT order_id FROM before_{log}")
+        con.sql(f"INSERT INTO affected_orders_{log} SELECT DISTINCT order_id FROM before_{log}")
     con.sql(f"DELETE FROM versions_{log} WHERE dt IN {evicted}")
     con.sql(f"DELETE FROM quarantine WHERE log = {sql_literal(log)} AND source_dt IN {evicted}")
     con.sql(f"DELETE FROM files WHERE log = {sql_literal(log)} AND dt IN {evicted}")
