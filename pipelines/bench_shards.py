@@ -35,7 +35,7 @@ from pipelines.bench import GIB
 from pipelines.errors import InputError
 from pipelines.executors import EXECUTORS, ExecutorOptions, open_executor
 from pipelines.run import load_rules
-from pipelines.shards import bucket_window, gather, map_shards, shard_exchange
+from pipelines.shards import MAX_SHARDS, bucket_window, gather, map_shards, shard_exchange
 from pipelines.state import open_state_read_only, state_path
 from scoring.daily import rules_window
 
@@ -120,9 +120,11 @@ def bench_shards(
                     for _ in range(repeats):
                         with peak_tree_rss() as peak, shard_exchange(base) as exchange:
                             clock = time.perf_counter()
-                            bucket_window(con, window, shards, exchange)
+                            # as a run does: tasks in this process read orders from the state
+                            state = con if kind == "local" else None
+                            bucket_window(con, window, shards, exchange, orders=state is None)
                             bucketed = time.perf_counter()
-                            done = map_shards(executor, exchange, window, shards)
+                            done = map_shards(executor, exchange, window, shards, state)
                             summed = time.perf_counter()
                             facts = gather(exchange, window, shards)
                             activity, items = facts.activity.collect(), facts.items.collect()
@@ -170,8 +172,8 @@ def _int_list(value: str) -> list[int]:
         numbers = [int(part) for part in value.split(",")]
     except ValueError as exc:
         raise typer.BadParameter(f"{value!r}: use comma-separated whole numbers") from exc
-    if any(n < 1 for n in numbers):
-        raise typer.BadParameter(f"{value!r}: shard counts are at least 1")
+    if any(not 1 <= n <= MAX_SHARDS for n in numbers):
+        raise typer.BadParameter(f"{value!r}: shard counts are between 1 and {MAX_SHARDS}")
     return numbers
 
 

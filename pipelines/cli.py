@@ -19,6 +19,7 @@ from pipelines.errors import ExpscoreError
 from pipelines.executors import ExecutorOptions
 from pipelines.options import parse_date
 from pipelines.run import RunResult, StateOptions, backfill, load_rules, run_day
+from pipelines.shards import MAX_SHARDS
 from scoring.catalog import BANDS
 
 app = typer.Typer(
@@ -52,7 +53,9 @@ ShardsOption = Annotated[
     typer.Option(
         "--shards",
         min=1,
-        help="Score in this many shop shards, hash(shop_id) % B (default: ~3M orders each).",
+        max=MAX_SHARDS,
+        help="Score in this many shop shards, ranges of hash(shop_id) % 1024 "
+        "(default: ~3M orders each).",
     ),
 ]
 ExecutorOption = Annotated[

@@ -165,16 +165,22 @@ def _run_day(
         scratch = out / ".duckdb_tmp"
         con = memory_state(scratch)
         report = SyncReport(path=None)
+    # tasks in this process read their orders from the state; others get them as files
+    in_process = state.executor.kind == "local"
     with shard_exchange(state.executor.exchange or str(scratch / SHARDS_DIR)) as exchange:
         try:
             sync_window(con, raw, window, report)
             loaded = window_load(con, raw, window)
             lap("sync")
             shards = state.shards or auto_shards(con)
-            bucket_window(con, window, shards, exchange)
+            bucket_window(con, window, shards, exchange, orders=not in_process)
+            if not in_process:
+                con.close()  # DuckDB's memory is free before the shards are summed
+            facts, execution = sum_shards(
+                exchange, window, shards, state.executor, con if in_process else None
+            )
         finally:
-            con.close()  # DuckDB's memory is free before the shards are summed
-        facts, execution = sum_shards(exchange, window, shards, state.executor)
+            con.close()
     lap("facts")
     previous_labels, previous_weights = previous_outputs(out, run_date)
     lazy = score_facts(facts, rules, previous_labels, previous_weights)

@@ -1,14 +1,18 @@
 """Scoring's per-shop work, split into shop shards that any executor can run (issues 3 and 6).
 
-A shard is `hash(shop_id) % B`: every row of a shop lands in the same shard, so a shard's
-per-shop sums are final, and only the small global steps (category priors, percentiles, labels,
-weights) need all shops at once. A run's facts stage has three steps:
+A shop's bucket is `hash(shop_id) % 1024` (`SHOP_BUCKETS`), and shard `k` of `B` holds the
+buckets `b` with `b * B // 1024 == k`: a range of buckets. Every row of a shop lands in the same
+shard, so a shard's per-shop sums are final, and only the small global steps (category priors,
+percentiles, labels, weights) need all shops at once. The state keeps `order_facts` in bucket
+order, so one shard's orders are read with a scan that skips the other shards' row groups, for
+any `B`. A run's facts stage has three steps:
 
-1. bucket (driver): the window's orders of V, refunds and sessions are streamed once out of the
-   window state and written as one Arrow IPC file per shard and table into the exchange;
-2. sum (executor, one task per shard): `shard_sums` reads its shard's three files, computes the
-   per-shop sums and per-item counts with the same Polars functions whatever the executor, and
-   writes them back to the exchange as Parquet;
+1. bucket (driver): the window's refunds and sessions are streamed once out of the window state
+   and written as one Arrow IPC file per shard and table into the exchange; the orders of V are
+   written a shard at a time, for executors outside this process;
+2. sum (executor, one task per shard): `shard_sums` reads its shard's files (in this process, its
+   orders straight from the state), computes the per-shop sums and per-item counts with the
+   same Polars functions whatever the executor, and writes them back to the exchange as Parquet;
 3. gather (driver): all shards' sums are read back and merged into the `DayFacts` of the run.
 
 Only file locations and a few counts cross between the driver and the tasks.
@@ -21,15 +25,25 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 
+from pipelines.errors import InputError
 from pipelines.exchange import Exchange
 from pipelines.executors import IN_PROCESS, Executor, ExecutorOptions, open_executor
 from pipelines.load import canonical, sql_literal
 from pipelines.schemas import LOGS
-from pipelines.state import ORDER_REFUND_COLUMNS, ORDER_TRACKING_COLUMNS, TRACKING_BOOKKEEPING
+from pipelines.state import (
+    BUCKET_COLUMN,
+    ORDER_REFUND_COLUMNS,
+    ORDER_TRACKING_COLUMNS,
+    SHOP_BUCKETS,
+    TRACKING_BOOKKEEPING,
+    shop_bucket,
+)
 from scoring.activity import shop_activity
 from scoring.daily import DayFacts
 from scoring.facts import refund_facts, session_facts, window_order_facts
@@ -41,6 +55,7 @@ ORDERS_PER_SHARD = 3_000_000
 # Rows streamed out of DuckDB at a time while bucketing: memory stays at about a batch.
 SHARD_BATCH_ROWS = 1_000_000
 INPUTS = ("orders", "refunds", "cs_sessions")
+MAX_SHARDS = SHOP_BUCKETS  # beyond it, shards would be empty
 
 
 def auto_shards(con: duckdb.DuckDBPyConnection) -> int:
@@ -51,9 +66,10 @@ def auto_shards(con: duckdb.DuckDBPyConnection) -> int:
 
 @dataclass(frozen=True)
 class ShardTask:
-    """What one shard task needs: its number, the run's exchange and the window."""
+    """What one shard task needs: its number, the shard count, the run's exchange, the window."""
 
     shard: int
+    shards: int
     exchange: Exchange
     window: Window
 
@@ -91,6 +107,22 @@ def part_name(shard: int, suffix: str) -> str:
     return f"part-{shard:05d}.{suffix}"
 
 
+def shard_buckets(shard: int, shards: int) -> tuple[int, int]:
+    """The first and last bucket of a shard: the `b` with `b * shards // SHOP_BUCKETS == shard`."""
+    first = -(-shard * SHOP_BUCKETS // shards)
+    return first, -(-(shard + 1) * SHOP_BUCKETS // shards) - 1
+
+
+def shard_of(shards: int) -> str:
+    """SQL for the shard of a row's `shop_id` among `shards`."""
+    return f"CAST({shop_bucket()} AS INTEGER) * {shards} // {SHOP_BUCKETS}"
+
+
+def check_shards(shards: int) -> None:
+    if not 1 <= shards <= MAX_SHARDS:
+        raise InputError(f"--shards {shards}: must be between 1 and {MAX_SHARDS}")
+
+
 def window_queries(window: Window) -> dict[str, str]:
     """The rows of the window state scoring reads: orders of V, refunds and sessions."""
     start, cutoff = sql_literal(window.start), sql_literal(window.cutoff)
@@ -99,8 +131,8 @@ def window_queries(window: Window) -> dict[str, str]:
         return f"({column} >= {start} AND {column} < {cutoff})"
 
     return {
-        "orders": f"SELECT * EXCLUDE ({', '.join(TRACKING_BOOKKEEPING)}) FROM order_facts "
-        f"WHERE {in_window('paid_at')} AND NOT is_abnormal",
+        "orders": f"SELECT * EXCLUDE ({', '.join((*TRACKING_BOOKKEEPING, BUCKET_COLUMN))}) "
+        f"FROM order_facts WHERE {in_window('paid_at')} AND NOT is_abnormal",
         "refunds": f"SELECT * FROM current_refunds WHERE NOT is_abnormal AND "
         f"({in_window('requested_at')} OR {in_window('escalated_at')})",
         "cs_sessions": f"SELECT * FROM current_cs_sessions WHERE {in_window('started_at')}",
@@ -121,28 +153,60 @@ def shard_exchange(base: str) -> Iterator[Exchange]:
         exchange.remove()
 
 
+def shard_orders_query(window: Window, shard: int, shards: int) -> str:
+    """The orders of V of one shard: a scan of its buckets' row groups of `order_facts`."""
+    first, last = shard_buckets(shard, shards)
+    return f"{window_queries(window)['orders']} AND {BUCKET_COLUMN} BETWEEN {first} AND {last}"
+
+
 def bucket_window(
-    con: duckdb.DuckDBPyConnection, window: Window, shards: int, exchange: Exchange
+    con: duckdb.DuckDBPyConnection,
+    window: Window,
+    shards: int,
+    exchange: Exchange,
+    orders: bool = True,
 ) -> None:
-    """Write the window's orders of V, refunds and sessions into the exchange, per shard."""
-    for name, query in window_queries(window).items():
-        bucket_by_shard(con, query, shards, exchange, name)
+    """Write the window's refunds and sessions into the exchange, per shard, and the orders of V
+    too unless `orders` is False (tasks in this process read them from the state)."""
+    check_shards(shards)
+    queries = window_queries(window)
+    if orders:
+        for shard in range(shards):
+            query = shard_orders_query(window, shard, shards)
+            reader = con.sql(query).to_arrow_reader(SHARD_BATCH_ROWS)
+            part = part_name(shard, "arrow")
+            writer = exchange.arrow_writer(_polars_schema(reader.schema), "orders", part)
+            _write_batches(reader, [writer], shard=None)
+    for name in ("refunds", "cs_sessions"):
+        bucket_by_shard(con, queries[name], shards, exchange, name)
 
 
 def sum_shards(
-    exchange: Exchange, window: Window, shards: int, executor: ExecutorOptions
+    exchange: Exchange,
+    window: Window,
+    shards: int,
+    executor: ExecutorOptions,
+    state: duckdb.DuckDBPyConnection | None = None,
 ) -> tuple[DayFacts, FactsReport]:
     """Run `shard_sums` for every shard on `executor`, then gather the sums into the facts."""
     with open_executor(executor, shards) as runner:
-        done = map_shards(runner, exchange, window, shards)
+        done = map_shards(runner, exchange, window, shards, state)
     return gather(exchange, window, shards), FactsReport(runner.name, done)
 
 
 def map_shards(
-    runner: Executor, exchange: Exchange, window: Window, shards: int
+    runner: Executor,
+    exchange: Exchange,
+    window: Window,
+    shards: int,
+    state: duckdb.DuckDBPyConnection | None = None,
 ) -> list[ShardDone]:
-    """`shard_sums` of every shard, on an executor that is already running."""
-    return runner.map(shard_sums, [ShardTask(shard, exchange, window) for shard in range(shards)])
+    """`shard_sums` of every shard, on an executor that is already running.
+
+    With `state` (tasks in this process only), each task reads its orders of V from it.
+    """
+    tasks = [ShardTask(shard, shards, exchange, window) for shard in range(shards)]
+    return runner.map(shard_sums if state is None else partial(state_shard_sums, state), tasks)
 
 
 def window_facts(
@@ -157,9 +221,10 @@ def window_facts(
     The nightly run does the same three steps itself, closing the state between the first two
     so that DuckDB's memory is free while the shards are summed.
     """
+    in_process = executor.kind == "local"
     with shard_exchange(exchange_base) as exchange:
-        bucket_window(con, window, shards, exchange)
-        return sum_shards(exchange, window, shards, executor)
+        bucket_window(con, window, shards, exchange, orders=not in_process)
+        return sum_shards(exchange, window, shards, executor, con if in_process else None)
 
 
 def bucket_by_shard(
@@ -171,32 +236,60 @@ def bucket_by_shard(
     file as a row group. Every shard gets a file, empty or not, so a task never has to guess a
     schema (the file carries it).
     """
-    reader = con.sql(f"SELECT *, hash(shop_id) % {shards} AS shard FROM ({query})").to_arrow_reader(
+    reader = con.sql(f"SELECT *, {shard_of(shards)} AS shard FROM ({query})").to_arrow_reader(
         SHARD_BATCH_ROWS
     )
-    # the files hold Polars' own Arrow types, so neither side converts (about 1 s of 9 at M)
-    columns = reader.schema.remove(reader.schema.get_field_index("shard"))
-    schema = pl.from_arrow(columns.empty_table()).to_arrow().schema
+    schema = _polars_schema(reader.schema.remove(reader.schema.get_field_index("shard")))
     writers = [exchange.arrow_writer(schema, name, part_name(s, "arrow")) for s in range(shards)]
+    _write_batches(reader, writers, "shard")
+
+
+def _polars_schema(schema: pa.Schema) -> pa.Schema:
+    """The Arrow types Polars gives these columns: the files hold them, so neither side
+    converts (about 1 s of 9 at M)."""
+    return pl.from_arrow(schema.empty_table()).to_arrow().schema
+
+
+def _write_batches(
+    reader: pa.RecordBatchReader, writers: list[pa.ipc.RecordBatchFileWriter], shard: str | None
+) -> None:
+    """Append every batch to its shard's writer (`shard` names the column saying which; None:
+    all to the one writer), then close the writers."""
     try:
         for batch in reader:
-            parts = pl.from_arrow(batch).partition_by("shard", as_dict=True, include_key=False)
-            for (shard,), part in parts.items():
-                writers[shard].write_table(part.to_arrow())
+            frame = pl.from_arrow(batch)
+            if shard is None:
+                writers[0].write_table(frame.to_arrow())
+                continue
+            for (k,), part in frame.partition_by(shard, as_dict=True, include_key=False).items():
+                writers[k].write_table(part.to_arrow())
     finally:
         for writer in writers:
             writer.close()
 
 
-def shard_sums(task: ShardTask) -> ShardDone:
+def state_shard_sums(state: duckdb.DuckDBPyConnection, task: ShardTask) -> ShardDone:
+    """`shard_sums` with the shard's orders of V read from the window state (in process only)."""
+    query = shard_orders_query(task.window, task.shard, task.shards)
+    return shard_sums(task, pl.from_arrow(state.sql(query).to_arrow_table()))
+
+
+def shard_sums(task: ShardTask, orders: pl.DataFrame | None = None) -> ShardDone:
     """One shard's per-shop sums and per-item counts, read from and written to the exchange.
 
     The task of every executor: it imports nothing from the driver's memory, so it runs the same
-    in this process, in a worker process or on a Ray node.
+    in this process, in a worker process or on a Ray node. `orders`, when given, are the
+    shard's orders of V (read from the state by a task in this process).
     """
     clock = time.perf_counter()
     part = part_name(task.shard, "arrow")
-    frames = {name: pl.from_arrow(task.exchange.read_arrow(name, part)) for name in INPUTS}
+    frames = {
+        name: pl.from_arrow(task.exchange.read_arrow(name, part))
+        for name in INPUTS
+        if name != "orders" or orders is None
+    }
+    if orders is not None:
+        frames["orders"] = orders
     # held once: `collect_all` would compute it for each of the two results
     orders_v = window_order_facts(_orders_v(frames["orders"]), task.window).collect().lazy()
     refunds = canonical(frames["refunds"], LOGS["refunds"])

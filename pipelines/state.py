@@ -61,7 +61,7 @@ from pipelines.schemas import LOGS, LogSchema
 from scoring.facts import later_events_only, merge_tracking, order_refund_flags, tracking_facts
 from scoring.window import Window
 
-STATE_FORMAT = "3"
+STATE_FORMAT = "4"
 STATE_DIR = ".state"
 STATE_FILE = "window.duckdb"
 SHARDS_DIR = "shards"  # the default exchange of shard files (pipelines/shards.py)
@@ -108,6 +108,15 @@ ORDER_FACTS_COLUMNS = (
     *(c for c in ORDER_REFUND_COLUMNS if c != "order_id"),
 )
 ORDER_FACT_SOURCES = ("orders", "logistics", "refunds")
+# `order_facts` rows are kept clustered by the shop's hash bucket, so that a shard (a range of
+# buckets, pipelines/shards.py) is read by a scan that skips the other shards' row groups.
+SHOP_BUCKETS = 1024
+BUCKET_COLUMN = "bucket"
+
+
+def shop_bucket(column: str = "shop_id") -> str:
+    """SQL for a shop's hash bucket, `hash(shop_id) % SHOP_BUCKETS`, in [0, SHOP_BUCKETS)."""
+    return f'CAST(hash("{column}") % {SHOP_BUCKETS} AS SMALLINT)'
 
 
 def tracking_rows(events: pl.LazyFrame) -> pl.LazyFrame:
@@ -275,7 +284,7 @@ def _stale_reason(con: duckdb.DuckDBPyConnection, window: Window) -> str | None:
     if "meta" not in tables:
         return None if not tables else "the state has no metadata"
     meta = dict(con.sql("SELECT name, value FROM meta").fetchall())
-    for name, value in _meta(window).items():
+    for name, value in _meta(con, window).items():
         if meta.get(name) != value:
             return f"state {name} is {meta.get(name)!r}, the run needs {value!r}"
     return None
@@ -305,18 +314,30 @@ def _create_tables(con: duckdb.DuckDBPyConnection) -> None:
         **ORDER_REFUND_COLUMNS,
     }
     columns = ", ".join(f'"{c}" {types[c]}' for c in ORDER_FACTS_COLUMNS)
-    statements.append(f"CREATE TABLE IF NOT EXISTS order_facts ({columns})")
+    statements.append(
+        f'CREATE TABLE IF NOT EXISTS order_facts ({columns}, "{BUCKET_COLUMN}" SMALLINT)'
+    )
     for statement in statements:
         con.sql(statement)
 
 
-def _meta(window: Window) -> dict[str, str]:
-    """What a state must have been built for to serve `window`: anything else is rebuilt."""
-    return {"format": STATE_FORMAT, "window_days": str(window.days), "timezone": window.tz}
+def _meta(con: duckdb.DuckDBPyConnection, window: Window) -> dict[str, str]:
+    """What a state must have been built for to serve `window`: anything else is rebuilt.
+
+    `buckets` pins DuckDB's `hash`: the stored buckets of `order_facts` must be the ones this
+    DuckDB computes for refunds and sessions, or a shop would be split between two shards.
+    """
+    probe = con.sql(f"SELECT list({shop_bucket('i')} ORDER BY i) FROM range(16) t(i)")
+    return {
+        "format": STATE_FORMAT,
+        "window_days": str(window.days),
+        "timezone": window.tz,
+        "buckets": str(probe.fetchall()[0][0]),
+    }
 
 
 def _set_meta(con: duckdb.DuckDBPyConnection, window: Window) -> None:
-    values = _meta(window)
+    values = _meta(con, window)
     con.sql(f"DELETE FROM meta WHERE name IN ({', '.join(map(sql_literal, values))})")
     for name, value in values.items():
         con.sql(f"INSERT INTO meta VALUES ({sql_literal(name)}, {sql_literal(value)})")
@@ -657,17 +678,21 @@ def _refresh_order_facts(con: duckdb.DuckDBPyConnection, affected: list[str] | N
 
     `order_facts` is current orders joined to their per-order rows, kept so that scoring reads
     each shard with a scan instead of probing the per-order tables once per shard (1 s a shard
-    at M scale). The affected orders are those whose order, tracking or refund rows may have
-    changed. Returns the number of orders redone.
+    at M scale), and kept in order of the shop's bucket so that the scan skips the row groups of
+    other shards (reading the 16 shards of M one by one: 2.1 s, against 6.0 s unclustered). The
+    affected orders are those whose order, tracking or refund rows may have changed. Returns
+    the number of orders redone.
     """
     columns = ", ".join(f'"{c}"' for c in ORDER_FACTS_COLUMNS)
     joined = (
-        f"SELECT {columns} FROM current_orders o "
+        f"SELECT {columns}, {shop_bucket()} AS {BUCKET_COLUMN} FROM current_orders o "
         "LEFT JOIN order_tracking t USING (order_id) LEFT JOIN order_refunds r USING (order_id)"
     )
+    # sorted, each insert's row groups hold few buckets: a shard's scan skips the others'
+    clustered = f"ORDER BY {BUCKET_COLUMN}"
     if affected is None:
         con.sql("DELETE FROM order_facts")
-        con.sql(f"INSERT INTO order_facts {joined}")
+        con.sql(f"INSERT INTO order_facts {joined} {clustered}")
         return con.sql("SELECT count(*) FROM order_facts").fetchall()[0][0]
     con.sql(
         "CREATE OR REPLACE TEMP TABLE affected_order_facts AS "
@@ -675,7 +700,7 @@ def _refresh_order_facts(con: duckdb.DuckDBPyConnection, affected: list[str] | N
     )  # dropped with the other temporary tables when the sync ends
     in_affected = "order_id IN (SELECT order_id FROM affected_order_facts)"
     con.sql(f"DELETE FROM order_facts WHERE {in_affected}")
-    con.sql(f"INSERT INTO order_facts {joined} WHERE o.{in_affected}")
+    con.sql(f"INSERT INTO order_facts {joined} WHERE o.{in_affected} {clustered}")
     return con.sql("SELECT count(*) FROM affected_order_facts").fetchall()[0][0]
 
 

@@ -58,7 +58,12 @@ def test_an_output_folder_without_a_state_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("args", "message"), [(["--shards", "0,2"], "at least 1"), (["--executors", "gpu"], "gpu")]
+    ("args", "message"),
+    [
+        (["--shards", "0,2"], "between 1 and 1024"),
+        (["--shards", "2,1025"], "between 1 and 1024"),
+        (["--executors", "gpu"], "gpu"),
+    ],
 )
 def test_bad_lists_are_usage_errors(out, monkeypatch, capsys, args, message) -> None:
     code, _, err = cli(monkeypatch, capsys, "bench-shards", "--out", str(out), *args)

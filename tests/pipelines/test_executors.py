@@ -128,7 +128,7 @@ def test_a_failing_shard_keeps_the_published_tables(tmp_path: Path, monkeypatch)
     run_day(SAMPLE_RAW, out, RULES, D, force=True, state=StateOptions(shards=2))
     before = {p: p.read_bytes() for p in out.rglob("*.parquet") if ".state" not in p.parts}
 
-    def broken(task):
+    def broken(task, orders=None):
         raise OSError(f"shard {task.shard}: exchange unreachable")
 
     monkeypatch.setattr("pipelines.shards.shard_sums", broken)
