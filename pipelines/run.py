@@ -28,6 +28,7 @@ from pipelines.shards import auto_shards, bucket_window, shard_exchange, sum_sha
 from pipelines.state import (
     SHARDS_DIR,
     SyncReport,
+    limit_for_reading,
     memory_state,
     open_state,
     state_path,
@@ -176,6 +177,8 @@ def _run_day(
             bucket_window(con, window, shards, exchange, orders=not in_process)
             if not in_process:
                 con.close()  # DuckDB's memory is free before the shards are summed
+            elif state.keep:
+                limit_for_reading(con)
             facts, execution = sum_shards(
                 exchange, window, shards, state.executor, con if in_process else None
             )

@@ -76,6 +76,10 @@ MERGE_CHUNK_EVENTS = 2_000_000  # new events folded into tracking rows at a time
 NIGHTLY_DUCKDB_MEMORY = "2GB"
 BULK_DUCKDB_MEMORY = "6GB"
 NIGHTLY_PARTITIONS = 2  # new partitions per log up to which a sync counts as nightly
+# The limit while shard tasks in this process read their orders from a state file: a scan of one
+# shard needs little, and the lower limit evicts the blocks the sync left in DuckDB's buffer pool,
+# which would otherwise sit beside each shard's Polars frames.
+READING_DUCKDB_MEMORY = "1GB"
 
 ORDER_TRACKING_COLUMNS = {
     "order_id": "BIGINT",
@@ -246,6 +250,16 @@ def duckdb_memory_limit(partitions_to_load: int | None = None) -> str:
     nightly = partitions_to_load is not None and partitions_to_load <= NIGHTLY_PARTITIONS
     default = NIGHTLY_DUCKDB_MEMORY if nightly else BULK_DUCKDB_MEMORY
     return os.environ.get("EXPSCORE_DUCKDB_MEMORY", default)
+
+
+def limit_for_reading(con: duckdb.DuckDBPyConnection) -> None:
+    """Lower DuckDB's memory limit once the sync is done (EXPSCORE_DUCKDB_MEMORY still wins).
+
+    Only for a state file: an in-memory state's tables live in the buffer pool, and a lower limit
+    would write them out to the spill folder.
+    """
+    limit = os.environ.get("EXPSCORE_DUCKDB_MEMORY", READING_DUCKDB_MEMORY)
+    con.sql(f"SET memory_limit = '{limit}'")
 
 
 def _connect(path: Path) -> tuple[duckdb.DuckDBPyConnection, str | None]:

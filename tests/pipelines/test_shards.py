@@ -15,7 +15,7 @@ import pytest
 
 from pipelines.run import StateOptions, load_rules, run_day
 from pipelines.shards import MAX_SHARDS, shard_buckets, shard_of
-from pipelines.state import SHOP_BUCKETS, state_path
+from pipelines.state import READING_DUCKDB_MEMORY, SHOP_BUCKETS, limit_for_reading, state_path
 from tests.compare import run_differences
 
 SAMPLE_RAW = Path(__file__).resolve().parents[2] / "data_samples" / "raw"
@@ -70,3 +70,23 @@ def test_a_state_bucketed_by_another_hash_is_rebuilt(tmp_path: Path) -> None:
     again = run_day(SAMPLE_RAW, out, RULES, D, force=True, state=StateOptions())
     assert "buckets" in again.manifest["state"]["rebuilt_because"]
     assert not run_differences(again, first)
+
+
+def test_the_reading_limit_is_lower_unless_one_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    def limit_after(env: str | None) -> str:
+        if env is None:
+            monkeypatch.delenv("EXPSCORE_DUCKDB_MEMORY", raising=False)
+        else:
+            monkeypatch.setenv("EXPSCORE_DUCKDB_MEMORY", env)
+        con = duckdb.connect()
+        con.sql("SET memory_limit = '2GB'")
+        limit_for_reading(con)
+        return con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0]
+
+    def as_set(value: str) -> str:
+        con = duckdb.connect()
+        con.sql(f"SET memory_limit = '{value}'")
+        return con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0]
+
+    assert limit_after(None) == as_set(READING_DUCKDB_MEMORY) != as_set("2GB")
+    assert limit_after("3GB") == as_set("3GB")
