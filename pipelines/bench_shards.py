@@ -36,7 +36,7 @@ from pipelines.errors import InputError
 from pipelines.executors import EXECUTORS, ExecutorOptions, open_executor
 from pipelines.run import load_rules
 from pipelines.shards import MAX_SHARDS, bucket_window, gather, map_shards, shard_exchange
-from pipelines.state import open_state_read_only, state_path
+from pipelines.state import limit_for_reading, open_state_read_only, state_path
 from scoring.daily import rules_window
 
 SAMPLE_SECONDS = 0.2
@@ -103,6 +103,7 @@ def bench_shards(
     if not path.exists():
         raise InputError(f"bench-shards: no window state at {path}; run expscore on --out first")
     con = open_state_read_only(path)
+    limit_for_reading(con)  # as a run sets it once its sync is done
     run_date = run_date or _latest_state_date(con)
     window = rules_window(load_rules(None), run_date)
     base = str(out / ".state" / "bench-shards")

@@ -24,7 +24,7 @@ import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import duckdb
@@ -269,9 +269,14 @@ def _write_batches(
 
 
 def state_shard_sums(state: duckdb.DuckDBPyConnection, task: ShardTask) -> ShardDone:
-    """`shard_sums` with the shard's orders of V read from the window state (in process only)."""
+    """`shard_sums` with the shard's orders of V read from the window state (in process only).
+
+    Its seconds include the read, as a task reading files counts reading them.
+    """
+    clock = time.perf_counter()
     query = shard_orders_query(task.window, task.shard, task.shards)
-    return shard_sums(task, pl.from_arrow(state.sql(query).to_arrow_table()))
+    done = shard_sums(task, pl.from_arrow(state.sql(query).to_arrow_table()))
+    return replace(done, seconds=time.perf_counter() - clock)
 
 
 def shard_sums(task: ShardTask, orders: pl.DataFrame | None = None) -> ShardDone:
