@@ -122,7 +122,7 @@ def bench_shards(
                         with peak_tree_rss() as peak, shard_exchange(base) as exchange:
                             clock = time.perf_counter()
                             # as a run does: tasks in this process read orders from the state
-                            state = con if kind == "local" else None
+                            state = con if options.in_process else None
                             bucket_window(con, window, shards, exchange, orders=state is None)
                             bucketed = time.perf_counter()
                             done = map_shards(executor, exchange, window, shards, state)

@@ -167,7 +167,7 @@ def _run_day(
         con = memory_state(scratch)
         report = SyncReport(path=None)
     # tasks in this process read their orders from the state; others get them as files
-    in_process = state.executor.kind == "local"
+    in_process = state.executor.in_process
     with shard_exchange(state.executor.exchange or str(scratch / SHARDS_DIR)) as exchange:
         try:
             sync_window(con, raw, window, report)

@@ -175,8 +175,9 @@ def bucket_window(
             query = shard_orders_query(window, shard, shards)
             reader = con.sql(query).to_arrow_reader(SHARD_BATCH_ROWS)
             part = part_name(shard, "arrow")
-            writer = exchange.arrow_writer(_polars_schema(reader.schema), "orders", part)
-            _write_batches(reader, [writer], shard=None)
+            with exchange.arrow_writer(_polars_schema(reader.schema), "orders", part) as writer:
+                for batch in reader:
+                    writer.write_table(pl.from_arrow(batch).to_arrow())
     for name in ("refunds", "cs_sessions"):
         bucket_by_shard(con, queries[name], shards, exchange, name)
 
@@ -218,13 +219,14 @@ def window_facts(
 ) -> tuple[DayFacts, FactsReport]:
     """Per-shop sums and per-item counts for `window`: bucket, sum per shard, gather.
 
-    The nightly run does the same three steps itself, closing the state between the first two
-    so that DuckDB's memory is free while the shards are summed.
+    Tasks in this process read their orders of V from `con`; others get them as files. The
+    nightly run does the same three steps itself, and closes or shrinks the state between the
+    first two so that DuckDB's memory is free while the shards are summed.
     """
-    in_process = executor.kind == "local"
+    state = con if executor.in_process else None
     with shard_exchange(exchange_base) as exchange:
-        bucket_window(con, window, shards, exchange, orders=not in_process)
-        return sum_shards(exchange, window, shards, executor, con if in_process else None)
+        bucket_window(con, window, shards, exchange, orders=state is None)
+        return sum_shards(exchange, window, shards, executor, state)
 
 
 def bucket_by_shard(
@@ -241,31 +243,20 @@ def bucket_by_shard(
     )
     schema = _polars_schema(reader.schema.remove(reader.schema.get_field_index("shard")))
     writers = [exchange.arrow_writer(schema, name, part_name(s, "arrow")) for s in range(shards)]
-    _write_batches(reader, writers, "shard")
+    try:
+        for batch in reader:
+            parts = pl.from_arrow(batch).partition_by("shard", as_dict=True, include_key=False)
+            for (shard,), part in parts.items():
+                writers[shard].write_table(part.to_arrow())
+    finally:
+        for writer in writers:
+            writer.close()
 
 
 def _polars_schema(schema: pa.Schema) -> pa.Schema:
     """The Arrow types Polars gives these columns: the files hold them, so neither side
     converts (about 1 s of 9 at M)."""
     return pl.from_arrow(schema.empty_table()).to_arrow().schema
-
-
-def _write_batches(
-    reader: pa.RecordBatchReader, writers: list[pa.ipc.RecordBatchFileWriter], shard: str | None
-) -> None:
-    """Append every batch to its shard's writer (`shard` names the column saying which; None:
-    all to the one writer), then close the writers."""
-    try:
-        for batch in reader:
-            frame = pl.from_arrow(batch)
-            if shard is None:
-                writers[0].write_table(frame.to_arrow())
-                continue
-            for (k,), part in frame.partition_by(shard, as_dict=True, include_key=False).items():
-                writers[k].write_table(part.to_arrow())
-    finally:
-        for writer in writers:
-            writer.close()
 
 
 def state_shard_sums(state: duckdb.DuckDBPyConnection, task: ShardTask) -> ShardDone:
