@@ -265,27 +265,39 @@ def reject_reason_sql(schema: LogSchema) -> str:
 
 
 def current_state_sql(schema: LogSchema, table: str) -> str:
-    """Latest version per key (change logs) or one copy per key (append-only logs).
+    """Latest version per key (change logs) or one copy per key (append-only logs), with `copies`.
 
     Latest is the greatest `(updated_at, dt)`; for an append-only log the copy of the first
     `dt`. Ties that the spec calls duplicates ("any one of them counts") are broken on every other
     column, so that a rerun, a reordering or a file split always picks the same row. Only keys
     with several rows are sorted: most keys have one (events, sessions, orders updated once),
-    and sorting every key's rows on all columns took minutes at M scale.
+    and sorting every key's rows on all columns took minutes at M scale. `copies` is the number
+    of rows the key has in `table`: the window state keeps it to know, when a partition leaves,
+    whether a key has rows left without looking for them.
     """
     key = f'"{schema.key}"'
-    others = ", ".join(f'"{c.name}"' for c in schema.columns if c.name != schema.key)
-    order = f"updated_at DESC, dt DESC, {others}" if schema.change_log else f"dt, {others}"
+    order = current_state_order(schema)
     return f"""
         WITH candidates AS MATERIALIZED (SELECT * FROM {table}),
-        several AS (SELECT {key} AS several_key FROM candidates GROUP BY 1 HAVING count(*) > 1)
-        SELECT * FROM candidates ANTI JOIN several ON candidates.{key} = several.several_key
+        several AS (
+            SELECT {key} AS several_key, count(*) AS several_copies
+            FROM candidates GROUP BY 1 HAVING count(*) > 1
+        )
+        SELECT *, 1 AS copies FROM candidates ANTI JOIN several ON candidates.{key} = several_key
         UNION ALL
-        SELECT * EXCLUDE (rn) FROM (
+        SELECT * EXCLUDE (rn, several_key, several_copies), several_copies AS copies FROM (
             SELECT *, row_number() OVER (PARTITION BY {key} ORDER BY {order}) AS rn
-            FROM candidates SEMI JOIN several ON candidates.{key} = several.several_key
+            FROM candidates JOIN several ON candidates.{key} = several.several_key
         ) WHERE rn = 1
     """
+
+
+def current_state_order(schema: LogSchema) -> str:
+    """The SQL order in which a key's first row is its current one (section 2.5)."""
+    others = ", ".join(f'"{c.name}"' for c in schema.columns if c.name != schema.key)
+    if schema.change_log:
+        return f'"{schema.version_column}" DESC, dt DESC, {others}'
+    return f"dt, {others}"
 
 
 def quarantine_select(log: str, schema: LogSchema, table: str) -> str:

@@ -34,7 +34,7 @@ import pyarrow as pa
 from pipelines.errors import InputError
 from pipelines.exchange import Exchange
 from pipelines.executors import IN_PROCESS, Executor, ExecutorOptions, open_executor
-from pipelines.load import canonical, sql_literal
+from pipelines.load import SCORING_COLUMNS, canonical, sql_literal
 from pipelines.schemas import LOGS
 from pipelines.state import (
     BUCKET_COLUMN,
@@ -130,12 +130,16 @@ def window_queries(window: Window) -> dict[str, str]:
     def in_window(column: str) -> str:
         return f"({column} >= {start} AND {column} < {cutoff})"
 
+    def scoring(log: str) -> str:
+        return ", ".join(f'"{c}"' for c in SCORING_COLUMNS[log])
+
     return {
         "orders": f"SELECT * EXCLUDE ({', '.join((*TRACKING_BOOKKEEPING, BUCKET_COLUMN))}) "
         f"FROM order_facts WHERE {in_window('paid_at')} AND NOT is_abnormal",
-        "refunds": f"SELECT * FROM current_refunds WHERE NOT is_abnormal AND "
+        "refunds": f"SELECT {scoring('refunds')} FROM current_refunds WHERE NOT is_abnormal AND "
         f"({in_window('requested_at')} OR {in_window('escalated_at')})",
-        "cs_sessions": f"SELECT * FROM current_cs_sessions WHERE {in_window('started_at')}",
+        "cs_sessions": f"SELECT {scoring('cs_sessions')} FROM current_cs_sessions "
+        f"WHERE {in_window('started_at')}",
     }
 
 

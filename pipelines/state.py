@@ -5,7 +5,8 @@ night the window moves by one partition, so instead of re-reading and re-validat
 Parquet, the state keeps what the last run derived from them and moves it:
 
     versions_<log>   every good row of every window partition (all columns, with its `dt`)
-    current_<log>    current state (2.5) over those rows, scoring columns only
+    current_<log>    current state (2.5) over those rows: scoring columns, and what a night needs
+                     to move it (the version, the partition, the key's number of rows)
     order_tracking   per order: pickup, delivery, door, exception, trail (`tracking_facts`)
     order_refunds    per order: quality refund, first problem request (`order_refund_flags`)
     quarantine       the rejected rows of every window partition, with their reasons
@@ -61,7 +62,7 @@ from pipelines.schemas import LOGS, LogSchema
 from scoring.facts import later_events_only, merge_tracking, order_refund_flags, tracking_facts
 from scoring.window import Window
 
-STATE_FORMAT = "4"
+STATE_FORMAT = "5"
 STATE_DIR = ".state"
 STATE_FILE = "window.duckdb"
 SHARDS_DIR = "shards"  # the default exchange of shard files (pipelines/shards.py)
@@ -97,8 +98,10 @@ ORDER_TRACKING_COLUMNS = {
 }
 # per-order columns the state keeps for itself; scoring does not read them
 TRACKING_BOOKKEEPING = ("last_event_at", "first_event_dt", "last_event_dt")
-# current tables that keep each row's partition: the tracking merge compares copies by it
-CURRENT_WITH_DT = ("logistics",)
+# what a current row keeps beyond its scoring columns, so that a night can move it by comparing
+# it with the new rows of its key instead of re-reading all of the key's rows (`_apply`): the
+# version column of a change log, the row's partition, and how many rows the key has
+CURRENT_BOOKKEEPING = ("dt", "copies")
 ORDER_REFUND_COLUMNS = {
     "order_id": "BIGINT",
     "has_quality_refund": "BOOLEAN",
@@ -315,9 +318,8 @@ def _create_tables(con: duckdb.DuckDBPyConnection) -> None:
     for log, schema in LOGS.items():
         columns = ", ".join(f'"{c.name}" {c.duck_type}' for c in schema.columns)
         statements.append(f"CREATE TABLE IF NOT EXISTS versions_{log} ({columns}, dt DATE)")
-        current = ", ".join(
-            f'"{name}" {schema.column(name).duck_type}' for name in SCORING_COLUMNS[log]
-        ) + (", dt DATE" if log in CURRENT_WITH_DT else "")
+        types = {c.name: c.duck_type for c in schema.columns} | {"dt": "DATE", "copies": "INTEGER"}
+        current = ", ".join(f'"{name}" {types[name]}' for name in current_columns(log))
         statements.append(f"CREATE TABLE IF NOT EXISTS current_{log} ({current})")
     for derived in DERIVED:
         columns = ", ".join(f'"{n}" {t}' for n, t in derived.columns.items())
@@ -445,14 +447,8 @@ def sync_window(
         raise
     finally:
         for log in LOGS:
-            for table in (
-                f"incoming_{log}",
-                f"touched_{log}",
-                f"affected_orders_{log}",
-                f"before_{log}",
-                f"after_{log}",
-            ):
-                con.sql(f"DROP TABLE IF EXISTS temp.{table}")
+            for stage in MOVE_TABLES:
+                con.sql(f"DROP TABLE IF EXISTS temp.{stage}_{log}")
         for table in ("derived_source", "affected_order_facts", *MERGE_TABLES):
             con.sql(f"DROP TABLE IF EXISTS temp.{table}")
     if any(report.loaded.values()) or any(report.evicted.values()):
@@ -497,6 +493,19 @@ def _check_new_files(
             select = file_select(path, source, schema, file_schema, day, window.tz)
             files.append(NewFile(day, path, source, select, rows))
     return files
+
+
+# the temporary tables of a log's move (`<stage>_<log>`), dropped when the sync ends
+MOVE_TABLES = (
+    "incoming",
+    "leaving",
+    "arriving",
+    "touched",
+    "before",
+    "moved",
+    "after",
+    "affected_orders",
+)
 
 
 def _move_log(
@@ -564,52 +573,109 @@ def _apply(
     """
     key = f'"{schema.key}"'
     evicted = _in_dates(evict)
-    con.sql(
-        f"CREATE OR REPLACE TEMP TABLE touched_{log} AS "
-        f"SELECT DISTINCT {key} AS k FROM versions_{log} WHERE dt IN {evicted} "
-        f"UNION SELECT {key} FROM incoming_{log} WHERE reject_reason IS NULL"
-    )
-    touched = f"(SELECT k FROM touched_{log})"
-    derived = next((d for d in DERIVED if d.log == log), None)
-    if derived is not None and not everything:
-        # the touched keys' current rows before and after (`after_<log>`), kept for the
-        # per-order rows: the orders they name may change (a refund or event can even move to
-        # another order between copies), and the tracking merge compares them row by row
+    typed = ", ".join(f'CAST("{c.name}" AS {c.duck_type}) AS "{c.name}"' for c in schema.columns)
+    incoming = f"(SELECT {typed}, dt FROM incoming_{log} WHERE reject_reason IS NULL)"
+    kept = ", ".join(f'"{c}"' for c in current_columns(log))
+    if not everything:
+        # per touched key: its current row before, its rows leaving, its best incoming row
+        con.sql(
+            f"CREATE OR REPLACE TEMP TABLE leaving_{log} AS SELECT {key} AS k, count(*) AS copies "
+            f"FROM versions_{log} WHERE dt IN {evicted} GROUP BY 1"
+        )
+        con.sql(
+            f"CREATE OR REPLACE TEMP TABLE arriving_{log} AS "
+            f"SELECT {kept} FROM ({current_state_sql(schema, incoming)})"
+        )
+        con.sql(
+            f"CREATE OR REPLACE TEMP TABLE touched_{log} AS "
+            f"SELECT k FROM leaving_{log} UNION SELECT {key} FROM arriving_{log}"
+        )
         con.sql(
             f"CREATE OR REPLACE TEMP TABLE before_{log} AS "
-            f"SELECT * FROM current_{log} WHERE {key} IN {touched}"
+            f"SELECT * FROM current_{log} WHERE {key} IN (SELECT k FROM touched_{log})"
         )
-        con.sql(f"INSERT INTO affected_orders_{log} SELECT DISTINCT order_id FROM before_{log}")
     con.sql(f"DELETE FROM versions_{log} WHERE dt IN {evicted}")
     con.sql(f"DELETE FROM quarantine WHERE log = {sql_literal(log)} AND source_dt IN {evicted}")
     con.sql(f"DELETE FROM files WHERE log = {sql_literal(log)} AND dt IN {evicted}")
-    canonical = ", ".join(f'CAST("{c.name}" AS {c.duck_type})' for c in schema.columns)
-    con.sql(
-        f"INSERT INTO versions_{log} SELECT {canonical}, dt FROM incoming_{log} "
-        "WHERE reject_reason IS NULL"
-    )
+    con.sql(f"INSERT INTO versions_{log} SELECT * FROM {incoming}")
     con.sql(f"INSERT INTO quarantine {quarantine_select(log, schema, f'incoming_{log}')}")
-
-    kept = ", ".join(f'"{c}"' for c in _current_columns(log))
     if everything:
         con.sql(f"DELETE FROM current_{log}")
         current = current_state_sql(schema, f"versions_{log}")
         con.sql(f"INSERT INTO current_{log} SELECT {kept} FROM ({current})")
-    else:
-        con.sql(f"DELETE FROM current_{log} WHERE {key} IN {touched}")
-        candidates = f"(SELECT * FROM versions_{log} WHERE {key} IN {touched})"
-        current = current_state_sql(schema, candidates)
-        con.sql(f"CREATE OR REPLACE TEMP TABLE after_{log} AS SELECT {kept} FROM ({current})")
-        con.sql(f"INSERT INTO current_{log} SELECT * FROM after_{log}")
-        if derived is not None:
-            con.sql(f"INSERT INTO affected_orders_{log} SELECT DISTINCT order_id FROM after_{log}")
+        return con.sql(f"SELECT count(*) FROM current_{log}").fetchall()[0][0]
+
+    _move_current(con, log, schema, evict)
+    con.sql(f"DELETE FROM current_{log} WHERE {key} IN (SELECT k FROM touched_{log})")
+    con.sql(f"INSERT INTO current_{log} SELECT {kept} FROM after_{log}")
     if log == "orders":
         con.sql(f"INSERT INTO affected_orders_{log} SELECT k FROM touched_{log}")
+    elif any(d.log == log for d in DERIVED):
+        # the orders a touched refund or event named, before and after: either may change (a
+        # refund or event can even move to another order between copies)
+        con.sql(
+            f"INSERT INTO affected_orders_{log} SELECT order_id FROM before_{log} "
+            f"UNION SELECT order_id FROM after_{log}"
+        )
     return con.sql(f"SELECT count(*) FROM touched_{log}").fetchall()[0][0]
 
 
-def _current_columns(log: str) -> tuple[str, ...]:
-    return SCORING_COLUMNS[log] + (("dt",) if log in CURRENT_WITH_DT else ())
+def _move_current(
+    con: duckdb.DuckDBPyConnection, log: str, schema: LogSchema, evict: list[dt.date]
+) -> None:
+    """The touched keys' current rows after the move (`after_<log>`), mostly without `versions`.
+
+    A key's current row is the best of its rows (`current_state_order`), so after the move it
+    is the better of its current row before, if that row stays, and its best incoming row: the
+    rows that stay are no better than the current row, and the incoming ones are all in
+    `arriving`. The two never share a partition (a partition is either stored or incoming), so
+    comparing the version and partition decides. `copies` moves by the rows arriving and
+    leaving. Only a key whose current row leaves while other rows of it stay (a copy of an event
+    from a later partition, an order version that arrived late) is looked up in `versions`.
+    """
+    key = f'"{schema.key}"'
+    kept = ", ".join(f'"{c}"' for c in current_columns(log))
+    # `b` a key's current row before, `l` its rows leaving, `a` its best arriving row
+    leaves = f"b.dt IN {_in_dates(evict)}" if evict else "false"
+    if schema.change_log:
+        v = f'"{schema.version_column}"'
+        arriving_wins = f"(a.{v} > b.{v} OR (a.{v} = b.{v} AND a.dt > b.dt))"
+    else:
+        arriving_wins = "a.dt < b.dt"
+    con.sql(
+        f"CREATE OR REPLACE TEMP TABLE moved_{log} AS SELECT t.k, CASE "
+        f"WHEN b.{key} IS NOT NULL AND ({leaves} OR b.dt IS NOT DISTINCT FROM a.dt) "
+        "AND b.copies - coalesce(l.copies, 0) > 0 THEN 'versions' "
+        f"WHEN b.{key} IS NOT NULL AND NOT {leaves} "
+        f"AND (a.{key} IS NULL OR NOT {arriving_wins}) THEN 'before' "
+        f"WHEN a.{key} IS NOT NULL THEN 'arriving' END AS source, "
+        "CAST(coalesce(b.copies, 0) - coalesce(l.copies, 0) + coalesce(a.copies, 0) AS INTEGER) "
+        f"AS copies FROM touched_{log} t LEFT JOIN before_{log} b ON b.{key} = t.k "
+        f"LEFT JOIN leaving_{log} l ON l.k = t.k LEFT JOIN arriving_{log} a ON a.{key} = t.k"
+    )
+    moved = f"moved_{log} m ON m.k = r.{key}"
+    con.sql(
+        f"CREATE OR REPLACE TEMP TABLE after_{log} AS "
+        f"SELECT r.* REPLACE (m.copies AS copies) FROM before_{log} r JOIN {moved} "
+        "WHERE m.source = 'before' UNION ALL "
+        f"SELECT r.* REPLACE (m.copies AS copies) FROM arriving_{log} r JOIN {moved} "
+        "WHERE m.source = 'arriving'"
+    )
+    lookups = con.sql(f"SELECT count(*) FROM moved_{log} WHERE source = 'versions'")
+    if lookups.fetchall()[0][0]:
+        rows = (
+            f"(SELECT * FROM versions_{log} WHERE {key} IN "
+            f"(SELECT k FROM moved_{log} WHERE source = 'versions'))"
+        )
+        con.sql(f"INSERT INTO after_{log} SELECT {kept} FROM ({current_state_sql(schema, rows)})")
+
+
+def current_columns(log: str) -> tuple[str, ...]:
+    """The columns of `current_<log>`: scoring's, then the bookkeeping of `_apply`."""
+    schema = LOGS[log]
+    version = (schema.version_column,) if schema.change_log else ()
+    extra = tuple(c for c in version if c not in SCORING_COLUMNS[log])
+    return SCORING_COLUMNS[log] + extra + CURRENT_BOOKKEEPING
 
 
 def _record_partitions(
@@ -763,7 +829,8 @@ def _merge_tracking(con: duckdb.DuckDBPyConnection, window: Window) -> tuple[int
         f"ON a.event_id = b.event_id WHERE {differs}"
     )
     con.sql(
-        "CREATE OR REPLACE TEMP TABLE tracking_added AS SELECT a.* FROM after_logistics a "
+        "CREATE OR REPLACE TEMP TABLE tracking_added AS SELECT a.* EXCLUDE (copies) "
+        "FROM after_logistics a "
         "ANTI JOIN before_logistics b ON a.event_id = b.event_id "
         "ANTI JOIN tracking_redo r ON a.order_id = r.order_id"
     )

@@ -19,8 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipelines.errors import InputError
+from pipelines.load import current_state_sql
 from pipelines.run import StateOptions, load_rules, run_day
-from pipelines.state import state_path
+from pipelines.schemas import LOGS
+from pipelines.state import current_columns, state_path
 from scoring.rules import parse_rules
 from tests.builders import DEFAULT_RULES_PATH, default_rules_dict, frame, indicator_row, ts
 from tests.compare import run_differences as differences
@@ -47,6 +49,28 @@ def scratch_then_incremental(raw: Path, out: Path, rules, day: dt.date, **state:
     scratch = run_day(raw, out, rules, day, publish=False)
     incremental = run_day(raw, out, rules, day, force=True, state=StateOptions(**state))
     return scratch, incremental
+
+
+def current_state_drift(out: Path) -> dict[str, int]:
+    """Per log, the stored current rows that differ from the current state of its stored rows.
+
+    A night moves `current_<log>` from its rows before and the rows arriving and leaving
+    (`_move_current`), and keeps each key's number of rows; this recomputes both from
+    `versions_<log>` and counts the rows found on one side only.
+    """
+    drift = {}
+    with duckdb.connect(str(state_path(out)), read_only=True) as con:
+        for log, schema in LOGS.items():
+            columns = ", ".join(f'"{c}"' for c in current_columns(log))
+            stored = f"SELECT {columns} FROM current_{log}"
+            recomputed = f"SELECT {columns} FROM ({current_state_sql(schema, f'versions_{log}')})"
+            differing = con.sql(
+                f"SELECT count(*) FROM (({stored} EXCEPT ALL {recomputed}) "
+                f"UNION ALL ({recomputed} EXCEPT ALL {stored}))"
+            ).fetchall()[0][0]
+            if differing:
+                drift[log] = differing
+    return drift
 
 
 def write_rows(raw: Path, log: str, day: dt.date, rows: list[dict], name: str) -> None:
@@ -125,6 +149,7 @@ def test_incremental_runs_equal_from_scratch_runs(case: dict[str, Any]) -> None:
             scratch, incremental = scratch_then_incremental(raw, out, rules, day)
             problems = differences(incremental, scratch)
             assert not problems, f"run {step} for {day}:\n" + "\n".join(problems)
+            assert not current_state_drift(out), f"run {step} for {day}"
 
 
 def test_events_that_left_the_window_stop_counting_for_an_order_paid_after_them(tmp_path) -> None:
@@ -181,6 +206,34 @@ def test_a_step_back_drops_the_events_of_the_partition_it_leaves(tmp_path) -> No
     assert runs[1][1].manifest["state"]["partitions_evicted"]["logistics"] == ["2026-03-03"]
 
 
+def test_a_key_whose_current_row_leaves_falls_back_to_its_rows_that_stay(tmp_path) -> None:
+    """The current row of a key leaves the window while another of its rows stays.
+
+    An order version that arrived late (an older `updated_at` in a later partition) becomes
+    current when the newer version's partition leaves; for an event, the copy of the next
+    partition does. The night looks these keys up among their stored rows.
+    """
+    raw, out, rules = tmp_path / "raw", tmp_path / "out", small_rules(2)
+    days = [dt.date(2026, 3, d) for d in (1, 2, 3)]
+    paid = {"paid_at": ts(2026, 3, 1, 1), "promised_ship_at": ts(2026, 3, 4)}
+    newer = {**paid, "updated_at": ts(2026, 3, 1, 5), "cancelled_at": ts(2026, 3, 1, 5)}
+    write_rows(raw, "orders", days[0], [newer], "newer")
+    write_rows(raw, "orders", days[1], [{**paid, "updated_at": ts(2026, 3, 1, 3)}], "late")
+    pickup = {"event_type": "picked_up", "event_at": ts(2026, 3, 1, 4)}
+    write_rows(raw, "logistics", days[0], [pickup], "first-copy")
+    write_rows(raw, "logistics", days[1], [pickup], "second-copy")
+    runs = [scratch_then_incremental(raw, out, rules, day) for day in days[1:]]
+    for scratch, incremental in runs:
+        assert not differences(incremental, scratch)
+    assert not current_state_drift(out)
+    with duckdb.connect(str(state_path(out)), read_only=True) as con:
+        order = con.sql("SELECT cancelled_at, dt, copies FROM current_orders").fetchall()
+        event = con.sql("SELECT dt, copies FROM current_logistics").fetchall()
+    assert order == [(None, days[1], 1)]
+    assert event == [(days[1], 1)]
+    assert runs[1][1].manifest["state"]["partitions_evicted"]["orders"] == ["2026-03-01"]
+
+
 # --------------------------------------------------------------------------------------------
 # the sample data
 
@@ -217,6 +270,10 @@ def test_nightly_run_reads_only_the_new_partition(nightly) -> None:
     everything = nightly["first"].manifest["state"]["orders_recomputed"]["order_tracking"]
     assert 0 < state["orders_recomputed"]["order_tracking"] < everything / 3
     assert not differences(nightly["nightly"], nightly["scratch"])
+
+
+def test_nightly_runs_keep_the_current_state_of_the_stored_rows(nightly) -> None:
+    assert not current_state_drift(nightly["out"])
 
 
 def test_a_run_for_an_older_date_equals_its_from_scratch_run(nightly) -> None:
