@@ -17,9 +17,10 @@ Parquet, the state keeps what the last run derived from them and moves it:
 left the window, or whose files changed, is evicted; a new or changed one is loaded. Only keys
 that occur in evicted or loaded rows can change their current state, and only orders that one of
 those events or refunds names can change their per-order rows, so the nightly work is about two
-days of rows plus indexed passes over the stored ones. Nothing in the state depends on the
-cutoff or on the rules beyond the window (length and time zone): the run joins and filters it per
-date, and `scoring.facts.window_order_facts` decides what needs the cutoff.
+days of rows plus scans of the stored ones to find the touched keys (DuckDB cannot skip row
+groups for a scattered set of keys: each such scan reads the whole table). Nothing in the state
+depends on the cutoff or on the rules beyond the window (length and time zone): the run joins and
+filters it per date, and `scoring.facts.window_order_facts` decides what needs the cutoff.
 
 The state is a cache of the raw window. An empty state synced to a window is the from-scratch
 run (the same code), `--rebuild` deletes it, a state written for another window length, time zone
@@ -99,7 +100,7 @@ ORDER_TRACKING_COLUMNS = {
 # per-order columns the state keeps for itself; scoring does not read them
 TRACKING_BOOKKEEPING = ("last_event_at", "first_event_dt", "last_event_dt")
 # what a current row keeps beyond its scoring columns, so that a night can move it by comparing
-# it with the new rows of its key instead of re-reading all of the key's rows (`_apply`): the
+# it with the new rows of its key instead of re-reading all of the key's rows (`_move_current`): the
 # version column of a change log, the row's partition, and how many rows the key has
 CURRENT_BOOKKEEPING = ("dt", "copies")
 ORDER_REFUND_COLUMNS = {
@@ -518,16 +519,29 @@ def _move_log(
     """Evict partitions and load new ones of one log, a partition at a time.
 
     A partition at a time keeps a first load of a whole window at one day of raw rows in flight
-    (all thirty at once spilled 23 GB at M scale). Returns the keys whose current state was redone.
+    (all thirty at once spilled 23 GB at M scale). Into a state with nothing kept (`empty`: a
+    first load, a rebuild, a jump past the whole window) every partition's rows are stored and
+    current state is computed once at the end; moving it night by night instead kept thirty
+    nights of temporary tables alive in the one transaction (over 40 GB of spill at M). Returns
+    the keys whose current state was redone.
     """
     schema = LOGS[log]
     con.sql(f"CREATE OR REPLACE TEMP TABLE affected_orders_{log} (order_id BIGINT)")
     days = sorted({f.day for f in files}) or [None]
     touched = 0
     for i, day in enumerate(days):
-        batch = [f for f in files if f.day == day]
-        _stage_incoming(con, schema, log, batch)
-        touched += _apply(con, log, schema, evict if i == 0 else [], empty and i == 0)
+        _stage_incoming(con, schema, log, [f for f in files if f.day == day])
+        evicting = evict if i == 0 else []
+        if empty:
+            _store_rows(con, log, schema, evicting)
+        else:
+            touched += _move_current(con, log, schema, evicting)
+    if empty:
+        con.sql(f"DELETE FROM current_{log}")
+        current = current_state_sql(schema, f"versions_{log}")
+        kept = ", ".join(f'"{c}"' for c in current_columns(log))
+        con.sql(f"INSERT INTO current_{log} SELECT {kept} FROM ({current})")
+        touched = con.sql(f"SELECT count(*) FROM current_{log}").fetchall()[0][0]
     return touched
 
 
@@ -560,70 +574,28 @@ def _in_dates(dates: list[dt.date]) -> str:
     return "(" + ", ".join(sql_literal(d) for d in dates) + ")" if dates else "(NULL)"
 
 
-def _apply(
-    con: duckdb.DuckDBPyConnection,
-    log: str,
-    schema: LogSchema,
-    evict: list[dt.date],
-    everything: bool,
-) -> int:
-    """Swap the evicted partitions' rows for the incoming ones; redo current state of their keys.
-
-    Returns the number of keys whose current state was recomputed.
-    """
-    key = f'"{schema.key}"'
+def _store_rows(
+    con: duckdb.DuckDBPyConnection, log: str, schema: LogSchema, evict: list[dt.date]
+) -> None:
+    """Swap the evicted partitions' rows (and quarantine, files) for those of `incoming_<log>`."""
     evicted = _in_dates(evict)
-    typed = ", ".join(f'CAST("{c.name}" AS {c.duck_type}) AS "{c.name}"' for c in schema.columns)
-    incoming = f"(SELECT {typed}, dt FROM incoming_{log} WHERE reject_reason IS NULL)"
-    kept = ", ".join(f'"{c}"' for c in current_columns(log))
-    if not everything:
-        # per touched key: its current row before, its rows leaving, its best incoming row
-        con.sql(
-            f"CREATE OR REPLACE TEMP TABLE leaving_{log} AS SELECT {key} AS k, count(*) AS copies "
-            f"FROM versions_{log} WHERE dt IN {evicted} GROUP BY 1"
-        )
-        con.sql(
-            f"CREATE OR REPLACE TEMP TABLE arriving_{log} AS "
-            f"SELECT {kept} FROM ({current_state_sql(schema, incoming)})"
-        )
-        con.sql(
-            f"CREATE OR REPLACE TEMP TABLE touched_{log} AS "
-            f"SELECT k FROM leaving_{log} UNION SELECT {key} FROM arriving_{log}"
-        )
-        con.sql(
-            f"CREATE OR REPLACE TEMP TABLE before_{log} AS "
-            f"SELECT * FROM current_{log} WHERE {key} IN (SELECT k FROM touched_{log})"
-        )
     con.sql(f"DELETE FROM versions_{log} WHERE dt IN {evicted}")
     con.sql(f"DELETE FROM quarantine WHERE log = {sql_literal(log)} AND source_dt IN {evicted}")
     con.sql(f"DELETE FROM files WHERE log = {sql_literal(log)} AND dt IN {evicted}")
-    con.sql(f"INSERT INTO versions_{log} SELECT * FROM {incoming}")
+    con.sql(f"INSERT INTO versions_{log} SELECT * FROM {_good_incoming(log, schema)}")
     con.sql(f"INSERT INTO quarantine {quarantine_select(log, schema, f'incoming_{log}')}")
-    if everything:
-        con.sql(f"DELETE FROM current_{log}")
-        current = current_state_sql(schema, f"versions_{log}")
-        con.sql(f"INSERT INTO current_{log} SELECT {kept} FROM ({current})")
-        return con.sql(f"SELECT count(*) FROM current_{log}").fetchall()[0][0]
 
-    _move_current(con, log, schema, evict)
-    con.sql(f"DELETE FROM current_{log} WHERE {key} IN (SELECT k FROM touched_{log})")
-    con.sql(f"INSERT INTO current_{log} SELECT {kept} FROM after_{log}")
-    if log == "orders":
-        con.sql(f"INSERT INTO affected_orders_{log} SELECT k FROM touched_{log}")
-    elif any(d.log == log for d in DERIVED):
-        # the orders a touched refund or event named, before and after: either may change (a
-        # refund or event can even move to another order between copies)
-        con.sql(
-            f"INSERT INTO affected_orders_{log} SELECT order_id FROM before_{log} "
-            f"UNION SELECT order_id FROM after_{log}"
-        )
-    return con.sql(f"SELECT count(*) FROM touched_{log}").fetchall()[0][0]
+
+def _good_incoming(log: str, schema: LogSchema) -> str:
+    """The good rows of `incoming_<log>` as `versions_<log>` stores them."""
+    typed = ", ".join(f'CAST("{c.name}" AS {c.duck_type}) AS "{c.name}"' for c in schema.columns)
+    return f"(SELECT {typed}, dt FROM incoming_{log} WHERE reject_reason IS NULL)"
 
 
 def _move_current(
     con: duckdb.DuckDBPyConnection, log: str, schema: LogSchema, evict: list[dt.date]
-) -> None:
-    """The touched keys' current rows after the move (`after_<log>`), mostly without `versions`.
+) -> int:
+    """Store the incoming rows and move the current rows of the keys they and the evicted touch.
 
     A key's current row is the best of its rows (`current_state_order`), so after the move it
     is the better of its current row before, if that row stays, and its best incoming row: the
@@ -632,9 +604,26 @@ def _move_current(
     comparing the version and partition decides. `copies` moves by the rows arriving and
     leaving. Only a key whose current row leaves while other rows of it stay (a copy of an event
     from a later partition, an order version that arrived late) is looked up in `versions`.
+    Returns the number of keys touched.
     """
     key = f'"{schema.key}"'
     kept = ", ".join(f'"{c}"' for c in current_columns(log))
+    con.sql(
+        f"CREATE OR REPLACE TEMP TABLE leaving_{log} AS SELECT {key} AS k, count(*) AS copies "
+        f"FROM versions_{log} WHERE dt IN {_in_dates(evict)} GROUP BY 1"
+    )
+    arriving = current_state_sql(schema, _good_incoming(log, schema))
+    con.sql(f"CREATE OR REPLACE TEMP TABLE arriving_{log} AS SELECT {kept} FROM ({arriving})")
+    con.sql(
+        f"CREATE OR REPLACE TEMP TABLE touched_{log} AS "
+        f"SELECT k FROM leaving_{log} UNION SELECT {key} FROM arriving_{log}"
+    )
+    con.sql(
+        f"CREATE OR REPLACE TEMP TABLE before_{log} AS "
+        f"SELECT * FROM current_{log} WHERE {key} IN (SELECT k FROM touched_{log})"
+    )
+    _store_rows(con, log, schema, evict)
+
     # `b` a key's current row before, `l` its rows leaving, `a` its best arriving row
     leaves = f"b.dt IN {_in_dates(evict)}" if evict else "false"
     if schema.change_log:
@@ -669,9 +658,22 @@ def _move_current(
         )
         con.sql(f"INSERT INTO after_{log} SELECT {kept} FROM ({current_state_sql(schema, rows)})")
 
+    con.sql(f"DELETE FROM current_{log} WHERE {key} IN (SELECT k FROM touched_{log})")
+    con.sql(f"INSERT INTO current_{log} SELECT {kept} FROM after_{log}")
+    if log == "orders":
+        con.sql(f"INSERT INTO affected_orders_{log} SELECT k FROM touched_{log}")
+    elif any(d.log == log for d in DERIVED):
+        # the orders a touched refund or event named, before and after: either may change (a
+        # refund or event can even move to another order between copies)
+        con.sql(
+            f"INSERT INTO affected_orders_{log} SELECT order_id FROM before_{log} "
+            f"UNION SELECT order_id FROM after_{log}"
+        )
+    return con.sql(f"SELECT count(*) FROM touched_{log}").fetchall()[0][0]
+
 
 def current_columns(log: str) -> tuple[str, ...]:
-    """The columns of `current_<log>`: scoring's, then the bookkeeping of `_apply`."""
+    """The columns of `current_<log>`: scoring's, then the bookkeeping of `_move_current`."""
     schema = LOGS[log]
     version = (schema.version_column,) if schema.change_log else ()
     extra = tuple(c for c in version if c not in SCORING_COLUMNS[log])
