@@ -538,9 +538,7 @@ def _move_log(
             touched += _move_current(con, log, schema, evicting)
     if empty:
         con.sql(f"DELETE FROM current_{log}")
-        current = current_state_sql(schema, f"versions_{log}")
-        kept = ", ".join(f'"{c}"' for c in current_columns(log))
-        con.sql(f"INSERT INTO current_{log} SELECT {kept} FROM ({current})")
+        con.sql(f"INSERT INTO current_{log} {current_rows_sql(log, f'versions_{log}')}")
         touched = con.sql(f"SELECT count(*) FROM current_{log}").fetchall()[0][0]
     return touched
 
@@ -601,9 +599,11 @@ def _move_current(
     is the better of its current row before, if that row stays, and its best incoming row: the
     rows that stay are no better than the current row, and the incoming ones are all in
     `arriving`. The two never share a partition (a partition is either stored or incoming), so
-    comparing the version and partition decides. `copies` moves by the rows arriving and
-    leaving. Only a key whose current row leaves while other rows of it stay (a copy of an event
-    from a later partition, an order version that arrived late) is looked up in `versions`.
+    comparing the version and partition decides; were they ever to share one, the key is looked
+    up rather than compared on its other columns, which the stored row does not keep. `copies`
+    moves by the rows arriving and leaving. Only a key whose current row leaves while other rows
+    of it stay (a copy of an event from a later partition, an order version that arrived late)
+    is looked up in `versions`.
     Returns the number of keys touched.
     """
     key = f'"{schema.key}"'
@@ -612,8 +612,8 @@ def _move_current(
         f"CREATE OR REPLACE TEMP TABLE leaving_{log} AS SELECT {key} AS k, count(*) AS copies "
         f"FROM versions_{log} WHERE dt IN {_in_dates(evict)} GROUP BY 1"
     )
-    arriving = current_state_sql(schema, _good_incoming(log, schema))
-    con.sql(f"CREATE OR REPLACE TEMP TABLE arriving_{log} AS SELECT {kept} FROM ({arriving})")
+    arriving = current_rows_sql(log, _good_incoming(log, schema))
+    con.sql(f"CREATE OR REPLACE TEMP TABLE arriving_{log} AS {arriving}")
     con.sql(
         f"CREATE OR REPLACE TEMP TABLE touched_{log} AS "
         f"SELECT k FROM leaving_{log} UNION SELECT {key} FROM arriving_{log}"
@@ -656,7 +656,7 @@ def _move_current(
             f"(SELECT * FROM versions_{log} WHERE {key} IN "
             f"(SELECT k FROM moved_{log} WHERE source = 'versions'))"
         )
-        con.sql(f"INSERT INTO after_{log} SELECT {kept} FROM ({current_state_sql(schema, rows)})")
+        con.sql(f"INSERT INTO after_{log} {current_rows_sql(log, rows)}")
 
     con.sql(f"DELETE FROM current_{log} WHERE {key} IN (SELECT k FROM touched_{log})")
     con.sql(f"INSERT INTO current_{log} SELECT {kept} FROM after_{log}")
@@ -670,6 +670,13 @@ def _move_current(
             f"UNION SELECT order_id FROM after_{log}"
         )
     return con.sql(f"SELECT count(*) FROM touched_{log}").fetchall()[0][0]
+
+
+def current_rows_sql(log: str, rows: str) -> str:
+    """The current rows of `rows` (a table or query of `versions_<log>` rows) as
+    `current_<log>` holds them: the first load, the arriving rows and the lookups of a move."""
+    columns = ", ".join(f'"{c}"' for c in current_columns(log))
+    return f"SELECT {columns} FROM ({current_state_sql(LOGS[log], rows)})"
 
 
 def current_columns(log: str) -> tuple[str, ...]:

@@ -19,10 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipelines.errors import InputError
-from pipelines.load import current_state_sql
 from pipelines.run import StateOptions, load_rules, run_day
 from pipelines.schemas import LOGS
-from pipelines.state import current_columns, state_path
+from pipelines.state import current_columns, current_rows_sql, state_path
 from scoring.rules import parse_rules
 from tests.builders import DEFAULT_RULES_PATH, default_rules_dict, frame, indicator_row, ts
 from tests.compare import run_differences as differences
@@ -60,10 +59,10 @@ def current_state_drift(out: Path) -> dict[str, int]:
     """
     drift = {}
     with duckdb.connect(str(state_path(out)), read_only=True) as con:
-        for log, schema in LOGS.items():
+        for log in LOGS:
             columns = ", ".join(f'"{c}"' for c in current_columns(log))
             stored = f"SELECT {columns} FROM current_{log}"
-            recomputed = f"SELECT {columns} FROM ({current_state_sql(schema, f'versions_{log}')})"
+            recomputed = current_rows_sql(log, f"versions_{log}")
             differing = con.sql(
                 f"SELECT count(*) FROM (({stored} EXCEPT ALL {recomputed}) "
                 f"UNION ALL ({recomputed} EXCEPT ALL {stored}))"
