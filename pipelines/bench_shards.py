@@ -35,7 +35,14 @@ from pipelines.bench import GIB
 from pipelines.errors import InputError
 from pipelines.executors import EXECUTORS, ExecutorOptions, open_executor
 from pipelines.run import load_rules
-from pipelines.shards import MAX_SHARDS, bucket_window, gather, map_shards, shard_exchange
+from pipelines.shards import (
+    MAX_SHARDS,
+    bucket_window,
+    gather,
+    map_shards,
+    orders_source,
+    shard_exchange,
+)
 from pipelines.state import limit_for_reading, open_state_read_only, state_path
 from scoring.daily import rules_window
 
@@ -121,8 +128,7 @@ def bench_shards(
                     for _ in range(repeats):
                         with peak_tree_rss() as peak, shard_exchange(base) as exchange:
                             clock = time.perf_counter()
-                            # as a run does: tasks in this process read orders from the state
-                            state = con if options.in_process else None
+                            state = orders_source(con, options)
                             bucket_window(con, window, shards, exchange, orders=state is None)
                             bucketed = time.perf_counter()
                             done = map_shards(executor, exchange, window, shards, state)

@@ -24,7 +24,13 @@ from pipelines.publish import (
     read_partition,
     write_json_atomic,
 )
-from pipelines.shards import auto_shards, bucket_window, shard_exchange, sum_shards
+from pipelines.shards import (
+    auto_shards,
+    bucket_window,
+    orders_source,
+    shard_exchange,
+    sum_shards,
+)
 from pipelines.state import (
     SHARDS_DIR,
     SyncReport,
@@ -166,22 +172,19 @@ def _run_day(
         scratch = out / ".duckdb_tmp"
         con = memory_state(scratch)
         report = SyncReport(path=None)
-    # tasks in this process read their orders from the state; others get them as files
-    in_process = state.executor.in_process
     with shard_exchange(state.executor.exchange or str(scratch / SHARDS_DIR)) as exchange:
         try:
             sync_window(con, raw, window, report)
             loaded = window_load(con, raw, window)
             lap("sync")
             shards = state.shards or auto_shards(con)
-            bucket_window(con, window, shards, exchange, orders=not in_process)
-            if not in_process:
+            source = orders_source(con, state.executor)
+            bucket_window(con, window, shards, exchange, orders=source is None)
+            if source is None:
                 con.close()  # DuckDB's memory is free before the shards are summed
             elif state.keep:
                 limit_for_reading(con)
-            facts, execution = sum_shards(
-                exchange, window, shards, state.executor, con if in_process else None
-            )
+            facts, execution = sum_shards(exchange, window, shards, state.executor, source)
         finally:
             con.close()
     lap("facts")

@@ -214,6 +214,15 @@ def map_shards(
     return runner.map(shard_sums if state is None else partial(state_shard_sums, state), tasks)
 
 
+def orders_source(
+    con: duckdb.DuckDBPyConnection, executor: ExecutorOptions
+) -> duckdb.DuckDBPyConnection | None:
+    """Where the shard tasks get their orders of V: tasks in this process read them from the
+    state `con` (no copy); tasks in other processes or on Ray cannot share the connection, so
+    the orders go to them as files (None)."""
+    return con if executor.in_process else None
+
+
 def window_facts(
     con: duckdb.DuckDBPyConnection,
     window: Window,
@@ -227,7 +236,7 @@ def window_facts(
     nightly run does the same three steps itself, and closes or shrinks the state between the
     first two so that DuckDB's memory is free while the shards are summed.
     """
-    state = con if executor.in_process else None
+    state = orders_source(con, executor)
     with shard_exchange(exchange_base) as exchange:
         bucket_window(con, window, shards, exchange, orders=state is None)
         return sum_shards(exchange, window, shards, executor, state)
