@@ -64,6 +64,7 @@ import pyarrow.parquet as pq
 import typer
 
 from pipelines.errors import ExpscoreError, InputError
+from pipelines.load import column_list
 from pipelines.schemas import LOGS
 from scoring.daily import TABLE_SCHEMAS
 
@@ -497,7 +498,7 @@ def floor_queries(files: Mapping[str, Sequence[Path]]) -> dict[str, str]:
     for log, paths in files.items():
         if not paths:
             continue
-        columns = ", ".join(f'"{c}"' for c in LOGS[log].column_names)
+        columns = column_list(LOGS[log].column_names)
         listing = ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths)
         queries[log] = (
             f"SELECT count(*), sum(hash({columns})) "

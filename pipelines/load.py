@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -184,6 +185,11 @@ def check_file(path: Path, schema: LogSchema) -> tuple[pa.Schema, int]:
 
 # --------------------------------------------------------------------------------------------
 # SQL building blocks
+
+
+def column_list(names: Iterable[str]) -> str:
+    """Column names as a SQL select list, each quoted: spec names are identifiers, not SQL."""
+    return ", ".join(f'"{name}"' for name in names)
 
 
 def sql_literal(value: object) -> str:

@@ -34,7 +34,7 @@ import pyarrow as pa
 from pipelines.errors import InputError
 from pipelines.exchange import Exchange
 from pipelines.executors import IN_PROCESS, Executor, ExecutorOptions, open_executor
-from pipelines.load import SCORING_COLUMNS, canonical, sql_literal
+from pipelines.load import SCORING_COLUMNS, canonical, column_list, sql_literal
 from pipelines.schemas import LOGS
 from pipelines.state import (
     BUCKET_COLUMN,
@@ -131,7 +131,7 @@ def window_queries(window: Window) -> dict[str, str]:
         return f"({column} >= {start} AND {column} < {cutoff})"
 
     def scoring(log: str) -> str:
-        return ", ".join(f'"{c}"' for c in SCORING_COLUMNS[log])
+        return column_list(SCORING_COLUMNS[log])
 
     return {
         "orders": f"SELECT * EXCLUDE ({', '.join((*TRACKING_BOOKKEEPING, BUCKET_COLUMN))}) "

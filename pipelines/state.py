@@ -50,6 +50,7 @@ from pipelines.load import (
     WindowLoad,
     check_file,
     check_integer_ranges,
+    column_list,
     current_state_sql,
     file_select,
     list_partitions,
@@ -607,7 +608,7 @@ def _move_current(
     Returns the number of keys touched.
     """
     key = f'"{schema.key}"'
-    kept = ", ".join(f'"{c}"' for c in current_columns(log))
+    kept = column_list(current_columns(log))
     con.sql(
         f"CREATE OR REPLACE TEMP TABLE leaving_{log} AS SELECT {key} AS k, count(*) AS copies "
         f"FROM versions_{log} WHERE dt IN {_in_dates(evict)} GROUP BY 1"
@@ -675,7 +676,7 @@ def _move_current(
 def current_rows_sql(log: str, rows: str) -> str:
     """The current rows of `rows` (a table or query of `versions_<log>` rows) as
     `current_<log>` holds them: the first load, the arriving rows and the lookups of a move."""
-    columns = ", ".join(f'"{c}"' for c in current_columns(log))
+    columns = column_list(current_columns(log))
     return f"SELECT {columns} FROM ({current_state_sql(LOGS[log], rows)})"
 
 
@@ -728,7 +729,7 @@ def _recompute_derived(con: duckdb.DuckDBPyConnection, derived: Derived, log: st
         con.sql(f"DELETE FROM {derived.table} WHERE order_id IN (SELECT order_id FROM {affected})")
         orders = con.sql(f"SELECT count(*) FROM {affected}").fetchall()[0][0]
         # one scan of the big table; the counts and chunks below read this copy
-        columns = ", ".join(f'"{c}"' for c in derived.source_columns)
+        columns = column_list(derived.source_columns)
         con.sql(
             f"CREATE OR REPLACE TEMP TABLE derived_source AS SELECT {columns} FROM {source} "
             f"SEMI JOIN {affected} USING (order_id)"
@@ -746,8 +747,8 @@ def _recompute_derived(con: duckdb.DuckDBPyConnection, derived: Derived, log: st
         ranges = [f"order_id <= {cuts[0]}"]
         ranges += [f"order_id > {lo} AND order_id <= {hi}" for lo, hi in itertools.pairwise(cuts)]
         ranges.append(f"order_id > {cuts[-1]}")
-    columns = ", ".join(f'"{c}"' for c in derived.source_columns)
-    out_columns = ", ".join(f'"{c}"' for c in derived.columns)
+    columns = column_list(derived.source_columns)
+    out_columns = column_list(derived.columns)
     for in_chunk in ranges:
         frame = pl.from_arrow(
             con.sql(f"SELECT {columns} FROM {source} WHERE {scope} AND {in_chunk}").to_arrow_table()
@@ -772,7 +773,7 @@ def _refresh_order_facts(con: duckdb.DuckDBPyConnection, affected: list[str] | N
     affected orders are those whose order, tracking or refund rows may have changed. Returns
     the number of orders redone.
     """
-    columns = ", ".join(f'"{c}"' for c in ORDER_FACTS_COLUMNS)
+    columns = column_list(ORDER_FACTS_COLUMNS)
     joined = (
         f"SELECT {columns}, {shop_bucket()} AS {BUCKET_COLUMN} FROM current_orders o "
         "LEFT JOIN order_tracking t USING (order_id) LEFT JOIN order_refunds r USING (order_id)"
