@@ -310,22 +310,27 @@ def backfill(
     on_day: Callable[[RunResult], None] | None = None,
     force: bool = False,
     state: StateOptions = StateOptions(),
-) -> list[RunResult]:
+) -> list[dict]:
     """Run every date from start to end in order: labels and weights carry over day to day.
+
+    Returns each day's manifest, in order. A day's tables go to `on_day` and are published,
+    never kept: a backfill holding every day's tables grew by about 0.5 GB a day at M (17 GiB
+    after 30 days), so its memory would grow with its length.
 
     A held day stops the backfill: the days after it would build on its missing tables.
     """
     if end < start:
         raise InputError(f"backfill: --end {end} is before --start {start}")
-    results = []
+    manifests = []
     with output_lock(out), executor_session(state.executor):
         clean_stale(out)
         day = start
         while day <= end:
             result = _run_day(raw, out, rules, day, publish=True, force=force, state=state)
             state = replace(state, rebuild=False)  # rebuild only once
-            results.append(result)
+            manifests.append(result.manifest)
             if on_day:
                 on_day(result)
+            del result  # the next day runs without this day's tables
             day += dt.timedelta(days=1)
-    return results
+    return manifests

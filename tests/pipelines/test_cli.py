@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import gc
 import json
+import weakref
 from pathlib import Path
 
 import pytest
 
+from pipelines.run import RunResult, backfill, load_rules
 from tests.builders import DEFAULT_RULES_PATH, tiny_raw
 from tests.pipelines.cli_runner import cli
 
@@ -104,6 +108,26 @@ def test_backfill_runs_dates_in_order(monkeypatch, capsys, raw: Path, tmp_path: 
         "dt=2026-03-01",
         "dt=2026-03-02",
         "dt=2026-03-03",
+    ]
+
+
+def test_a_backfill_keeps_no_day_s_tables_in_memory(raw: Path, tmp_path: Path) -> None:
+    """Each day's tables are published and let go: a backfill's memory must not grow with its
+    length (at M, holding them cost about 0.5 GB a day). It returns the days' manifests."""
+    out = tmp_path / "out"
+    seen: list[weakref.ref] = []
+
+    def on_day(result: RunResult) -> None:
+        seen.extend(weakref.ref(table) for table in result.tables.values())
+
+    manifests = backfill(
+        raw, out, load_rules(None), dt.date(2026, 3, 1), dt.date(2026, 3, 3), on_day=on_day
+    )
+    gc.collect()
+    assert len(seen) == 3 * 6
+    assert [ref() for ref in seen] == [None] * len(seen)
+    assert manifests == [
+        json.loads((out / "manifests" / f"dt=2026-03-0{d}.json").read_text()) for d in (1, 2, 3)
     ]
 
 

@@ -233,8 +233,8 @@ def test_a_backfill_connects_to_ray_once(tmp_path: Path, monkeypatch) -> None:
     fake = FakeRay()
     monkeypatch.setitem(sys.modules, "ray", fake)
     options = StateOptions(shards=2, executor=ExecutorOptions("ray"))
-    results = backfill(SAMPLE_RAW, tmp_path, RULES, D - dt.timedelta(days=1), D, state=options)
-    assert [r.manifest["execution"]["executor"] for r in results] == ["ray", "ray"]
+    manifests = backfill(SAMPLE_RAW, tmp_path, RULES, D - dt.timedelta(days=1), D, state=options)
+    assert [m["execution"]["executor"] for m in manifests] == ["ray", "ray"]
     assert fake.connections == 1
     assert not fake.connected
 
