@@ -74,6 +74,7 @@ START = dt.date(2026, 1, 1)
 DEFAULT_SEED = 7
 DEFAULT_WINDOW_DAYS = 30  # the shipped rules' window; other windows get a rules file of their own
 JSON_SCHEMA_VERSION = 1
+OTHER_WORK_CPUS = 0.5  # CPUs busy at the end of a benchmark, beyond which other work competed
 SCENARIOS = ("floor", "floor_day", "backfill", "nightly", "scratch")
 RUN_SCENARIOS = ("backfill", "nightly", "scratch")  # the ones that run expscore
 STAGE_ORDER = ("sync", "facts", "score", "publish")  # known stages first; others follow by name
@@ -767,8 +768,8 @@ def machine_info() -> dict[str, Any]:
 
 
 def machine_load() -> dict[str, Any]:
-    """Load average and available memory now: other work on the machine skews every figure, so
-    the result records how busy it was (taken at the start and at the end of a benchmark)."""
+    """How busy the machine is now: other work on it skews every figure, so the result records
+    this at the start and at the end of a benchmark (see `busy_warning`)."""
     try:
         load = [round(x, 2) for x in os.getloadavg()]
     except OSError:
@@ -778,7 +779,35 @@ def machine_load() -> dict[str, Any]:
     if meminfo.is_file():
         match = re.search(r"^MemAvailable:\s+(\d+) kB", meminfo.read_text(), re.MULTILINE)
         available = int(match.group(1)) * 1024 if match else None
-    return {"load_average": load, "memory_available_bytes": available}
+    return {"load_average": load, "memory_available_bytes": available, "cpus_busy": cpus_busy()}
+
+
+def _cpu_jiffies() -> tuple[int, int] | None:
+    """(busy, total) CPU time of the whole machine since boot, from /proc/stat (Linux only)."""
+    stat = Path("/proc/stat")
+    if not stat.is_file():
+        return None
+    fields = [int(x) for x in stat.read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    total = sum(fields[:8])  # user .. steal; guest time is already counted in user
+    return total - idle, total
+
+
+def cpus_busy(seconds: float = 1.0) -> float | None:
+    """How many CPUs the machine keeps busy over the next `seconds`, whoever runs on them.
+
+    The end of a benchmark needs this rather than the load average: the one-minute average
+    still counts the benchmark's own last runs, so it reads "busy" on an otherwise idle machine.
+    """
+    before = _cpu_jiffies()
+    if before is None:
+        return None
+    time.sleep(seconds)
+    after = _cpu_jiffies()
+    if after is None or after[1] <= before[1]:
+        return None
+    share = (after[0] - before[0]) / (after[1] - before[1])
+    return round(share * (os.cpu_count() or 1), 2)
 
 
 def _git_state() -> dict[str, Any] | None:
@@ -992,17 +1021,25 @@ def _fmt_rate(r: float | None) -> str:
 
 
 def busy_warning(machine: Mapping[str, Any]) -> str | None:
-    """A warning when other work competed for the machine at the start or the end of the run:
-    a load average above the usable CPUs, or less than half the memory available."""
+    """A warning when other work competed for the machine, or less than half its memory was
+    available, at the start or the end of the run.
+
+    At the start, a load average above the usable CPUs (work that ran in the minute before);
+    at the end, more than `OTHER_WORK_CPUS` CPUs busy while the harness waits, since the load
+    average then still counts the harness's own last runs.
+    """
     cpus = machine.get("cpus_usable") or 1
     total = machine.get("memory_bytes")
     for when, state in (("start", machine.get("at_start", {})), ("end", machine)):
         load = (state.get("load_average") or [0.0])[0]
+        busy = state.get("cpus_busy")
         available = state.get("memory_available_bytes")
         low_memory = bool(total and available is not None and available < total / 2)
-        if load > cpus or low_memory:
+        loaded = load > cpus if when == "start" else (busy or 0.0) > OTHER_WORK_CPUS
+        if loaded or low_memory:
+            what = f"load {load:.1f}" if when == "start" else f"{busy or 0.0:.1f} CPUs busy"
             return (
-                f"WARNING: the machine was busy at the {when} (load {load:.1f} on {cpus} CPUs, "
+                f"WARNING: the machine was busy at the {when} ({what} on {cpus} CPUs, "
                 f"{_fmt_bytes(available)} memory available): the figures are not representative"
             )
     return None

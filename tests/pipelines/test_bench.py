@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -141,6 +142,38 @@ def test_targets_pass_and_fail_on_the_figures() -> None:
     assert bad["m_nightly_speedup"] is False
     assert bad["m_nightly_identical"] is False
     assert bad["m_nightly_rss"] is True
+
+
+def test_the_busy_warning_ignores_the_harness_s_own_load_at_the_end() -> None:
+    """The end's one-minute load average counts the harness's last runs (2.04 after this
+    project's M bench): only CPUs busy while the harness waits, or low memory, mean other work."""
+
+    def machine(start_load: float, end_load: float, end_busy: float | None, free: float) -> dict:
+        idle = {"load_average": [0.4, 0.9, 1.2], "memory_available_bytes": 20 * bench.GIB}
+        return {
+            "cpus_usable": 2,
+            "memory_bytes": 24 * bench.GIB,
+            "at_start": {**idle, "load_average": [start_load, 1.0, 1.0], "cpus_busy": 0.1},
+            "load_average": [end_load, 2.1, 2.0],
+            "cpus_busy": end_busy,
+            "memory_available_bytes": free * bench.GIB,
+        }
+
+    assert bench.busy_warning(machine(0.4, 2.04, 0.05, 20)) is None
+    assert bench.busy_warning(machine(0.4, 2.04, None, 20)) is None  # no /proc/stat
+    end = bench.busy_warning(machine(0.4, 0.3, 1.6, 20))
+    assert end is not None and "at the end (1.6 CPUs busy on 2 CPUs" in end
+    start = bench.busy_warning(machine(3.2, 0.3, 0.05, 20))
+    assert start is not None and "at the start (load 3.2 on 2 CPUs" in start
+    memory = bench.busy_warning(machine(0.4, 0.3, 0.05, 8))
+    assert memory is not None and "at the end" in memory
+
+
+def test_cpus_busy_is_a_share_of_the_machine_s_cpus() -> None:
+    busy = bench.cpus_busy(0.2)
+    if busy is None:
+        pytest.skip("no /proc/stat on this platform")
+    assert 0.0 <= busy <= (os.cpu_count() or 1)
 
 
 def test_unknown_scale_is_a_usage_error(monkeypatch, capsys, tmp_path: Path) -> None:
