@@ -239,8 +239,11 @@ def scored_indicators(counts: pl.LazyFrame, rules: Rules) -> tuple[pl.LazyFrame,
         ),
         smoothed_value=pl.when(pl.col("assessed")).then(shrink_toward_prior()),
     )
-    rows = rows.with_columns(indicator_score=indicator_score(rules))
-    per_shop = weights_and_dimension_scores(rows)
+    # Cached: both results, and through them four of the six tables, are built on `rows` and
+    # `per_shop`, and `collect_all` left to itself computed them once per table (at M the
+    # score stage took 4.3 s against 2.7 s with the caches).
+    rows = rows.with_columns(indicator_score=indicator_score(rules)).cache()
+    per_shop = weights_and_dimension_scores(rows).cache()
     indicators = rows.join(_long_weights(per_shop), on=["shop_id", "indicator"], how="left")
     indicators = indicators.with_columns(
         points_lost=pl.when(pl.col("assessed")).then(
