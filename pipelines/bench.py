@@ -743,20 +743,24 @@ def evaluate_targets(scale: str, result: Mapping[str, Any]) -> list[dict[str, An
     return evaluated
 
 
+def machine_memory() -> int | None:
+    """The machine's physical memory in bytes (None where the platform does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def machine_info() -> dict[str, Any]:
     """What the figures were measured on: they mean little without it."""
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
         usable = os.cpu_count()
-    try:
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        memory = None
     return {
         "cpu_count": os.cpu_count(),
         "cpus_usable": usable,
-        "memory_bytes": memory,
+        "memory_bytes": machine_memory(),
         **machine_load(),
         "platform": platform.platform(),
         "python": platform.python_version(),
@@ -1202,7 +1206,7 @@ def bench(
     def echo(message: str) -> None:
         typer.echo(message, err=True)
 
-    memory = machine_info()["memory_bytes"]
+    memory = machine_memory()
     max_rss = max_rss_gib * GIB if max_rss_gib else (0.9 * memory if memory else None)
     limits = Limits(None if max_rss is None else int(max_rss), timeout)
     result = run_bench(chosen, work, repeats, backfill_repeats, seed, echo, limits)

@@ -300,7 +300,7 @@ def current_state_sql(schema: LogSchema, table: str) -> str:
 
 def current_state_order(schema: LogSchema) -> str:
     """The SQL order in which a key's first row is its current one (section 2.5)."""
-    others = ", ".join(f'"{c.name}"' for c in schema.columns if c.name != schema.key)
+    others = column_list(c.name for c in schema.columns if c.name != schema.key)
     if schema.change_log:
         return f'"{schema.version_column}" DESC, dt DESC, {others}'
     return f"dt, {others}"

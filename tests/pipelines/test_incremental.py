@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipelines.errors import InputError
+from pipelines.load import column_list
 from pipelines.run import StateOptions, load_rules, run_day
 from pipelines.schemas import LOGS
 from pipelines.state import current_columns, current_rows_sql, state_path
@@ -60,7 +61,7 @@ def current_state_drift(out: Path) -> dict[str, int]:
     drift = {}
     with duckdb.connect(str(state_path(out)), read_only=True) as con:
         for log in LOGS:
-            columns = ", ".join(f'"{c}"' for c in current_columns(log))
+            columns = column_list(current_columns(log))
             stored = f"SELECT {columns} FROM current_{log}"
             recomputed = current_rows_sql(log, f"versions_{log}")
             differing = con.sql(
