@@ -115,7 +115,7 @@ SCALES: dict[str, Scale] = {
         "L",
         shops=2_000_000,
         orders_per_day=10_000_000,
-        note="~10M items; generation takes most of an hour and tens of GB of disk",
+        note="~10M items; generation takes most of an hour, ~54 GB of logs",
     ),
 }
 
@@ -430,6 +430,74 @@ def ensure_data(layout: Layout, scale: Scale, seed: int, echo: Any) -> dict[str,
     layout.marker.write_text(json.dumps(recorded, indent=2) + "\n", "utf-8")
     echo(f"bench: generated in {m.wall_s:.0f} s, {recorded['raw_bytes'] / GIB:.2f} GiB")
     return {**recorded, "reused": False}
+
+
+# Disk the harness needs per order a day, measured by the harness at M (1M orders a day, 2026-11-22;
+# docs/operators.md): the raw logs per generated day (5.40 GB for 31 days), and the run outputs
+# at their peak per day of the window (49.3 GB: the from-scratch run building its state, spill
+# included, beside the backfill's and the nightly run's outputs).
+RAW_BYTES_PER_ORDER = 175
+RUNS_PEAK_BYTES_PER_ORDER = 1_650
+DISK_MARGIN = 1.1  # other scales compress a little differently; DuckDB may spill more
+
+
+@dataclass(frozen=True)
+class DiskNeed:
+    """What a benchmark at one scale needs on the work folder's disk, and what it has."""
+
+    needed_bytes: int  # at the harness's peak, margin included
+    present_bytes: int  # already under the scale's folder: reused or replaced as the runs go
+    free_bytes: int
+
+    @property
+    def fits(self) -> bool:
+        return self.free_bytes + self.present_bytes >= self.needed_bytes
+
+
+def disk_need(scale: Scale, layout: Layout) -> DiskNeed:
+    """The disk `scale` needs against the free space of the disk under `layout`."""
+    raw = RAW_BYTES_PER_ORDER * scale.orders_per_day * scale.days
+    runs = RUNS_PEAK_BYTES_PER_ORDER * scale.orders_per_day * scale.window_days
+    return DiskNeed(
+        int(DISK_MARGIN * (raw + runs)), allocated_bytes(layout.root), free_disk_bytes(layout.root)
+    )
+
+
+def allocated_bytes(folder: Path) -> int:
+    """Bytes the files under `folder` take on disk, a file hard-linked twice counted once
+    (the nightly output links the backfill's published partitions)."""
+    if not folder.is_dir():
+        return 0
+    seen: dict[tuple[int, int], int] = {}
+    for path in folder.rglob("*"):
+        if path.is_file():
+            stat = path.stat()
+            seen[(stat.st_dev, stat.st_ino)] = stat.st_size
+    return sum(seen.values())
+
+
+def free_disk_bytes(path: Path) -> int:
+    """Free bytes on the disk that holds `path`, or would once it is created."""
+    while not path.exists():
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def check_disk(need: DiskNeed, scale: Scale, layout: Layout) -> None:
+    """Refuse a benchmark the disk cannot hold before anything is generated.
+
+    Generating L takes most of an hour; running out of disk after it (or halfway through a
+    backfill) loses that hour and can leave a full disk behind.
+    """
+    if need.fits:
+        return
+    raise BenchError(
+        f"bench: scale {scale.name} needs about {need.needed_bytes / GIB:.0f} GiB of disk under "
+        f"{layout.root} at its peak (raw logs and three runs' outputs, estimated from the sizes "
+        f"measured at M); the disk has {need.free_bytes / GIB:.0f} GiB free and the folder "
+        f"already holds {need.present_bytes / GIB:.0f} GiB. Free space or choose another "
+        "--work; --no-disk-check starts anyway"
+    )
 
 
 def folder_bytes(folder: Path) -> int:
@@ -843,8 +911,11 @@ def run_bench(
     seed: int = DEFAULT_SEED,
     echo: Any = print,
     limits: Limits = Limits(),
+    disk_check: bool = True,
 ) -> dict[str, Any]:
     """Generate (or reuse) the data, measure every scenario `repeats` times, return the result.
+
+    First, unless `disk_check` is off, refuse a scale the work folder's disk cannot hold.
 
     Each repeat starts the nightly run from a fresh copy of the backfill's output, so every
     repeat measures the same step even when a run keeps state under `--out`. `backfill_repeats`
@@ -860,6 +931,9 @@ def run_bench(
     work = work.resolve()
     load_at_start = machine_load()
     layout = layout_for(work, scale, seed)
+    disk = disk_need(scale, layout)
+    if disk_check:
+        check_disk(disk, scale, layout)
     generation = ensure_data(layout, scale, seed, echo)
     rules = rules_file(layout, scale)
 
@@ -993,6 +1067,7 @@ def run_bench(
             "raw": generation.get("raw_bytes"),
             **{name: folder_bytes(layout.out(name)) for name in RUN_SCENARIOS},
         },
+        "disk_at_start": {**asdict(disk), "checked": disk_check},
     }
     result["notes"] = [
         "every run passes --force so that a gate tripped by synthetic data cannot stop the "
@@ -1152,8 +1227,8 @@ def bench(
             "--scale",
             callback=_scale,
             help="S: 200 shops, 2k orders/day. M: 200k shops, 1M orders/day (generation ~5 min, "
-            "~3 GB). L: 2M shops, 10M orders/day (generation ~1 h, tens of GB). Each: a 30-day "
-            "window + 1 new day.",
+            "5.4 GB of logs, ~56 GiB of disk at the peak). L: 2M shops, 10M orders/day "
+            "(generation ~1 h, ~560 GiB of disk). Each: a 30-day window + 1 new day.",
         ),
     ] = "S",
     repeats: Annotated[
@@ -1194,6 +1269,14 @@ def bench(
         float | None,
         typer.Option("--timeout", min=1, help="Kill a run after this many seconds (failed)."),
     ] = None,
+    disk_check: Annotated[
+        bool,
+        typer.Option(
+            "--disk-check/--no-disk-check",
+            help="Refuse to start when the disk under --work looks too small for the scale "
+            "(estimated from the sizes measured at M).",
+        ),
+    ] = True,
 ) -> None:
     """Time a full backfill and a nightly run against the floor of reading the input once.
 
@@ -1209,7 +1292,7 @@ def bench(
     memory = machine_memory()
     max_rss = max_rss_gib * GIB if max_rss_gib else (0.9 * memory if memory else None)
     limits = Limits(None if max_rss is None else int(max_rss), timeout)
-    result = run_bench(chosen, work, repeats, backfill_repeats, seed, echo, limits)
+    result = run_bench(chosen, work, repeats, backfill_repeats, seed, echo, limits, disk_check)
     target = json_path or work / f"bench-{chosen.name}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(result, indent=2) + "\n", "utf-8")

@@ -64,6 +64,8 @@ def test_json_reports_every_scenario_with_its_figures(xs_run) -> None:
         assert {"sync", "facts", "score", "publish"} <= set(stages), name
         assert all(s["seconds"] >= 0 and "rows_per_s" in s for s in stages.values())
     assert len(result["scenarios"]["backfill"]["per_day_last_repeat"]) == 2
+    disk = result["disk_at_start"]
+    assert disk["checked"] and 0 < disk["needed_bytes"] < disk["free_bytes"]
 
 
 def test_floor_decodes_every_raw_row_of_the_nightly_window(xs_run) -> None:
@@ -253,3 +255,57 @@ def test_copy_output_links_published_partitions_and_copies_the_rest(tmp_path: Pa
     copied = target / "state" / "window.db"
     assert copied.read_bytes() == b"mutable" and inode(copied) != inode(source / "state/window.db")
     assert (target / "manifests" / "dt=2026-01-01.json").read_text() == "{}"
+
+
+def test_a_scale_the_disk_cannot_hold_is_refused_before_anything_is_generated(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(bench, "free_disk_bytes", lambda path: 10 * 2**30)
+    argv = ["expscore", "bench", "--scale", "M", "--work", str(tmp_path)]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 1
+    error = capsys.readouterr().err
+    assert "scale M needs about 56 GiB" in error and "10 GiB free" in error
+    assert "--no-disk-check" in error
+    assert list(tmp_path.iterdir()) == []  # nothing generated, nothing created
+
+
+def test_without_the_disk_check_the_harness_starts_anyway(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    class Started(Exception):
+        pass
+
+    def generate(*args: object) -> None:
+        raise Started
+
+    monkeypatch.setattr(bench, "free_disk_bytes", lambda path: 0)
+    monkeypatch.setattr(bench, "ensure_data", generate)
+    with pytest.raises(bench.BenchError):
+        bench.run_bench(bench.SCALES["M"], tmp_path, repeats=1, echo=lambda _: None)
+    with pytest.raises(Started):
+        bench.run_bench(
+            bench.SCALES["M"], tmp_path, repeats=1, echo=lambda _: None, disk_check=False
+        )
+
+
+def test_the_disk_need_grows_with_the_scale_and_counts_what_is_already_there(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(bench, "free_disk_bytes", lambda path: 0)
+    m, l_ = (bench.SCALES[name] for name in ("M", "L"))
+    need_m = bench.disk_need(m, bench.layout_for(tmp_path, m, 7))
+    need_l = bench.disk_need(l_, bench.layout_for(tmp_path, l_, 7))
+    assert need_l.needed_bytes == pytest.approx(10 * need_m.needed_bytes, rel=1e-6)
+    assert need_m.present_bytes == 0 and not need_m.fits
+    layout = bench.layout_for(tmp_path, m, 7)
+    published = layout.out("backfill") / "part.parquet"
+    published.parent.mkdir(parents=True)
+    published.write_bytes(b"x" * 1000)
+    linked = layout.out("nightly") / "part.parquet"
+    linked.parent.mkdir(parents=True)
+    os.link(published, linked)
+    (layout.root / "generated.json").write_bytes(b"y" * 24)
+    assert bench.disk_need(m, layout).present_bytes == 1024  # the hard link counted once
