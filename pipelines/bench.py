@@ -458,22 +458,8 @@ def disk_need(scale: Scale, layout: Layout) -> DiskNeed:
     """The disk `scale` needs against the free space of the disk under `layout`."""
     raw = RAW_BYTES_PER_ORDER * scale.orders_per_day * scale.days
     runs = RUNS_PEAK_BYTES_PER_ORDER * scale.orders_per_day * scale.window_days
-    return DiskNeed(
-        int(DISK_MARGIN * (raw + runs)), allocated_bytes(layout.root), free_disk_bytes(layout.root)
-    )
-
-
-def allocated_bytes(folder: Path) -> int:
-    """Bytes the files under `folder` take on disk, a file hard-linked twice counted once
-    (the nightly output links the backfill's published partitions)."""
-    if not folder.is_dir():
-        return 0
-    seen: dict[tuple[int, int], int] = {}
-    for path in folder.rglob("*"):
-        if path.is_file():
-            stat = path.stat()
-            seen[(stat.st_dev, stat.st_ino)] = stat.st_size
-    return sum(seen.values())
+    present = folder_bytes(layout.root, links_once=True)
+    return DiskNeed(int(DISK_MARGIN * (raw + runs)), present, free_disk_bytes(layout.root))
 
 
 def free_disk_bytes(path: Path) -> int:
@@ -500,9 +486,19 @@ def check_disk(need: DiskNeed, scale: Scale, layout: Layout) -> None:
     )
 
 
-def folder_bytes(folder: Path) -> int:
-    """Bytes of the files under `folder` (disk use of generated data and outputs)."""
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+def folder_bytes(folder: Path, links_once: bool = False) -> int:
+    """Bytes of the files under `folder` (disk use of generated data and outputs; 0 if absent).
+
+    By default apparent sizes, as the JSON reports them; `links_once` counts a file hard-linked
+    twice once (the nightly output links the backfill's published partitions), which is what
+    deleting the folder would free.
+    """
+    sizes: dict[object, int] = {}
+    for path in folder.rglob("*"):
+        if path.is_file():
+            stat = path.stat()
+            sizes[(stat.st_dev, stat.st_ino) if links_once else path] = stat.st_size
+    return sum(sizes.values())
 
 
 def window_dates(last: dt.date, days: int) -> list[dt.date]:
