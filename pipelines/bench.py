@@ -64,7 +64,7 @@ import pyarrow.parquet as pq
 import typer
 
 from pipelines.errors import ExpscoreError, InputError
-from pipelines.load import column_list
+from pipelines.load import column_list, sql_literal
 from pipelines.schemas import LOGS
 from scoring.daily import TABLE_SCHEMAS
 
@@ -564,7 +564,7 @@ def floor_queries(files: Mapping[str, Sequence[Path]]) -> dict[str, str]:
         if not paths:
             continue
         columns = column_list(LOGS[log].column_names)
-        listing = ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths)
+        listing = ", ".join(sql_literal(str(p)) for p in paths)
         queries[log] = (
             f"SELECT count(*), sum(hash({columns})) "
             f"FROM read_parquet([{listing}], union_by_name = true)"

@@ -21,16 +21,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.errors import InputError
+from pipelines.load import sql_literal
 from pipelines.published import PUBLISHED_TABLES, published_dates
 from pipelines.run import MANIFEST_DIR
 
 MANIFESTS_VIEW = "manifests"
 DEFAULT_MAX_ROWS = 50
-
-
-def _sql_string(value: str) -> str:
-    """A SQL string literal (paths may hold quotes)."""
-    return "'" + value.replace("'", "''") + "'"
 
 
 def view_sql(out: Path) -> dict[str, str]:
@@ -39,14 +35,14 @@ def view_sql(out: Path) -> dict[str, str]:
     for table in PUBLISHED_TABLES:
         if not published_dates(out, table):
             continue
-        glob = _sql_string(str(Path(out) / table / "dt=*" / "*.parquet"))
+        glob = sql_literal(str(Path(out) / table / "dt=*" / "*.parquet"))
         statements[table] = (
             f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet({glob}, "
             f"hive_partitioning = true, hive_types = {{'dt': DATE}})"
         )
     if any((Path(out) / MANIFEST_DIR).glob("dt=*.json")):
         # dt=D.json for a published run, dt=D.held.json for a run a quality gate held
-        glob = _sql_string(str(Path(out) / MANIFEST_DIR / "dt=*.json"))
+        glob = sql_literal(str(Path(out) / MANIFEST_DIR / "dt=*.json"))
         day = "[0-9]{4}-[0-9]{2}-[0-9]{2}"
         statements[MANIFESTS_VIEW] = (
             f"CREATE OR REPLACE VIEW {MANIFESTS_VIEW} AS SELECT "
