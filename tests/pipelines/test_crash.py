@@ -135,3 +135,5 @@ def test_lock_is_exclusive_within_a_process_too(tmp_path: Path) -> None:
 
 def test_clean_stale_on_missing_output_is_harmless(tmp_path: Path) -> None:
     clean_stale(tmp_path / "never-written")
+    # cleaning must not create what a run never wrote
+    assert list(tmp_path.iterdir()) == []

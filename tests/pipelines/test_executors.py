@@ -170,7 +170,7 @@ def test_executor_options_are_checked(tmp_path, monkeypatch, capsys, args, messa
     assert not (tmp_path / "shop_scores").exists()
 
 
-@pytest.fixture()
+@pytest.fixture
 def s3_exchange(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Any]]:
     """An S3 bucket on a local moto server: the exchange URI and a pyarrow filesystem on it."""
     if importlib.util.find_spec("moto") is None:

@@ -71,9 +71,14 @@ def test_reporter_task_lines() -> None:
 
 def test_reporter_logs_a_failure_and_reraises() -> None:
     stream = io.StringIO()
-    with pytest.raises(ValueError), Reporter(stream=stream).task("job", 3) as task:
-        task.advance()
-        raise ValueError("boom")
+
+    def fail_after_one_step() -> None:
+        with Reporter(stream=stream).task("job", 3) as task:
+            task.advance()
+            raise ValueError("boom")
+
+    with pytest.raises(ValueError, match=r"^boom$"):
+        fail_after_one_step()
     last = stream.getvalue().splitlines()[-1]
     assert " level=error event=job_failed done=1 total=3 error=ValueError " in last
 
