@@ -208,6 +208,11 @@ def _cast(column: Column, arrow_type: pa.DataType) -> str:
     if pa.types.is_null(arrow_type):
         return f"CAST(NULL AS {column.duck_type})"
     if column.kind == "timestamp":
+        if pa.types.is_timestamp(arrow_type) and arrow_type.unit == "ns":
+            # DuckDB has no epoch_us(TIMESTAMPTZ_NS) (pandas writes ns with a UTC zone by
+            # default); through a naive ns timestamp, both ns kinds floor to the microsecond
+            # exactly as epoch_us floors a naive ns timestamp
+            return f"make_timestamp(epoch_us(make_timestamp_ns(epoch_ns({name}))))"
         return f"make_timestamp(epoch_us({name}))"
     if column.kind == "int":
         # all integers are widened to BIGINT first so that out-of-range ratings reach the

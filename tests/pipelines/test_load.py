@@ -152,6 +152,41 @@ def test_narrow_integers_and_naive_timestamps_are_accepted(tmp_path: Path) -> No
     assert orders["paid_at"].to_list() == [rows[0]["paid_at"]]
 
 
+@pytest.mark.parametrize("zone", [None, "UTC", "Asia/Shanghai"])
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+def test_every_timestamp_unit_and_zone_loads_as_the_same_instant(
+    tmp_path: Path, unit: str, zone: str | None
+) -> None:
+    # pandas writes ns with a UTC zone by default; DuckDB once stopped the run on it (issue 23)
+    paid = dt.datetime(2026, 3, 1, 2, 3, 4, tzinfo=dt.UTC)
+    rows = complete_rows("orders", [{"order_id": 3, "paid_at": paid}])
+    table = pa.Table.from_pylist(rows)
+    stamps = [r["paid_at"] if zone else r["paid_at"].replace(tzinfo=None) for r in rows]
+    column = pa.array(stamps, pa.timestamp("us", zone)).cast(pa.timestamp(unit, zone))
+    table = table.set_column(table.schema.get_field_index("paid_at"), "paid_at", column)
+    folder = tmp_path / "orders" / "dt=2026-03-01"
+    folder.mkdir(parents=True)
+    pq.write_table(table, folder / "x.parquet")
+    orders = load(tmp_path).orders.collect()
+    assert orders["paid_at"].to_list() == [paid]
+
+
+def test_nanoseconds_are_floored_to_the_microsecond(tmp_path: Path) -> None:
+    # R3 of the oracle: finer than microseconds is truncated, zoned or naive alike
+    later = ts(2026, 3, 1, 3)  # updated after payment, so neither row is quarantined
+    rows = complete_rows("orders", [{"order_id": i, "updated_at": later} for i in (3, 4)])
+    table = pa.Table.from_pylist(rows)
+    base = int(rows[0]["paid_at"].timestamp()) * 10**9
+    for zone in (None, "UTC"):
+        column = pa.array([base + 999, base + 1_999], pa.timestamp("ns", zone))
+        zoned = table.set_column(table.schema.get_field_index("paid_at"), "paid_at", column)
+        folder = tmp_path / str(zone) / "orders" / "dt=2026-03-01"
+        folder.mkdir(parents=True)
+        pq.write_table(zoned, folder / "x.parquet")
+        paid = load(tmp_path / str(zone)).orders.sort("order_id").collect()["paid_at"]
+        assert [p.microsecond for p in paid] == [0, 1], zone
+
+
 def test_unreadable_file_names_the_file(tmp_path: Path) -> None:
     folder = tmp_path / "refunds" / "dt=2026-03-01"
     folder.mkdir(parents=True)
