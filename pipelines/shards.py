@@ -309,7 +309,7 @@ def shard_sums(task: ShardTask, orders: pl.DataFrame | None = None) -> ShardDone
         session_facts(sessions, task.window),
         task.window,
     )
-    shop_sums, items = pl.collect_all([activity, item_counts(orders_v)])
+    shop_sums, items = pl.collect_all([activity, item_counts(orders_v, task.window.cutoff)])
     sums = part_name(task.shard, "parquet")
     task.exchange.write_parquet(shop_sums.to_arrow(), "activity", sums)
     task.exchange.write_parquet(items.to_arrow(), "items", sums)

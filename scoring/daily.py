@@ -144,7 +144,7 @@ def day_facts(inputs: DayInputs, window: Window) -> DayFacts:
     refunds_f = refund_facts(inputs.refunds, window)
     sessions_c = session_facts(inputs.cs_sessions, window)
     activity = shop_activity(orders_v, refunds_f, sessions_c, window)
-    return DayFacts(window, item_counts(orders_v), activity)
+    return DayFacts(window, item_counts(orders_v, window.cutoff), activity)
 
 
 def score_facts(

@@ -2,19 +2,36 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import polars as pl
 
+from scoring.indicators import pickup_on_time_rate
 from scoring.interp import interp
 from scoring.rules import Rules
 from scoring.shop_score import share_strictly_below
 
 
-def problem_order() -> pl.Expr:
-    """An order with a quality / not-as-described / damaged refund, or rated 1 or 2."""
-    return pl.col("has_problem_refund") | (pl.col("review_rating") <= 2).fill_null(False)
+def late_shipment(cutoff: dt.datetime) -> pl.Expr:
+    """(c) [延迟发货]: due for pickup and not picked up by the deadline (v1.1).
+
+    Exactly the due orders of `pickup_on_time_rate` outside its numerator, so the shop's
+    indicator and its items' problem orders can never disagree about an order.
+    """
+    pickup = pickup_on_time_rate(cutoff)
+    return pickup.denominator & ~pickup.numerator
 
 
-def item_counts(orders_v: pl.LazyFrame) -> pl.LazyFrame:
+def problem_order(cutoff: dt.datetime) -> pl.Expr:
+    """(a) a quality / not-as-described / damaged refund, (b) rated 1 or 2, (c) shipped late."""
+    return (
+        pl.col("has_problem_refund")
+        | (pl.col("review_rating") <= 2).fill_null(False)
+        | late_shipment(cutoff)
+    )
+
+
+def item_counts(orders_v: pl.LazyFrame, cutoff: dt.datetime) -> pl.LazyFrame:
     """Paid and problem orders per item; shop and category are the item's (smallest if mixed).
 
     Sums and minimums: counts of disjoint parts of V (shards) combine with `merge_item_counts`.
@@ -23,7 +40,7 @@ def item_counts(orders_v: pl.LazyFrame) -> pl.LazyFrame:
         shop_id=pl.col("shop_id").min(),
         category_id=pl.col("category_id").min(),
         paid_orders=pl.len().cast(pl.Int64),
-        problem_orders=problem_order().cast(pl.Int64).sum(),
+        problem_orders=problem_order(cutoff).cast(pl.Int64).sum(),
     )
 
 

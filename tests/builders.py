@@ -145,6 +145,21 @@ def tiny_raw(raw: Path) -> Path:
     return raw
 
 
+def picked_up_on_time(
+    orders: list[dict], after: dt.timedelta = dt.timedelta(hours=1)
+) -> list[dict]:
+    """A `picked_up` event `after` each order's payment: orders that no late shipment touches."""
+    return [
+        {
+            "order_id": o["order_id"],
+            "shop_id": o.get("shop_id", 1),
+            "event_type": "picked_up",
+            "event_at": o.get("paid_at", PAID) + after,
+        }
+        for o in orders
+    ]
+
+
 def day_inputs(
     orders: list[dict] = (),
     refunds: list[dict] = (),

@@ -1,6 +1,6 @@
-"""Independent reference implementation (test oracle) of SCORING.md v1.
+"""Independent reference implementation (test oracle) of SCORING.md v1.1.
 
-Plain, row-by-row Python written only from /work/shared/spec/SCORING.md (sections 1-12) and
+Plain, row-by-row Python written only from /work/shared/spec/SCORING.md (sections 1-13) and
 rules.default.toml. It is slow on purpose and meant for small data (a few thousand rows): its
 only job is to cross-check the vectorised pipeline.
 
@@ -8,13 +8,17 @@ API
 ---
     reference_tables(raw_dir, run_date, rules, previous=None) -> dict[str, list[dict]]
 
-``raw_dir`` holds ``<raw>/<log>/dt=YYYY-MM-DD/*.parquet``; ``rules`` is the parsed TOML dict;
+``raw_dir`` holds ``<raw>/<log>/dt=YYYY-MM-DD/*.parquet`` (log in orders, refunds, logistics,
+cs_sessions and, optionally, appeals); ``rules`` is the parsed TOML dict (its optional
+``exemptions`` list is validated first: a rules error raises ValueError naming the exemption);
 ``previous`` is the run's own published D-1 output ``{"shop_labels": [...],
 "shop_traffic_weights": [...]}`` (None = nothing held on D-1). The result has the keys
 shop_scores, shop_indicators, item_scores, shop_labels, shop_traffic_weights,
 item_traffic_weights (rows with the columns of spec section 10 plus ``dt`` = run date and
-``rules_version``) and quarantine (rows ``{"log", "reason", "key", "dt"}``, dt = partition date).
-Every row list is sorted deterministically (by ids, then indicator / label in spec table order).
+``rules_version``; v1.1 adds ``excluded`` to shop_indicators and ``appeals_upheld`` to
+shop_scores, 13.4) and quarantine (rows ``{"log", "reason", "key", "dt"}``, dt = partition
+date). Every row list is sorted deterministically (by ids, then indicator / label in spec table
+order). The run manifest (10, 13.4) is not modelled.
 
 READINGS (choices where the spec could be read more than one way; each one is also marked
 ``# READING:`` at the place in the code)
@@ -99,6 +103,78 @@ R26 Weights are used as given (after overrides): they are not renormalised to su
     shop score still applies); only the spreading of 12.11 rescales them.
 R23 Indicator ordering inside shop_indicators / label ordering in shop_labels follow the spec
     tables; row order is not part of the contract.
+
+v1.1 (section 7 (c), section 13):
+R27 Late shipment (7 (c)) = the order is in the pickup_on_time_rate denominator and not in its
+    numerator, both as v1.1 computes them: with the ship_by deadline of 13.3, and never for an
+    order an exemption excludes from pickup_on_time_rate. A problem order counts once whatever
+    combination of (a) problem refund, (b) review_rating <= 2 and (c) late shipment it has.
+    Exclusions from quality_refund_rate or negative_review_rate do not touch PXI (a) / (b).
+R28 ``ship_to_region`` is optional in every orders file (absent = all null); when present it
+    must be a string (or all-null / dictionary-of-string) type, else ValueError. No quarantine
+    rule reads it. Regions compare by exact, case-sensitive string equality (no trimming).
+R29 Appeals are read from the run's partitions D-(W-1) <= dt <= D only, like every log (an
+    appeal in an older partition is not seen). Required columns: all six (R1). Quarantine
+    codes: null_in_required_column, unknown_enum_value (subject, outcome),
+    at_or_after_partition_cutoff (decided_at >= cutoff(dt)), first match in 12.2 order. Copies
+    of an appeal_id are one appeal; copies differing in content are resolved as logistics (R6:
+    earliest dt, then smallest repr), before outcomes are looked at.
+R30 A subject (order_id / refund_id / session_id by subject) is removed when at least one of
+    its appeals is ``upheld``: a rejected appeal, earlier or later, never restores it. No
+    condition on decided_at (it is only checked against its partition's cutoff), none on the
+    appeal's shop_id, none on the subject being in the window. An upheld appeal naming an id
+    that does not exist (or whose rows are all quarantined) does nothing.
+R31 An upheld order leaves V (and everything read from V: every order-based indicator, |V|,
+    main category, bonus shares, labels, PXI, item rows); its refunds stay in R and in the help
+    refunds and its sessions stay in C (as with is_abnormal orders in v1.0: those populations
+    never look at the order's state). An upheld refund leaves R, the help refunds, the quality
+    refunds and the PXI problem refunds. An upheld session leaves C (so also the session part
+    of the platform_help_rate numerator and the fast_cs_reply label).
+R32 appeals_upheld = number of distinct (subject, id) pairs removed by upheld appeals among:
+    orders that are current, paid in window and not is_abnormal (counted for the order's
+    shop_id); refunds current, requested in window and not is_abnormal (the refund's shop_id);
+    sessions started in window (the session's shop_id). Help refunds outside R are not
+    counted. A shop that has a row and no such subject gets 0 (not null); a shop whose every
+    row-giving subject was appealed has no row (its count is then reported nowhere).
+R33 Exemption rules errors (ValueError naming the exemption, or its 1-based position when it
+    has no usable name): exemptions not a list of tables; name missing, not a string, not
+    matching [a-z0-9_]+ (the documented format is enforced), or used twice; paid_from /
+    paid_to missing, not a date (a TOML local date or an ISO "YYYY-MM-DD" string; a
+    datetime is refused), or paid_from after paid_to; regions not a list of strings;
+    ship_by not a date-time with an offset (a naive one is refused rather than guessed);
+    exclude_from not a list of strings, naming platform_help_rate or an id not in section 4;
+    neither ship_by nor a non-empty exclude_from. Unknown keys are ignored. Validation runs
+    before anything is read, whether or not any row matches.
+R34 Matching: an order by its current local paid date in [paid_from, paid_to] (inclusive)
+    and, when regions is non-empty, ship_to_region in regions (null never matches). A refund by
+    the local date of requested_at, a session by that of started_at, and only exemptions whose
+    regions is empty (or absent). The indicators excluded for a row are the union of
+    exclude_from over its matching exemptions, restricted to the indicators that count that
+    kind of row (order-based seven for orders, cs_response_rate / cs_satisfaction_rate for
+    sessions, refund_refusal_rate / refund_handling_hours for refunds); an exemption naming
+    only indicators of another kind of row simply has no effect there (not an error).
+R35 ship_by: deadline(o) = the latest of paid_at + 48h, promised_ship_at and the ship_by of
+    every matching exemption that has one. It is used wherever pickup_on_time_rate reads
+    deadline(o): the due test (deadline < cutoff), the cancellation excuse (cancelled_at <=
+    deadline) and the numerator; so a ship_by after cutoff(D) can also make an unpicked order
+    not yet due. ship_by never changes fast_shipping or any other indicator.
+R36 ``excluded`` (per shop and indicator) = rows of the shop (order's / session's / refund's
+    own shop_id, 12.4) that match an exemption naming the indicator and satisfy the
+    indicator's denominator condition as v1.1 computes it (so with the ship_by deadline for
+    pickup_on_time_rate). Always 0 for platform_help_rate. Priors pool the reduced sums, and
+    "not assessed" (12.9) is decided on them: an indicator whose every row is excluded is
+    not assessed for the whole run. A shop whose denominator is emptied by exclusion gets
+    raw_value null and smoothed = prior, like any shop with denominator 0.
+R37 Exemptions leave alone: |V|, valid_orders, status, main category, bonus shares, and the
+    labels fast_shipping, damage_free_return (all refunds of R with reason damaged and a
+    decision, also those excluded from refund_refusal_rate), fast_cs_reply (all sessions of C
+    in service hours, also those excluded from cs_response_rate), return_insurance;
+    top_experience follows the (changed) score. high_cs_satisfaction and door_delivery read the
+    reduced raw_value and denominator (n for min_n).
+R38 v1.1 keeps the quarantine once per raw partition in storage; this oracle still returns
+    every rejected row of every partition the run reads (R4), appeals included as log
+    ``appeals`` with key = appeal_id. Comparing it to one date's stored quarantine is the
+    comparing test's business.
 """
 
 from __future__ import annotations
@@ -135,10 +211,20 @@ REFUND_REASONS = (
 SELLER_DECISIONS = ("agreed", "refused", "negotiated")
 RULINGS = ("merchant_responsible", "buyer_responsible", "no_fault")
 EVENT_TYPES = ("picked_up", "in_transit", "out_for_delivery", "delivered", "exception", "returned")
+APPEAL_SUBJECTS = ("order", "refund", "session")
+APPEAL_OUTCOMES = ("upheld", "rejected")
 
 
-def _c(name, kind, nullable=False, enum=None, bits=64):
-    return {"name": name, "kind": kind, "nullable": nullable, "enum": enum, "bits": bits}
+def _c(name, kind, nullable=False, enum=None, bits=64, optional=False):
+    # optional: the column may be absent from a file (it then reads as all null), 13.1
+    return {
+        "name": name,
+        "kind": kind,
+        "nullable": nullable,
+        "enum": enum,
+        "bits": bits,
+        "optional": optional,
+    }
 
 
 SCHEMAS = {
@@ -160,6 +246,8 @@ SCHEMAS = {
             _c("review_rating", "int", True, bits=8),
             _c("is_abnormal", "bool"),
             _c("updated_at", "ts"),
+            # v1.1 (13.1): optional, nullable; READING (R28)
+            _c("ship_to_region", "str", True, optional=True),
         ],
     },
     "refunds": {
@@ -212,7 +300,21 @@ SCHEMAS = {
             _c("closed_at", "ts"),
         ],
     },
+    # v1.1 (13.1): optional fifth log; a missing folder or partition = no appeals.
+    "appeals": {
+        "key": "appeal_id",
+        "version": "decided_at",  # the column of the at_or_after_partition_cutoff check
+        "columns": [
+            _c("appeal_id", "int"),
+            _c("shop_id", "int"),
+            _c("subject", "str", enum=APPEAL_SUBJECTS),
+            _c("subject_id", "int"),
+            _c("outcome", "str", enum=APPEAL_OUTCOMES),
+            _c("decided_at", "ts"),
+        ],
+    },
 }
+LOGS = ("orders", "refunds", "logistics", "cs_sessions", "appeals")
 
 # Section 4 table, in order: (id, dimension, lower_is_better, is_hours)
 INDICATORS = [
@@ -359,6 +461,10 @@ def _read_log(raw_dir: Path, log: str, first: datetime.date, last: datetime.date
             names = set(table.column_names)
             cols = {}
             for col in schema["columns"]:
+                if col["name"] not in names and col["optional"]:
+                    # 13.1 / READING (R28): a file without an optional column reads as all null.
+                    cols[col["name"]] = [None] * table.num_rows
+                    continue
                 # READING (R1): every schema column is required to be present.
                 if col["name"] not in names:
                     raise ValueError(f"{f}: column {col['name']} is missing")
@@ -433,6 +539,109 @@ def _shop_config(rules: dict, main_cat):
     return ind, dw
 
 
+# 13.3: which indicators an exemption may exclude, by the kind of row they count.
+ORDER_INDICATORS = (
+    "quality_refund_rate",
+    "negative_review_rate",
+    "pickup_on_time_rate",
+    "delivery_promise_rate",
+    "track_anomaly_rate",
+    "delivery_hours",
+    "door_delivery_rate",
+)
+SESSION_INDICATORS = ("cs_response_rate", "cs_satisfaction_rate")
+REFUND_INDICATORS = ("refund_refusal_rate", "refund_handling_hours")
+EXCLUDABLE = set(ORDER_INDICATORS) | set(SESSION_INDICATORS) | set(REFUND_INDICATORS)
+EXEMPTION_NAME = re.compile(r"[a-z0-9_]+")
+
+
+def _exemption_date(name, key, value) -> datetime.date:
+    # READING (R33): a TOML local date (datetime.date) or an ISO "YYYY-MM-DD" string; a
+    # datetime (a date with a time) is refused.
+    if isinstance(value, str):
+        try:
+            return datetime.date.fromisoformat(value)
+        except ValueError:
+            pass
+    elif isinstance(value, datetime.date) and not isinstance(value, datetime.datetime):
+        return value
+    raise ValueError(f"exemption {name!r}: {key} must be a date, got {value!r}")
+
+
+def _parse_exemptions(rules: dict) -> list[dict]:
+    """The rules' [[exemptions]], validated (13.3); a rules error raises ValueError."""
+    raw = rules.get("exemptions")
+    if raw is None:
+        return []  # none by default
+    if not isinstance(raw, list):
+        raise ValueError(f"exemptions must be a list of tables, got {type(raw).__name__}")
+    out = []
+    seen = set()
+    for i, e in enumerate(raw):
+        if not isinstance(e, dict):
+            raise ValueError(f"exemption #{i + 1}: must be a table, got {e!r}")
+        name = e.get("name")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"exemption #{i + 1}: name is missing or not a string: {name!r}")
+        # READING (R33): the documented name format is enforced as a rules error too.
+        if not EXEMPTION_NAME.fullmatch(name):
+            raise ValueError(
+                f"exemption {name!r}: name must be lower-case letters, digits and _ only"
+            )
+        if name in seen:
+            raise ValueError(f"exemption {name!r}: two exemptions with one name")
+        seen.add(name)
+        for key in ("paid_from", "paid_to"):
+            if key not in e:
+                raise ValueError(f"exemption {name!r}: {key} is missing")
+        paid_from = _exemption_date(name, "paid_from", e["paid_from"])
+        paid_to = _exemption_date(name, "paid_to", e["paid_to"])
+        if paid_from > paid_to:
+            raise ValueError(
+                f"exemption {name!r}: paid_from {paid_from} is after paid_to {paid_to}"
+            )
+        regions = e.get("regions", [])
+        if regions is None:
+            regions = []
+        if not isinstance(regions, list) or not all(isinstance(r, str) for r in regions):
+            raise ValueError(f"exemption {name!r}: regions must be a list of strings")
+        ship_by = e.get("ship_by")
+        if ship_by is not None:
+            # READING (R33): an aware datetime; a naive one (TOML local date-time) or a date is
+            # a rules error rather than a guess at its zone.
+            if not isinstance(ship_by, datetime.datetime) or ship_by.utcoffset() is None:
+                raise ValueError(
+                    f"exemption {name!r}: ship_by must be a date-time with an offset, "
+                    f"got {ship_by!r}"
+                )
+            ship_by = ship_by.astimezone(UTC)
+        exclude = e.get("exclude_from", [])
+        if exclude is None:
+            exclude = []
+        if not isinstance(exclude, list) or not all(isinstance(x, str) for x in exclude):
+            raise ValueError(f"exemption {name!r}: exclude_from must be a list of indicator ids")
+        for x in exclude:
+            if x == "platform_help_rate":
+                raise ValueError(f"exemption {name!r}: platform_help_rate cannot be excluded")
+            if x not in EXCLUDABLE:
+                raise ValueError(f"exemption {name!r}: unknown indicator {x!r} in exclude_from")
+        if ship_by is None and not exclude:
+            raise ValueError(
+                f"exemption {name!r}: has neither ship_by nor a non-empty exclude_from"
+            )
+        out.append(
+            {
+                "name": name,
+                "paid_from": paid_from,
+                "paid_to": paid_to,
+                "regions": tuple(regions),
+                "ship_by": ship_by,
+                "exclude": frozenset(exclude),
+            }
+        )
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # main
 # --------------------------------------------------------------------------------------------
@@ -451,10 +660,15 @@ def reference_tables(
     def in_window(t):
         return t is not None and start <= t < cutoff
 
+    # 13.3: the rules' exemptions, validated before any data is read.
+    exemptions = _parse_exemptions(rules)
+
     # ---------------- 2.5 read, quarantine, current state ----------------
     quarantine = []
     kept = {}
-    for log in ("orders", "refunds", "logistics", "cs_sessions"):
+    # READING (R38): the quarantine lists every rejected row of every partition read, the
+    # appeals log included (log "appeals", key appeal_id), as in R4.
+    for log in LOGS:
         rows = _read_log(raw_dir, log, first_dt, D)
         good = []
         for row, dt in rows:
@@ -493,9 +707,21 @@ def reference_tables(
     refunds_cur = current("refunds")
     events = dedupe("logistics")
     sessions = dedupe("cs_sessions")
+    # 13.1: appeals count once per key, copies as for logistics. READING (R29), R6.
+    appeals = dedupe("appeals")
+
+    # ---------------- 13.2 upheld appeals ----------------
+    # READING (R30): a subject is removed when at least one of its appeals (after dedupe) is
+    # upheld, whatever its other appeals say and whatever their decided_at; matched by id alone.
+    upheld = {"order": set(), "refund": set(), "session": set()}
+    for a in appeals.values():
+        if a["outcome"] == "upheld":
+            upheld[a["subject"]].add(a["subject_id"])
 
     # ---------------- section 3 populations ----------------
-    V = [o for o in orders_cur.values() if in_window(o["paid_at"]) and not o["is_abnormal"]]
+    # the populations as v1.0 defines them, before upheld appeals (for appeals_upheld, 13.4)
+    V_before = [o for o in orders_cur.values() if in_window(o["paid_at"]) and not o["is_abnormal"]]
+    V = [o for o in V_before if o["order_id"] not in upheld["order"]]
     V.sort(key=lambda o: o["order_id"])
     v_ids = {o["order_id"] for o in V}
 
@@ -505,7 +731,17 @@ def reference_tables(
         if e["event_at"] < cutoff and e["order_id"] in v_ids:
             events_by_order.setdefault(e["order_id"], []).append(e)
 
-    refunds_ok = [r for r in refunds_cur.values() if not r["is_abnormal"]]
+    # READING (R31): an upheld refund counts nowhere, like an abnormal one; an upheld order does
+    # not take its refunds or sessions with it (the refund and session populations never look
+    # at the order's state, as with is_abnormal in v1.0).
+    R_before = [
+        r for r in refunds_cur.values() if not r["is_abnormal"] and in_window(r["requested_at"])
+    ]
+    refunds_ok = [
+        r
+        for r in refunds_cur.values()
+        if not r["is_abnormal"] and r["refund_id"] not in upheld["refund"]
+    ]
     R = [r for r in refunds_ok if in_window(r["requested_at"])]
     help_refunds = [
         r
@@ -514,7 +750,8 @@ def reference_tables(
         and in_window(r["escalated_at"])
         and r["ruling"] != "buyer_responsible"
     ]
-    C = [s for s in sessions.values() if in_window(s["started_at"])]
+    C_before = [s for s in sessions.values() if in_window(s["started_at"])]
+    C = [s for s in C_before if s["session_id"] not in upheld["session"]]
 
     # READING (R7): any current, not abnormal refund linked by order_id.
     quality_refund_orders = {
@@ -525,6 +762,34 @@ def reference_tables(
         for r in refunds_ok
         if r["reason"] in ("quality", "not_as_described", "damaged") and r["requested_at"] < cutoff
     }
+
+    # ---------------- 13.3 exemption matching ----------------
+    def order_exemptions(o):
+        # READING (R34): local paid date in [paid_from, paid_to]; a non-empty regions list
+        # matches by exact string equality and never matches a null ship_to_region.
+        local = o["paid_at"].astimezone(tz).date()
+        region = o["ship_to_region"]
+        return [
+            e
+            for e in exemptions
+            if e["paid_from"] <= local <= e["paid_to"]
+            and (not e["regions"] or (region is not None and region in e["regions"]))
+        ]
+
+    def row_exemptions(t):
+        # refunds (requested_at) and sessions (started_at): only exemptions without regions
+        local = t.astimezone(tz).date()
+        return [
+            e for e in exemptions if not e["regions"] and e["paid_from"] <= local <= e["paid_to"]
+        ]
+
+    def excluded_ids(matching, kind_ids):
+        # READING (R34): the union of exclude_from over the matching exemptions, restricted to
+        # the indicators that count this kind of row.
+        out = set()
+        for e in matching:
+            out |= e["exclude"]
+        return out & set(kind_ids)
 
     # per-order derived facts
     info = {}
@@ -544,6 +809,19 @@ def reference_tables(
         deadline = o["paid_at"] + datetime.timedelta(hours=48)
         if o["promised_ship_at"] is not None and o["promised_ship_at"] > deadline:
             deadline = o["promised_ship_at"]
+        matching = order_exemptions(o)
+        # 13.3 ship_by: the later of the section-3 deadline and the latest matching ship_by.
+        # READING (R35): this deadline is used everywhere pickup_on_time_rate reads deadline(o)
+        # (the due test, the cancellation excuse and the numerator), and for late shipment.
+        ship_bys = [e["ship_by"] for e in matching if e["ship_by"] is not None]
+        if ship_bys and max(ship_bys) > deadline:
+            deadline = max(ship_bys)
+        excl = excluded_ids(matching, ORDER_INDICATORS)
+        cancelled_excused = (
+            o["cancelled_at"] is not None and o["cancelled_at"] <= deadline and pickup is None
+        )
+        pickup_due = pickup is not None or (deadline < cutoff and not cancelled_excused)
+        pickup_on_time = pickup_due and pickup is not None and pickup <= deadline
         has_exception = any(e["event_type"] == "exception" for e in evs)
         stall = False
         if pickup is not None:
@@ -566,6 +844,12 @@ def reference_tables(
             "delivered": delivered,
             "door": door,
             "deadline": deadline,
+            "pickup_due": pickup_due,
+            "pickup_on_time": pickup_on_time,
+            # 7 (c) late shipment; READING (R27): due and not on time, in the v1.1 sense (with
+            # ship_by); an order excluded from pickup_on_time_rate is not due for it (13.3).
+            "late": (pickup_due and not pickup_on_time and "pickup_on_time_rate" not in excl),
+            "excl": excl,
             "anomaly": has_exception or stall,
             "next_day": delivered is not None and delivered < next_day_limit,
         }
@@ -589,9 +873,26 @@ def reference_tables(
         else:
             main_cat[s] = sorted(cats.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
 
+    # 13.4 appeals_upheld: distinct subjects an upheld appeal removed from the v1.0 populations,
+    # each for its own shop_id. READING (R32).
+    appealed = {s: set() for s in shops}
+    for o in V_before:
+        if o["order_id"] in upheld["order"] and o["shop_id"] in shop_set:
+            appealed[o["shop_id"]].add(("order", o["order_id"]))
+    for r in R_before:
+        if r["refund_id"] in upheld["refund"] and r["shop_id"] in shop_set:
+            appealed[r["shop_id"]].add(("refund", r["refund_id"]))
+    for c in C_before:
+        if c["session_id"] in upheld["session"] and c["shop_id"] in shop_set:
+            appealed[c["shop_id"]].add(("session", c["session_id"]))
+
     # ---------------- section 4 indicators: per shop numerators/denominators ----------------
     # hours numerators kept as exact int microseconds ("_us") until the end.
     acc = {s: {name: [0, 0] for name, *_ in INDICATORS} for s in shops}
+    # 13.4: rows an exemption removed from each indicator's denominator.
+    # READING (R36): rows that match an exemption naming the indicator and satisfy the
+    # denominator condition as v1.1 computes it (ship_by deadline included).
+    excluded = {s: {name: 0 for name, *_ in INDICATORS} for s in shops}
     extra = {
         s: {
             "V": 0,
@@ -607,35 +908,37 @@ def reference_tables(
         for s in shops
     }
 
+    def add(s, contrib, excl):
+        """contrib: indicator -> numerator part, for each indicator whose denominator the row
+        is in (one row = 1 in the denominator); excluded indicators count in `excluded`."""
+        for name, num in contrib.items():
+            if name in excl:
+                excluded[s][name] += 1
+            else:
+                acc[s][name][0] += num
+                acc[s][name][1] += 1
+
     for o in V:
         s = o["shop_id"]
-        a = acc[s]
         x = extra[s]
         f = info[o["order_id"]]
+        # READING (R37): |V|, bonus shares and the other labels ignore exemptions.
         x["V"] += 1
         if o["return_insurance"]:
             x["ins"] += 1
         if f["next_day"]:
             x["next_day"] += 1
+        contrib = {}
         # quality_refund_rate
         if f["delivered"] is not None:
-            a["quality_refund_rate"][1] += 1
-            if o["order_id"] in quality_refund_orders:
-                a["quality_refund_rate"][0] += 1
+            contrib["quality_refund_rate"] = int(o["order_id"] in quality_refund_orders)
         # negative_review_rate
         if o["review_rating"] is not None:
-            a["negative_review_rate"][1] += 1
-            if o["review_rating"] <= 2:
-                a["negative_review_rate"][0] += 1
+            contrib["negative_review_rate"] = int(o["review_rating"] <= 2)
         # pickup_on_time_rate
-        pickup, deadline = f["pickup"], f["deadline"]
-        cancelled_excused = (
-            o["cancelled_at"] is not None and o["cancelled_at"] <= deadline and pickup is None
-        )
-        if pickup is not None or (deadline < cutoff and not cancelled_excused):
-            a["pickup_on_time_rate"][1] += 1
-            if pickup is not None and pickup <= deadline:
-                a["pickup_on_time_rate"][0] += 1
+        pickup = f["pickup"]
+        if f["pickup_due"]:
+            contrib["pickup_on_time_rate"] = int(f["pickup_on_time"])
         # delivery_promise_rate
         pda = o["promised_delivery_at"]
         if pda is not None:
@@ -643,23 +946,19 @@ def reference_tables(
                 pda < cutoff and not (o["cancelled_at"] is not None and pickup is None)
             )
             if due:
-                a["delivery_promise_rate"][1] += 1
-                if f["delivered"] is not None and f["delivered"] <= pda:
-                    a["delivery_promise_rate"][0] += 1
+                contrib["delivery_promise_rate"] = int(
+                    f["delivered"] is not None and f["delivered"] <= pda
+                )
         # track_anomaly_rate
         if pickup is not None:
-            a["track_anomaly_rate"][1] += 1
-            if f["anomaly"]:
-                a["track_anomaly_rate"][0] += 1
+            contrib["track_anomaly_rate"] = int(f["anomaly"])
         # delivery_hours, door_delivery_rate
         if f["delivered"] is not None:
-            a["delivery_hours"][0] += _us(f["delivered"] - o["paid_at"])
-            a["delivery_hours"][1] += 1
-            a["door_delivery_rate"][1] += 1
-            if f["door"]:
-                a["door_delivery_rate"][0] += 1
-        # platform_help_rate denominator = |V|
-        a["platform_help_rate"][1] += 1
+            contrib["delivery_hours"] = _us(f["delivered"] - o["paid_at"])
+            contrib["door_delivery_rate"] = int(f["door"])
+        # platform_help_rate denominator = |V| (never excluded, 13.3)
+        contrib["platform_help_rate"] = 0
+        add(s, contrib, f["excl"])
         # label fast_shipping
         if pickup is not None:
             x["pick_us"] += _us(pickup - o["paid_at"])
@@ -667,39 +966,36 @@ def reference_tables(
 
     for c in C:
         s = c["shop_id"]
-        a = acc[s]
         x = extra[s]
         hour = c["started_at"].astimezone(tz).hour
         in_service = 8 <= hour < 23
+        contrib = {}
+        frs = c["first_response_seconds"]
         if in_service:
-            a["cs_response_rate"][1] += 1
-            frs = c["first_response_seconds"]
-            if frs is not None and frs <= 180:
-                a["cs_response_rate"][0] += 1
+            contrib["cs_response_rate"] = int(frs is not None and frs <= 180)
+            # label fast_cs_reply: every session of C, exemptions or not (R37)
             if frs is not None:
                 x["reply_s"] += frs
                 x["reply_n"] += 1
         if c["satisfaction"] is not None:
-            a["cs_satisfaction_rate"][1] += 1
-            if c["satisfaction"] >= 4:
-                a["cs_satisfaction_rate"][0] += 1
+            contrib["cs_satisfaction_rate"] = int(c["satisfaction"] >= 4)
+        add(s, contrib, excluded_ids(row_exemptions(c["started_at"]), SESSION_INDICATORS))
         if c["escalated_to_platform"]:
-            a["platform_help_rate"][0] += 1
+            acc[s]["platform_help_rate"][0] += 1
 
     for r in R:
         s = r["shop_id"]
-        a = acc[s]
         x = extra[s]
+        contrib = {}
         if r["seller_decision"] is not None:
-            a["refund_refusal_rate"][1] += 1
-            if r["seller_decision"] == "refused":
-                a["refund_refusal_rate"][0] += 1
-            a["refund_handling_hours"][0] += _us(r["decided_at"] - r["requested_at"])
-            a["refund_handling_hours"][1] += 1
+            contrib["refund_refusal_rate"] = int(r["seller_decision"] == "refused")
+            contrib["refund_handling_hours"] = _us(r["decided_at"] - r["requested_at"])
+            # label damage_free_return: every refund of R, exemptions or not (R37)
             if r["reason"] == "damaged":
                 x["dmg_n"] += 1
                 if r["seller_decision"] == "agreed":
                     x["dmg_agreed"] += 1
+        add(s, contrib, excluded_ids(row_exemptions(r["requested_at"]), REFUND_INDICATORS))
 
     for r in help_refunds:
         # 12.8: a help refund of a shop without a row counts nowhere.
@@ -849,6 +1145,8 @@ def reference_tables(
                 "service_score": dim_score["service"],
                 "bonus": bonus,
                 "peer_percentile": None,
+                # 13.4; READING (R32): 0 for a shop with a row and no appealed subject.
+                "appeals_upheld": len(appealed[s]),
                 "dt": D,
                 "rules_version": version,
             }
@@ -869,6 +1167,7 @@ def reference_tables(
                     "effective_weight": r["effective_weight"],
                     "points_lost": r["points_lost"],
                     "assessed": r["assessed"],
+                    "excluded": excluded[s][name],  # 13.4
                     "dt": D,
                     "rules_version": version,
                 }
@@ -904,11 +1203,13 @@ def reference_tables(
     items = {}
     for item_id, os_ in item_orders.items():
         paid = len(os_)
+        # 7: (a) problem refund, (b) bad review, (c) late shipment; an order counts once.
         problem = sum(
             1
             for o in os_
             if o["order_id"] in problem_refund_orders
             or (o["review_rating"] is not None and o["review_rating"] <= 2)
+            or info[o["order_id"]]["late"]
         )
         items[item_id] = {
             "shop_id": min(o["shop_id"] for o in os_),

@@ -680,7 +680,8 @@ def test_abnormal_orders_count_nowhere():
     assert counts(tables, "delivery_hours") == (0, 0)
     assert counts(tables, "platform_help_rate") == (0, 2)
     items = tables["item_scores"].row(0, named=True)
-    assert (items["paid_orders"], items["problem_orders"]) == (2, 0)
+    # orders 1, 2 are due and never picked up: late shipments (7 (c), v1.1); order 3 is not counted
+    assert (items["paid_orders"], items["problem_orders"]) == (2, 2)
 
 
 def test_a_shop_whose_only_order_or_refund_is_abnormal_has_no_row():

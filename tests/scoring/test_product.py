@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
+import polars as pl
 import pytest
 
-from tests.builders import day_inputs, default_rules, score
+from tests.builders import PAID, day_inputs, default_rules, picked_up_on_time, score
 
 from .support import CUTOFF, many
 
@@ -12,6 +15,7 @@ from .support import CUTOFF, many
 def pxi_inputs():
     """Category 5: items 100 (10 orders), 200 (10 orders), 300 (4 orders). Category 6: item 400.
 
+    Every order is picked up an hour after payment, so none is a late shipment (7 (c)).
     Problem orders (a current, normal refund of reason quality / not_as_described / damaged
     requested before the cutoff, or review_rating <= 2):
       item 100: order 1 (quality; the refund names another shop and item: the order decides)
@@ -39,7 +43,7 @@ def pxi_inputs():
         {"order_id": 14, "reason": "wrong_item"},
         {"order_id": 31, "shop_id": 2, "reason": "quality", "requested_at": CUTOFF},
     ]
-    return day_inputs(orders=orders, refunds=refunds)
+    return day_inputs(orders=orders, refunds=refunds, logistics=picked_up_on_time(orders))
 
 
 def items(tables) -> dict[int, dict]:
@@ -119,5 +123,32 @@ def test_pxi_at_a_knot_is_exact():
     orders = many(50, 1)
     for order in orders[:3]:
         order["review_rating"] = 1
-    row = items(score(day_inputs(orders=orders), rules=default_rules(k_item=0)))[100]
+    inputs = day_inputs(orders=orders, logistics=picked_up_on_time(orders))
+    row = items(score(inputs, rules=default_rules(k_item=0)))[100]
     assert row["pxi"] == 60.0
+
+
+def test_a_late_shipment_is_a_problem_order():
+    # 7 (c), v1.1: due for pickup and not picked up by deadline(o) = paid_at + 48 h.
+    # order 1: picked up at 47 h (on time); 2: at 49 h (late); 3: never picked up, the deadline
+    # passed (late); 4: never picked up but cancelled before the deadline (not due: not late);
+    # 5: never picked up, promised to ship after the cutoff (not due yet); 6: late and rated 1
+    # (one problem order, not two)
+    hour = dt.timedelta(hours=1)
+    orders = [
+        {"order_id": 1},
+        {"order_id": 2},
+        {"order_id": 3},
+        {"order_id": 4, "cancelled_at": PAID + 10 * hour},
+        {"order_id": 5, "promised_ship_at": CUTOFF + hour},
+        {"order_id": 6, "review_rating": 1},
+    ]
+    events = picked_up_on_time(orders[:1], after=47 * hour) + picked_up_on_time(
+        [orders[1], orders[5]], after=49 * hour
+    )
+    tables = score(day_inputs(orders=orders, logistics=events), rules=default_rules(k_item=0))
+    row = items(tables)[100]
+    assert (row["paid_orders"], row["problem_orders"]) == (6, 3)  # orders 2, 3, 6
+    pickup = tables["shop_indicators"].filter(pl.col("indicator") == "pickup_on_time_rate")
+    # the shop's indicator counts the same orders: due 1, 2, 3, 6; on time 1
+    assert (pickup["numerator"][0], pickup["denominator"][0]) == (1.0, 4)

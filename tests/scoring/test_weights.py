@@ -10,7 +10,7 @@ import pytest
 from scoring.daily import PREVIOUS_WEIGHTS_SCHEMA
 from scoring.weights import item_traffic_weights, shop_traffic_weights
 from scoring.window import partition_cutoff
-from tests.builders import day_inputs, default_rules, score
+from tests.builders import day_inputs, default_rules, picked_up_on_time, score
 
 from .support import HOUR, many
 
@@ -144,9 +144,8 @@ def test_item_weights_end_to_end():
     #   -> weight 0.5 + 0.4 * 46.666../60 = 0.81111..; not eligible
     # item 200: 3 orders (unscored) -> weight 1.0, not eligible
     orders = many(1, 1, review_rating=1) + many(9, 2) + many(3, 20, item_id=200, category_id=6)
-    got = {
-        r["item_id"]: r for r in score(day_inputs(orders=orders))["item_traffic_weights"].to_dicts()
-    }
+    tables = score(day_inputs(orders=orders, logistics=picked_up_on_time(orders)))  # none late
+    got = {r["item_id"]: r for r in tables["item_traffic_weights"].to_dicts()}
     pxi = 60 - 30 * (0.1 - 0.06) / 0.09
     assert got[100]["weight"] == pytest.approx(0.5 + 0.4 * pxi / 60, abs=1e-9)
     assert (got[100]["campaign_eligible"], got[100]["shop_id"]) == (False, 1)
