@@ -7,11 +7,12 @@ SAMPLE := data_samples/raw
 OUT    ?= output
 SCALE  ?= S
 
-.PHONY: install run test lint golden bench clean help
+.PHONY: install run test test-thorough lint golden bench clean help
 
 help:
 	@echo "make run     install, then score the sample marketplace (data_samples/) into $(OUT)/"
 	@echo "make test    install, then lint and run the test suite"
+	@echo "make test-thorough  the Hypothesis properties with many more random examples (under an hour)"
 	@echo "make golden  deliberately regenerate data_samples/expected/ from the current code"
 	@echo "make bench   time backfill and nightly run vs the read-once floor (SCALE=S|M|L, BENCH_ARGS=...)"
 
@@ -29,6 +30,13 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check pipelines scoring tests
 	$(BIN)/python -m pytest -q
+
+# Hypothesis profiles: tests/hypothesis_budget.py. `make test` runs "ci" (derandomized).
+PROPERTY_TESTS := tests/test_properties.py tests/pipelines/test_incremental.py \
+	tests/pipelines/test_fuzz.py tests/scoring/test_tracking_merge.py \
+	tests/scoring/test_shop_score.py tests/scoring/test_labels.py tests/scoring/test_interp.py
+test-thorough: $(STAMP)
+	HYPOTHESIS_PROFILE=thorough $(BIN)/python -m pytest -q -m hypothesis $(PROPERTY_TESTS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipelines scoring tests

@@ -17,16 +17,16 @@ from pipelines.schemas import LOGS
 from scoring.daily import TABLE_SCHEMAS
 from tests.builders import DEFAULT_RULES_PATH, default_rules_dict
 from tests.compare import frame_differences, table_differences
+from tests.hypothesis_budget import examples
 from tests.marketplace import RUN_DATE, marketplaces, write_marketplace
 from tests.oracle.reference import reference_tables
 
 RULES = load_rules(DEFAULT_RULES_PATH)
 # a low minimum so that random small shops are scored and every branch is exercised
 SMALL_RULES_DICT = {**default_rules_dict(), "min_orders": 3, "min_item_orders": 2}
-# EXPSCORE_EXAMPLES=200 for a deeper run than CI's
-EXAMPLES = int(os.environ.get("EXPSCORE_EXAMPLES", "15"))
+# each example runs the whole pipeline: `make test-thorough` runs up to 200
 PIPELINE = settings(
-    max_examples=EXAMPLES,
+    max_examples=examples(15, thorough_cap=200),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
@@ -116,7 +116,11 @@ def test_scores_within_bounds(logs) -> None:
     assert check.is_empty() or residual.max() < 1e-9, check.filter(residual >= 1e-9)
 
 
-@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=examples(5, thorough_cap=100),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(marketplaces())
 def test_rerun_gives_identical_tables(logs) -> None:
     with tempfile.TemporaryDirectory() as tmp:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -22,6 +21,7 @@ from pipelines.cli import main
 from pipelines.schemas import LOGS, Column
 from scoring.daily import TABLE_SCHEMAS
 from tests.builders import _POLARS_TYPES
+from tests.hypothesis_budget import examples
 
 D = dt.date(2026, 3, 20)
 INT_LIMITS = {"BIGINT": 2**63 - 1, "INTEGER": 2**31 - 1, "TINYINT": 127}
@@ -96,7 +96,7 @@ def check_invariants(out: Path) -> None:
 
 
 @settings(
-    max_examples=int(os.environ.get("EXPSCORE_EXAMPLES", "40")),
+    max_examples=examples(40, thorough_cap=400),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

@@ -14,6 +14,7 @@ from scoring.catalog import LABEL_BY_ID
 from scoring.daily import PREVIOUS_LABELS_SCHEMA
 from scoring.labels import display_text, held_labels
 from tests.builders import PAID, RUN_DATE, day_inputs, default_rules, score, ts
+from tests.hypothesis_budget import examples
 
 from .support import CUTOFF, HOUR, local, many, no_shrinkage, rules_with
 
@@ -121,7 +122,7 @@ def test_display_text_is_python_str_format(label, value, text):
     assert LABEL_BY_ID[label].display.format(**fields) == text
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     st.sampled_from(["fast_shipping", "fast_cs_reply", "high_cs_satisfaction", "top_experience"]),
     st.floats(min_value=0.0, max_value=500.0, allow_nan=False),

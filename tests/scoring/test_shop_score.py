@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from scoring.shop_score import band, share_strictly_below
 from tests.builders import PAID, day_inputs, default_rules, indicator_row, score, ts
+from tests.hypothesis_budget import examples
 
 from .support import CUTOFF, HOUR, local, many, no_shrinkage, rules_with
 
@@ -446,7 +447,7 @@ def test_band_edges(value, expected):
     assert frame.select(band(pl.col("score"))).item() == expected
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     st.lists(
         st.tuples(

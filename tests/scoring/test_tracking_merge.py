@@ -8,17 +8,16 @@ merge must give the row of all events together, whatever the milestones and trai
 from __future__ import annotations
 
 import datetime as dt
-import os
 
 import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scoring.facts import later_events_only, merge_tracking, tracking_facts
+from tests.hypothesis_budget import examples
 
 BASE = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 TYPES = ("picked_up", "in_transit", "out_for_delivery", "delivered", "exception", "returned")
-EXAMPLES = int(os.environ.get("EXPSCORE_EXAMPLES", "15")) * 10
 SCHEMA = {
     "event_id": pl.Int64,
     "order_id": pl.Int64,
@@ -113,7 +112,7 @@ event_rows = st.lists(
 )
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(event_rows, st.integers(-1, 400))
 def test_merging_later_events_equals_recomputing_from_all(rows, split_hours):
     merged, everything = merged_and_recomputed(rows, split_hours)
