@@ -77,7 +77,7 @@ JSON_SCHEMA_VERSION = 1
 OTHER_WORK_CPUS = 0.5  # CPUs busy at the end of a benchmark, beyond which other work competed
 SCENARIOS = ("floor", "floor_day", "backfill", "nightly", "scratch")
 RUN_SCENARIOS = ("backfill", "nightly", "scratch")  # the ones that run expscore
-STAGE_ORDER = ("sync", "facts", "score", "publish")  # known stages first; others follow by name
+STAGE_ORDER = ("state", "score", "publish")  # known stages first; others follow by name
 PUBLISHED_TABLES = (*TABLE_SCHEMAS, "quarantine")
 
 

@@ -19,7 +19,7 @@ from pipelines.errors import ExpscoreError
 from pipelines.executors import ExecutorOptions
 from pipelines.options import parse_date
 from pipelines.run import RunResult, StateOptions, backfill, load_rules, run_day
-from pipelines.shards import MAX_SHARDS
+from pipelines.state import MAX_SHARDS
 from scoring.catalog import BANDS
 
 app = typer.Typer(
@@ -45,7 +45,7 @@ RebuildOption = Annotated[
     bool,
     typer.Option(
         "--rebuild",
-        help="Delete the window state under <out>/.state and rebuild it from raw first.",
+        help="Start the window state over: rebuild it from raw first.",
     ),
 ]
 ShardsOption = Annotated[
@@ -54,8 +54,8 @@ ShardsOption = Annotated[
         "--shards",
         min=1,
         max=MAX_SHARDS,
-        help="Score in this many shop shards, ranges of hash(shop_id) % 1024 "
-        "(default: ~3M orders each).",
+        help="Shards of the window state, by order and session id (default: the state's, or "
+        "about 4M order versions each when it is first built); another number rebuilds it.",
     ),
 ]
 ExecutorOption = Annotated[
@@ -81,8 +81,16 @@ ExchangeOption = Annotated[
     str | None,
     typer.Option(
         "--exchange",
-        help="Folder or object-store URI (s3://bucket/prefix) for the shard files between "
-        "stages; every worker must reach it (default: <out>/.state/shards).",
+        help="Folder or object-store URI (s3://bucket/prefix) for the rows and sums passed "
+        "to and from the shard tasks; every worker must reach it (default: under the state).",
+    ),
+]
+StateOption = Annotated[
+    str | None,
+    typer.Option(
+        "--state",
+        help="Folder or object-store URI of the window state; every worker must reach it "
+        "(default: <out>/.state).",
     ),
 ]
 RulesOption = Annotated[
@@ -135,12 +143,14 @@ def state_options(
     workers: int | None,
     ray_address: str | None,
     exchange: str | None,
+    state: str | None = None,
 ) -> StateOptions:
     """The state and executor options of `run` and `backfill`, checked together."""
     return StateOptions(
         rebuild=rebuild,
         shards=shards,
         executor=ExecutorOptions(executor, workers, ray_address, exchange),
+        location=state,
     )
 
 
@@ -160,6 +170,7 @@ def run(
     workers: WorkersOption = None,
     ray_address: RayAddressOption = None,
     exchange: ExchangeOption = None,
+    state: StateOption = None,
 ) -> None:
     """Score one business date and publish its tables, quarantine and manifest."""
     result = run_day(
@@ -168,7 +179,7 @@ def run(
         load_rules(rules),
         parse_date(date, "--date"),
         force=force,
-        state=state_options(rebuild, shards, executor, workers, ray_address, exchange),
+        state=state_options(rebuild, shards, executor, workers, ray_address, exchange, state),
     )
     typer.echo("\n".join(summary_lines(result)))
 
@@ -187,6 +198,7 @@ def backfill_command(
     workers: WorkersOption = None,
     ray_address: RayAddressOption = None,
     exchange: ExchangeOption = None,
+    state: StateOption = None,
 ) -> None:
     """Run every date from --start to --end in order (labels and weights carry over)."""
     from pipelines.progress import backfill_progress
@@ -201,7 +213,7 @@ def backfill_command(
             last,
             on_day=lambda r: progress.day_done(r, summary_lines(r)[0]),
             force=force,
-            state=state_options(rebuild, shards, executor, workers, ray_address, exchange),
+            state=state_options(rebuild, shards, executor, workers, ray_address, exchange, state),
         )
 
 
@@ -256,7 +268,3 @@ whatif.register(app)
 from pipelines import bench  # noqa: E402
 
 bench.register(app)
-
-from pipelines import bench_shards  # noqa: E402
-
-bench_shards.register(app)

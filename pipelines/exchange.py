@@ -38,6 +38,14 @@ def is_uri(location: str) -> bool:
     return "://" in location
 
 
+def subfolder(location: str, name: str) -> str:
+    """`location/name` for a folder or a URI; a URI keeps its query (`?endpoint_override=...`)."""
+    if not is_uri(location):
+        return str(Path(location) / name)
+    parts = urllib.parse.urlsplit(location)
+    return urllib.parse.urlunsplit(parts._replace(path=f"{parts.path.rstrip('/')}/{name}"))
+
+
 def resolve(location: str) -> tuple[pafs.FileSystem, str]:
     """The filesystem and the path within it for a local path or a URI."""
     if not is_uri(location):
@@ -71,17 +79,8 @@ class Exchange:
 
     @staticmethod
     def for_run(base: str) -> Exchange:
-        """A fresh folder under `base` for one run, so runs sharing a base never meet.
-
-        A URI keeps its query (`?endpoint_override=...`): the folder goes into its path.
-        """
-        folder = f"run-{uuid.uuid4().hex[:12]}"
-        if not is_uri(base):
-            return Exchange(str(Path(base) / folder))
-        parts = urllib.parse.urlsplit(base)
-        return Exchange(
-            urllib.parse.urlunsplit(parts._replace(path=f"{parts.path.rstrip('/')}/{folder}"))
-        )
+        """A fresh folder under `base` for one run, so runs sharing a base never meet."""
+        return Exchange(subfolder(base, f"run-{uuid.uuid4().hex[:12]}"))
 
     def _file(self, *parts: str) -> tuple[pafs.FileSystem, str]:
         fs, folder = resolve(self.location)

@@ -1,16 +1,16 @@
-"""Raw partitions into DuckDB: file checks, casts, reason codes, current state (the SQL parts).
+"""Raw files into DuckDB: file checks, casts, reason codes (the SQL parts of the load).
 
-`pipelines.state` puts these together per partition; the flow per log (SCORING.md 2 and 2.5,
-readings 12.1-12.2):
+`pipelines.state.ingest` puts these together per partition; the flow per log (SCORING.md 2 and
+2.5, readings 12.1-12.2):
 
 1. every file is checked on its own (readable Parquet, every required column present with a type
    that can hold the values); a bad file stops the run with an `InputError` naming file and column;
 2. the files are cast to the canonical types and stacked, each row tagged with its partition `dt`,
    that partition's cutoff, its file and row number;
-3. each row gets the first reason code it breaks; rejected rows go to the quarantine;
-4. the good rows are reduced to current state (change logs) or de-duplicated (append-only logs).
+3. each row gets the first reason code it breaks; rejected rows go to the quarantine.
 
-Polars receives only current state (or less), as Arrow with UTC-aware timestamps.
+The good rows go to Polars as Arrow with UTC-aware timestamps; current state (2.5) is
+`scoring.current`.
 """
 
 from __future__ import annotations
@@ -42,48 +42,6 @@ REASON_CODES: tuple[str, ...] = (
     "decision_time_mismatch",
 )
 
-# Columns the scoring step reads from each log's current state; the rest stay in DuckDB.
-SCORING_COLUMNS: dict[str, tuple[str, ...]] = {
-    "orders": (
-        "order_id",
-        "shop_id",
-        "item_id",
-        "category_id",
-        "paid_at",
-        "amount_cents",
-        "promised_ship_at",
-        "promised_delivery_at",
-        "return_insurance",
-        "cancelled_at",
-        "review_rating",
-        "is_abnormal",
-    ),
-    "refunds": (
-        "refund_id",
-        "order_id",
-        "shop_id",
-        "item_id",
-        "requested_at",
-        "reason",
-        "seller_decision",
-        "decided_at",
-        "platform_help",
-        "escalated_at",
-        "ruling",
-        "is_abnormal",
-    ),
-    "logistics": ("event_id", "order_id", "event_type", "event_at", "door_delivery"),
-    "cs_sessions": (
-        "session_id",
-        "shop_id",
-        "started_at",
-        "first_response_seconds",
-        "satisfaction",
-        "escalated_to_platform",
-    ),
-}
-
-
 @dataclass(kw_only=True)
 class WindowLoad:
     """What the manifest and the gates report about a window's raw input."""
@@ -94,16 +52,6 @@ class WindowLoad:
     rows_current: dict[str, int] = field(default_factory=dict)
     rejected: dict[str, dict[str, int]] = field(default_factory=dict)  # log -> reason -> rows
     missing_partitions: dict[str, list[str]] = field(default_factory=dict)
-
-
-@dataclass(kw_only=True)
-class LoadedInputs(WindowLoad):
-    """A window's load with the current state of the four logs as Polars frames."""
-
-    orders: pl.LazyFrame
-    refunds: pl.LazyFrame
-    logistics: pl.LazyFrame
-    cs_sessions: pl.LazyFrame
 
 
 # --------------------------------------------------------------------------------------------
@@ -275,42 +223,6 @@ def reject_reason_sql(schema: LogSchema) -> str:
     return "CASE " + " ".join(whens) + " END"
 
 
-def current_state_sql(schema: LogSchema, table: str) -> str:
-    """Latest version per key (change logs) or one copy per key (append-only logs), with `copies`.
-
-    Latest is the greatest `(updated_at, dt)`; for an append-only log the copy of the first
-    `dt`. Ties that the spec calls duplicates ("any one of them counts") are broken on every other
-    column, so that a rerun, a reordering or a file split always picks the same row. Only keys
-    with several rows are sorted: most keys have one (events, sessions, orders updated once),
-    and sorting every key's rows on all columns took minutes at M scale. `copies` is the number
-    of rows the key has in `table`: the window state keeps it to know, when a partition leaves,
-    whether a key has rows left without looking for them.
-    """
-    key = f'"{schema.key}"'
-    order = current_state_order(schema)
-    return f"""
-        WITH candidates AS MATERIALIZED (SELECT * FROM {table}),
-        several AS (
-            SELECT {key} AS several_key, count(*) AS several_copies
-            FROM candidates GROUP BY 1 HAVING count(*) > 1
-        )
-        SELECT *, 1 AS copies FROM candidates ANTI JOIN several ON candidates.{key} = several_key
-        UNION ALL
-        SELECT * EXCLUDE (rn, several_key, several_copies), several_copies AS copies FROM (
-            SELECT *, row_number() OVER (PARTITION BY {key} ORDER BY {order}) AS rn
-            FROM candidates JOIN several ON candidates.{key} = several.several_key
-        ) WHERE rn = 1
-    """
-
-
-def current_state_order(schema: LogSchema) -> str:
-    """The SQL order in which a key's first row is its current one (section 2.5)."""
-    others = column_list(c.name for c in schema.columns if c.name != schema.key)
-    if schema.change_log:
-        return f'"{schema.version_column}" DESC, dt DESC, {others}'
-    return f"dt, {others}"
-
-
 def quarantine_select(log: str, schema: LogSchema, table: str) -> str:
     """The rejected rows of `table` as quarantine rows: reason, source, key and the row as JSON."""
     row_struct = ", ".join(f'"{c}" := "{c}"' for c in schema.column_names)
@@ -376,11 +288,6 @@ def check_integer_ranges(
                 f"{path}: column '{name}' has {bad} value(s) outside the range of "
                 f"{column.duck_type}"
             )
-
-
-def to_polars(con: duckdb.DuckDBPyConnection, query: str, schema: LogSchema) -> pl.LazyFrame:
-    """Hand a query's rows to Polars; the log's columns get canonical types, timestamps UTC."""
-    return canonical(pl.from_arrow(con.sql(query).to_arrow_table()), schema)
 
 
 def canonical(frame: pl.DataFrame, schema: LogSchema) -> pl.LazyFrame:

@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from pipelines.errors import ExpscoreError, InputError
-from pipelines.executors import IN_PROCESS, ExecutorOptions, executor_session
+from pipelines.executors import executor_session
 from pipelines.gates import GateResult, band_change_gate, quarantine_gates, row_count_gates
 from pipelines.load import WindowLoad, latest_partition_date
 from pipelines.lock import output_lock
@@ -24,22 +24,13 @@ from pipelines.publish import (
     read_partition,
     write_json_atomic,
 )
-from pipelines.shards import (
-    auto_shards,
-    bucket_window,
-    orders_source,
-    shard_exchange,
-    sum_shards,
-)
 from pipelines.state import (
-    SHARDS_DIR,
-    SyncReport,
-    limit_for_reading,
-    memory_state,
-    open_state,
-    state_path,
-    sync_window,
-    window_load,
+    DEFAULT_STATE,
+    EXCHANGE_DIR,
+    STATE_DIR,
+    StateOptions,
+    state_for_run,
+    window_facts,
 )
 from scoring.daily import (
     PREVIOUS_LABELS_SCHEMA,
@@ -106,22 +97,6 @@ class HeldError(ExpscoreError):
     exit_code = 3
 
 
-@dataclass(frozen=True)
-class StateOptions:
-    """How a run uses the window state under `<out>/.state` (pipelines/state.py).
-
-    `rebuild` deletes it first; `shards` is the number of shop shards scoring reads the state in
-    (None: about 3M orders of V per shard) and `executor` what runs them (pipelines/executors.py);
-    `keep` False scores from an in-memory state that is dropped after the run (what a run that
-    must not write, or a from-scratch check, wants).
-    """
-
-    rebuild: bool = False
-    shards: int | None = None
-    keep: bool = True
-    executor: ExecutorOptions = IN_PROCESS
-
-
 def run_day(
     raw: Path,
     out: Path,
@@ -129,7 +104,7 @@ def run_day(
     run_date: dt.date | None = None,
     publish: bool = True,
     force: bool = False,
-    state: StateOptions = StateOptions(),
+    state: StateOptions = DEFAULT_STATE,
 ) -> RunResult:
     """Score one business date and publish its tables atomically, holding the output lock.
 
@@ -163,33 +138,12 @@ def _run_day(
 
     run_date = run_date or latest_partition_date(raw)
     window = rules_window(rules, run_date)
-    if state.keep:
-        path = state_path(out)
-        con, rebuilt = open_state(path, window, state.rebuild)
-        report = SyncReport(path=str(path), rebuilt_because=rebuilt)
-        scratch = path.parent
-    else:
-        scratch = out / ".duckdb_tmp"
-        con = memory_state(scratch)
-        report = SyncReport(path=None)
-    with shard_exchange(state.executor.exchange or str(scratch / SHARDS_DIR)) as exchange:
-        try:
-            sync_window(con, raw, window, report)
-            loaded = window_load(con, raw, window)
-            lap("sync")
-            shards = state.shards or auto_shards(con)
-            source = orders_source(con, state.executor)
-            bucket_window(con, window, shards, exchange, orders=source is None)
-            if source is None:
-                con.close()  # DuckDB's memory is free before the shards are summed
-            elif state.keep:
-                limit_for_reading(con)
-            facts, execution = sum_shards(exchange, window, shards, state.executor, source)
-        finally:
-            con.close()
-    lap("facts")
+    with state_for_run(out, state) as location:
+        night = window_facts(raw, window, location, state)
+    loaded = night.load
+    lap("state")
     previous_labels, previous_weights = previous_outputs(out, run_date)
-    lazy = score_facts(facts, rules, previous_labels, previous_weights)
+    lazy = score_facts(night.facts, rules, previous_labels, previous_weights)
     names = list(lazy)
     tables = dict(zip(names, pl.collect_all([lazy[n] for n in names]), strict=True))
     lap("score")
@@ -203,8 +157,8 @@ def _run_day(
     manifest = build_manifest(run_date, raw, out, rules, loaded, tables, quarantine, timings)
     manifest["status"] = status
     manifest["gates"] = [g.to_dict() for g in gates]
-    manifest["state"] = report.to_dict()
-    manifest["execution"] = execution.to_dict()
+    manifest["state"] = night.state
+    manifest["execution"] = night.execution
     result = RunResult(run_date, out, tables, manifest, timings)
     if not publish:
         return result
@@ -246,7 +200,7 @@ def clean_stale(out: Path) -> None:
     """Remove what a killed run left behind: staging folders, temporary manifests, shard files."""
     if not out.is_dir():
         return
-    shutil.rmtree(state_path(out).parent / SHARDS_DIR, ignore_errors=True)
+    shutil.rmtree(out / STATE_DIR / EXCHANGE_DIR, ignore_errors=True)
     for table_dir in out.iterdir():
         if table_dir.is_dir():
             clean_stale_staging(table_dir)
@@ -309,7 +263,7 @@ def backfill(
     end: dt.date,
     on_day: Callable[[RunResult], None] | None = None,
     force: bool = False,
-    state: StateOptions = StateOptions(),
+    state: StateOptions = DEFAULT_STATE,
 ) -> list[dict]:
     """Run every date from start to end in order: labels and weights carry over day to day.
 

@@ -24,7 +24,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
-import duckdb
 import polars as pl
 import typer
 
@@ -33,8 +32,7 @@ from pipelines.load import latest_partition_date
 from pipelines.options import parse_date
 from pipelines.publish import partition_dir, write_json_atomic, write_text_atomic
 from pipelines.run import DEFAULT_RULES, load_rules, previous_outputs
-from pipelines.shards import auto_shards, window_facts
-from pipelines.state import SyncReport, memory_state, sync_window
+from pipelines.state import StateOptions, window_facts
 from scoring.daily import DayFacts, rules_window, score_facts
 from scoring.rules import Rules
 from scoring.whatif import (
@@ -84,15 +82,13 @@ def _rules_text(path: Path | None) -> str:
     return Path(path).read_text("utf-8")
 
 
-def _facts(con: duckdb.DuckDBPyConnection, raw: Path, window: Window, work: Path) -> DayFacts:
-    """Sync the in-memory state to the window and compute its facts once, as a nightly run does.
+def _facts(raw: Path, window: Window, work: Path) -> DayFacts:
+    """The window's facts as a nightly run computes them, from a state built in `work`.
 
     The facts are two small tables (per-shop sums, per-item counts), already collected, so
     scoring them under several rule sets does not recompute them.
     """
-    sync_window(con, raw, window, SyncReport(path=None))
-    facts, _ = window_facts(con, window, auto_shards(con), str(work / "shards"))
-    return facts
+    return window_facts(raw, window, str(work), StateOptions(keep=False)).facts
 
 
 def score_both(
@@ -105,15 +101,11 @@ def score_both(
     """
     previous = previous_outputs(out, run_date)
     shared = same_window(base, new)
-    with tempfile.TemporaryDirectory(prefix="expscore-whatif-") as spill:
-        con = memory_state(Path(spill))
-        try:
-            base_facts = _facts(con, raw, rules_window(base, run_date), Path(spill))
-            new_facts = (
-                base_facts if shared else _facts(con, raw, rules_window(new, run_date), Path(spill))
-            )
-        finally:
-            con.close()
+    with tempfile.TemporaryDirectory(prefix="expscore-whatif-") as work:
+        base_facts = _facts(raw, rules_window(base, run_date), Path(work) / "base")
+        new_facts = (
+            base_facts if shared else _facts(raw, rules_window(new, run_date), Path(work) / "new")
+        )
     old_lazy = score_facts(base_facts, base, *previous)
     new_lazy = score_facts(new_facts, new, *previous)
     names = list(old_lazy)

@@ -6,18 +6,33 @@ sums, so a shop's published numbers can always be traced back to counts of its o
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
+
 import polars as pl
 
 from scoring.indicators import count, ratio_sums
 from scoring.window import Window
 
+# A per-category total of int64 amounts must not wrap (engineering notes). Decimal(38, 0) holds
+# any sum of int64s this side of 10^19 rows and, unlike Int128, crosses Arrow and Parquet.
+AMOUNT = pl.Decimal(38, 0)
 
-def main_category(orders_v: pl.LazyFrame) -> pl.LazyFrame:
+
+def category_amounts(orders_v: pl.LazyFrame) -> pl.LazyFrame:
+    """Paid amount per shop and category over orders of V: what decides the main category.
+
+    A sum, so the amounts of disjoint parts of V add up (`main_category` re-sums them).
+    """
+    return orders_v.group_by("shop_id", "category_id").agg(
+        amount=pl.col("amount_cents").cast(AMOUNT).sum()
+    )
+
+
+def main_category(amounts: pl.LazyFrame) -> pl.LazyFrame:
     """The category with the greatest paid amount over the shop's orders of V; ties: smallest id."""
     return (
-        orders_v.group_by("shop_id", "category_id")
-        # Int128: a per-category total of int64 amounts must not wrap (engineering notes)
-        .agg(amount=pl.col("amount_cents").cast(pl.Int128).sum())
+        amounts.group_by("shop_id", "category_id")
+        .agg(pl.col("amount").sum())
         .sort(["shop_id", "amount", "category_id"], descending=[False, True, False])
         .group_by("shop_id")
         .agg(main_category_id=pl.col("category_id").first())
@@ -64,25 +79,64 @@ def session_side(sessions_c: pl.LazyFrame, window: Window) -> pl.LazyFrame:
     )
 
 
-def shop_activity(
-    orders_v: pl.LazyFrame, refunds_f: pl.LazyFrame, sessions_c: pl.LazyFrame, window: Window
-) -> pl.LazyFrame:
+@dataclass(frozen=True)
+class ShopSums:
+    """Per-shop sums of one part of the window (a shard), or of all of it.
+
+    Every field is a sum over rows, so the sums of disjoint parts add up to the sums of the
+    whole (`add_up`): a shard task computes them over its own rows, the driver adds the shards.
+    """
+
+    orders: pl.LazyFrame  # order_side
+    refunds: pl.LazyFrame  # refund_side
+    sessions: pl.LazyFrame  # session_side
+    categories: pl.LazyFrame  # category_amounts
+
+    @staticmethod
+    def of(
+        orders_v: pl.LazyFrame, refunds_f: pl.LazyFrame, sessions_c: pl.LazyFrame, window: Window
+    ) -> ShopSums:
+        return ShopSums(
+            order_side(orders_v, window),
+            refund_side(refunds_f, window),
+            session_side(sessions_c, window),
+            category_amounts(orders_v),
+        )
+
+    def frames(self) -> dict[str, pl.LazyFrame]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def add_up(parts: ShopSums) -> ShopSums:
+    """The sums of disjoint parts, stacked in each frame, added up per shop."""
+
+    def per_shop(frame: pl.LazyFrame) -> pl.LazyFrame:
+        return frame.group_by("shop_id").agg(pl.all().sum())
+
+    return ShopSums(
+        per_shop(parts.orders),
+        per_shop(parts.refunds),
+        per_shop(parts.sessions),
+        parts.categories,  # main_category adds them up per shop and category
+    )
+
+
+def shop_activity(sums: ShopSums) -> pl.LazyFrame:
     """One row per shop of `shop_scores`: a valid order, a refund in R or a session in C.
 
-    A shop whose only activity is a help refund has no row, so that refund counts nowhere (12.8).
+    `sums` are over the whole window (one part, or `add_up` of the shards'). A shop whose only
+    activity is a help refund has no row, so that refund counts nowhere (12.8).
     """
-    joined = (
-        order_side(orders_v, window)
-        .join(refund_side(refunds_f, window), on="shop_id", how="full", coalesce=True)
-        .join(session_side(sessions_c, window), on="shop_id", how="full", coalesce=True)
+    joined = sums.orders.join(sums.refunds, on="shop_id", how="full", coalesce=True).join(
+        sums.sessions, on="shop_id", how="full", coalesce=True
     )
-    sums = [c for c in joined.collect_schema().names() if c != "shop_id"]
+    totals = [c for c in joined.collect_schema().names() if c != "shop_id"]
     return (
-        joined.with_columns(pl.col(sums).fill_null(0))
+        joined.with_columns(pl.col(totals).fill_null(0))
         .filter(
             (pl.col("valid_orders") > 0)
             | (pl.col("refunds_in_window") > 0)
             | (pl.col("sessions_in_window") > 0)
         )
-        .join(main_category(orders_v), on="shop_id", how="left")
+        .join(main_category(sums.categories), on="shop_id", how="left")
     )

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from scoring.activity import shop_activity
-from scoring.facts import order_facts, refund_facts, session_facts
+from scoring.activity import ShopSums, shop_activity
+from scoring.facts import orders_of_v, refund_facts, session_facts, tracking_facts
 from scoring.indicators import indicator_counts
 from scoring.labels import held_labels, label_candidates
 from scoring.product import item_counts, item_scores
@@ -138,13 +138,30 @@ class DayFacts:
     activity: pl.LazyFrame  # one row per shop of shop_scores: its sums
 
 
+def part_sums(
+    tracked_orders: pl.LazyFrame,
+    refunds: pl.LazyFrame,
+    sessions: pl.LazyFrame,
+    window: Window,
+) -> tuple[ShopSums, pl.LazyFrame]:
+    """Per-shop sums and per-item counts of one part of the window's current state.
+
+    A part is a shard of the window state (orders with their refunds and tracking facts, and
+    sessions), or all of it. Sums of disjoint parts add up (`add_up`, `merge_item_counts`).
+    """
+    orders_v = orders_of_v(tracked_orders, refunds, window)
+    sums = ShopSums.of(
+        orders_v, refund_facts(refunds, window), session_facts(sessions, window), window
+    )
+    return sums, item_counts(orders_v, window.cutoff)
+
+
 def day_facts(inputs: DayInputs, window: Window) -> DayFacts:
-    """raw current state -> facts -> per-shop sums."""
-    orders_v = order_facts(inputs.orders, inputs.logistics, inputs.refunds, window)
-    refunds_f = refund_facts(inputs.refunds, window)
-    sessions_c = session_facts(inputs.cs_sessions, window)
-    activity = shop_activity(orders_v, refunds_f, sessions_c, window)
-    return DayFacts(window, item_counts(orders_v, window.cutoff), activity)
+    """raw current state -> facts -> per-shop sums: the whole window as one part."""
+    events = inputs.logistics.filter(pl.col("event_at") < pl.lit(window.cutoff))
+    tracked = inputs.orders.join(tracking_facts(events), on="order_id", how="left")
+    sums, items = part_sums(tracked, inputs.refunds, inputs.cs_sessions, window)
+    return DayFacts(window, items, shop_activity(sums))
 
 
 def score_facts(

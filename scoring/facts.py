@@ -204,15 +204,14 @@ def local_date(column: str, tz: str) -> pl.Expr:
     return pl.col(column).dt.convert_time_zone(tz).dt.date()
 
 
-def order_facts(
-    orders: pl.LazyFrame, events: pl.LazyFrame, refunds: pl.LazyFrame, window: Window
-) -> pl.LazyFrame:
-    """One row per order of V with everything the order-based indicators, PXI and labels need."""
-    existing_events = events.filter(pl.col("event_at") < pl.lit(window.cutoff))
-    joined = (
-        valid_paid_orders(orders, window)
-        .join(tracking_facts(existing_events), on="order_id", how="left")
-        .join(order_refund_flags(refunds), on="order_id", how="left")
+def orders_of_v(tracked: pl.LazyFrame, refunds: pl.LazyFrame, window: Window) -> pl.LazyFrame:
+    """V with its facts, from current orders that carry their `tracking_facts` columns.
+
+    The window state keeps tracking facts on its order rows (folding each night's events into
+    them, `merge_tracking`); `scoring.daily.day_facts` joins them from all events at once.
+    """
+    joined = valid_paid_orders(tracked, window).join(
+        order_refund_flags(refunds), on="order_id", how="left"
     )
     return window_order_facts(joined, window)
 
@@ -220,8 +219,8 @@ def order_facts(
 def window_order_facts(orders_v: pl.LazyFrame, window: Window) -> pl.LazyFrame:
     """Orders of V joined to their tracking and refund rows -> the facts that need the cutoff.
 
-    The incremental state joins the same rows in DuckDB and hands them over here, so both paths
-    decide stalls, problem refunds, deadlines and next-day delivery in this one place.
+    Stalls, problem refunds, deadlines and next-day delivery are decided here, once, for the
+    window state's shards and for a whole window alike.
     """
     next_day_end = local_date("paid_at", window.tz) + pl.duration(days=2)
     problem_refund = pl.col("first_problem_requested_at") < pl.lit(window.cutoff)

@@ -61,7 +61,7 @@ def test_json_reports_every_scenario_with_its_figures(xs_run) -> None:
         assert all(r["exit_code"] == 0 for r in scenario["runs"]), name
     for name in ("backfill", "nightly", "scratch"):
         stages = result["scenarios"][name]["stages"]
-        assert {"sync", "facts", "score", "publish"} <= set(stages), name
+        assert {"state", "score", "publish"} <= set(stages), name
         assert all(s["seconds"] >= 0 and "rows_per_s" in s for s in stages.values())
     assert len(result["scenarios"]["backfill"]["per_day_last_repeat"]) == 2
     disk = result["disk_at_start"]

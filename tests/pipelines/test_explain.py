@@ -140,11 +140,12 @@ def test_item(monkeypatch, capsys, out) -> None:
     assert doc["kind"] == "item" and doc["pxi"] == row["pxi"] and doc["shop_id"] == SHOP
     tier = doc["next_tier"]
     assert tier["applies_to"] == "smoothed_rate"
-    # smoothed 0.0631 is between the PXI knots 0.06 (60) and 0.15 (30)
-    assert (tier["target_rate"], tier["target_pxi"]) == (0.06, 60.0)
+    # smoothed 0.281 (27 problem orders of 91, late shipments among them since v1.1) is between
+    # the PXI knots 0.15 (30) and 0.30 (0)
+    assert (tier["target_rate"], tier["target_pxi"]) == (0.15, 30.0)
     _, text, _ = cli(monkeypatch, capsys, "explain", "--out", str(out), "--item", str(ITEM))
     assert text.startswith(f"item {ITEM} of shop {SHOP}")
-    assert "<= 0.06 -> PXI 60" in text
+    assert "<= 0.15 -> PXI 30" in text
 
 
 @pytest.mark.parametrize(

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
-import duckdb
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -13,7 +14,7 @@ import pytest
 
 from pipelines.errors import InputError
 from pipelines.load import REASON_CODES
-from pipelines.state import load_window
+from pipelines.state import StateOptions, current_state, window_facts
 from scoring.window import Window
 from tests.builders import complete_rows, ts, write_partition
 
@@ -21,12 +22,14 @@ D = dt.date(2026, 3, 20)
 WINDOW = Window(D, 30, "Asia/Shanghai")
 
 
-def load(raw: Path):
-    con = duckdb.connect()
-    try:
-        return load_window(con, raw, WINDOW)
-    finally:
-        con.close()
+def load(raw: Path) -> SimpleNamespace:
+    """The window's load report and the current rows of a state built from `raw` alone."""
+    with tempfile.TemporaryDirectory() as location:
+        night = window_facts(raw, WINDOW, location, StateOptions())
+        current = current_state(location)
+    return SimpleNamespace(
+        **vars(night.load), **{log: frame.lazy() for log, frame in current.items()}
+    )
 
 
 def test_latest_version_is_current_state(tmp_path: Path) -> None:

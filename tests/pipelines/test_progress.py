@@ -121,7 +121,7 @@ def test_backfill_json_lines(monkeypatch, capsys, raw, tmp_path) -> None:
     assert (
         records[1]["day"] == "2026-03-01" and records[1]["done"] == 1 and records[1]["total"] == 2
     )
-    assert {"sync_s", "facts_s", "score_s"} <= records[1].keys()
+    assert {"state_s", "score_s", "publish_s"} <= records[1].keys()
 
 
 def test_backfill_failure_is_logged_before_the_error(monkeypatch, capsys, raw, tmp_path) -> None:

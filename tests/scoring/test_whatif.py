@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-import duckdb
 import polars as pl
 import pytest
 
-from pipelines.state import load_window
-from scoring.daily import DayFacts, DayInputs, day_facts, no_previous, rules_window, score_facts
+from pipelines.state import StateOptions, window_facts
+from scoring.daily import DayFacts, no_previous, rules_window, score_facts
 from scoring.rules import Knots, Rules
 from scoring.whatif import (
     ABSENT,
@@ -46,16 +46,8 @@ Tables = dict[str, pl.LazyFrame]
 def sample_facts() -> DayFacts:
     """The sample's facts for its last date, loaded and computed once, materialised."""
     window = rules_window(default_rules(), SAMPLE_DATE)
-    con = duckdb.connect()
-    try:
-        loaded = load_window(con, SAMPLE_RAW, window)
-    finally:
-        con.close()
-    labels, weights = no_previous()
-    inputs = DayInputs(
-        loaded.orders, loaded.refunds, loaded.logistics, loaded.cs_sessions, labels, weights
-    )
-    facts = day_facts(inputs, window)
+    with tempfile.TemporaryDirectory() as location:
+        facts = window_facts(SAMPLE_RAW, window, location, StateOptions()).facts
     items, activity = pl.collect_all([facts.items, facts.activity])
     return DayFacts(window, items.lazy(), activity.lazy())
 

@@ -1,0 +1,530 @@
+"""One shard's night: fold the rows routed to it into its files, and return its sums.
+
+A shard holds the orders whose `order_id` routes to it, with their tracking events and refunds,
+and the sessions whose `session_id` does. Its files, each listed in the state's manifest under a
+key (a date) so that the window moves by dropping keys:
+
+    orders/<paid date>      the current version of every order paid in the window, with its
+                            tracking facts (`scoring.facts.tracking_facts`); a night adds a
+                            delta file to each paid date it changed (newest row of an order wins,
+                            `_gone` marks an order that left), compacted after a few
+    retired/<updated date>  the current version of orders paid before the window, kept only
+                            while a later-arriving older version could otherwise be taken for
+                            current (while updated_at is in the window)
+    events/<dt>             the good tracking events of raw partition dt, sorted by order, read
+                            only to recompute an order whose events cannot be folded
+    orphans/<dt>            orders that have stored events but no order row (yet, or any more)
+    refunds/<dt>            the good refund versions of raw partition dt
+    sessions/<dt>           the good sessions of raw partition dt
+
+A night costs what its rows cost: the new versions and events are folded into the order rows
+they touch (`merge_tracking`: events that all come after an order's stored events extend its
+facts); only an order whose events cannot be folded (out of order, a copy, an evicted partition,
+an order arriving after its events) is recomputed from its stored events. Refunds and sessions
+are a few percent of the rows: their current state is taken anew from their stored versions
+each night, exactly as a from-scratch run takes it. The sums are those of
+`scoring.daily.part_sums`, the function a from-scratch computation of the whole window uses.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from pipelines.exchange import Exchange
+from pipelines.schemas import LOGS
+from pipelines.state.ingest import inbox_part, log_schema
+from pipelines.state.store import StateStore
+from scoring.current import current_rows
+from scoring.daily import part_sums
+from scoring.facts import later_events_only, merge_tracking, tracking_facts
+from scoring.window import Window
+
+ORDERS = LOGS["orders"]
+ORDER_COLUMNS = [*ORDERS.column_names, "dt"]
+TRACKING_SCHEMA: dict[str, pl.DataType] = {
+    "pickup_at": pl.Datetime("us", "UTC"),
+    "has_exception": pl.Boolean,
+    "delivered_at": pl.Datetime("us", "UTC"),
+    "delivered_at_door": pl.Boolean,
+    "longest_trail_gap_us": pl.Int64,
+    "last_trail_event_at": pl.Datetime("us", "UTC"),
+    "last_event_at": pl.Datetime("us", "UTC"),
+    # the raw partitions the order's events came from: an order with an event of a partition
+    # that left the window is recomputed from the events that stay
+    "first_event_dt": pl.Date,
+    "last_event_dt": pl.Date,
+}
+TRACKING = list(TRACKING_SCHEMA)
+GONE = "_gone"
+ORDER_ROW_SCHEMA = {**log_schema("orders"), **TRACKING_SCHEMA, GONE: pl.Boolean}
+# orders with stored events and no order row: the partitions their events span
+ORPHAN_SCHEMA = {"order_id": pl.Int64, "first_dt": pl.Date, "dt": pl.Date}
+RETIRED_SCHEMA = {**log_schema("orders"), GONE: pl.Boolean}
+# A date's order rows are compacted into one file when a night would give it more files than
+# this: reading stays a few files per date, while most nights write only the rows they changed.
+MAX_FILES_PER_DATE = 4
+# Sorted events in row groups of this many rows: a recompute's filter on order_id skips the
+# row groups of other orders.
+EVENT_ROW_GROUP = 65_536
+SUMS = ("orders", "refunds", "sessions", "categories", "items")
+
+Files = dict[str, dict[str, dict[str, int]]]  # table -> key -> file -> size
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """What one shard's night needs; small, so any executor can ship it."""
+
+    shard: int
+    state: str  # the state's location
+    files: Files  # this shard's files in the committed manifest
+    inbox: str  # the run's exchange, with this night's rows routed to the shard
+    window: Window
+    version: int  # the version this night commits
+
+
+@dataclass(frozen=True)
+class ShardDone:
+    """What a shard reports: its new file list and what the night did."""
+
+    shard: int
+    files: Files
+    seconds: float
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def local_date(column: str, tz: str) -> pl.Expr:
+    return pl.col(column).dt.convert_time_zone(tz).dt.date()
+
+
+def shard_night(task: ShardTask) -> ShardDone:
+    """Fold the shard's new rows into its files, write what changed, and write its sums."""
+    clock = time.perf_counter()
+    night = ShardNight(task)
+    files = night.run()
+    return ShardDone(task.shard, files, round(time.perf_counter() - clock, 4), night.counts)
+
+
+class ShardNight:
+    """The steps of `shard_night`, each reading like the paragraph of the module docstring."""
+
+    def __init__(self, task: ShardTask) -> None:
+        self.task = task
+        self.window = task.window
+        self.first = task.window.first_date
+        self.store = StateStore(task.state)
+        self.inbox = Exchange(task.inbox)
+        self.files: Files = {table: dict(keys) for table, keys in task.files.items()}
+        self.counts: dict[str, int] = {}
+
+    # ---------------------------------------------------------------------------------------
+    # reading
+
+    def arrived(self, log: str) -> pl.DataFrame:
+        """This night's good rows of `log` routed to the shard."""
+        table = self.inbox.read_arrow(log, inbox_part(self.task.shard))
+        return pl.from_arrow(table).cast(log_schema(log))  # type: ignore[return-value]
+
+    def keys(self, table: str) -> list[str]:
+        return sorted(self.files.get(table, {}))
+
+    def read_keyed(
+        self, table: str, schema: dict[str, pl.DataType], keys: list[str]
+    ) -> pl.DataFrame:
+        """The live rows of `table` under `keys`: per key, each order's row from its newest file.
+
+        Rows carry their key in `_key`; rows marked `_gone` are dropped.
+        """
+        parts = []
+        for key in keys:
+            frames = [f.cast(schema) for f in self.store.read(self.files[table][key])]
+            # a row is replaced by any later file's row of its order: an anti join per file
+            # (most dates have one or two files) costs less than a unique over every row
+            newer: pl.DataFrame | None = None
+            rows = []
+            for frame in reversed(frames):
+                rows.append(
+                    frame if newer is None else frame.join(newer, on="order_id", how="anti")
+                )
+                ids = frame.select("order_id")
+                newer = ids if newer is None else pl.concat([newer, ids])
+            live = pl.concat(rows).filter(~pl.col(GONE))
+            parts.append(live.with_columns(_key=pl.lit(key)))
+        if not parts:
+            return pl.DataFrame(schema={**schema, "_key": pl.String})
+        return pl.concat(parts)
+
+    def read_by_partition(self, table: str, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+        """Every stored row of a per-partition table whose partition is in the window."""
+        frames = [
+            frame.cast(schema)
+            for key in self.keys(table)
+            if key >= self.first.isoformat()
+            for frame in self.store.read(self.files[table][key])
+        ]
+        return pl.concat(frames) if frames else pl.DataFrame(schema=schema)
+
+    # ---------------------------------------------------------------------------------------
+    # writing
+
+    def write(self, table: str, key: str, frame: pl.DataFrame, replace: bool = False) -> None:
+        name = self.store.new_file(self.task.shard, table, key, self.task.version)
+        size = self.store.write(frame, name)
+        keyed = self.files.setdefault(table, {})
+        keyed[key] = {name: size} if replace else {**keyed.get(key, {}), name: size}
+
+    def drop_keys_before(self, table: str, first: str) -> None:
+        for key in [k for k in self.files.get(table, {}) if k < first]:
+            del self.files[table][key]
+
+    def write_by_partition(self, table: str, rows: pl.DataFrame, sort_by: str) -> None:
+        """A night's rows of a per-partition table, one file per raw partition they came from."""
+        for (day,), part in rows.partition_by("dt", as_dict=True).items():
+            self.write(table, day.isoformat(), part.sort(sort_by))
+
+    def write_keyed_changes(
+        self, table: str, changed: pl.DataFrame, live: pl.DataFrame, schema: dict
+    ) -> None:
+        """Each key's changed rows (and `_gone` markers) as a delta file, or the key compacted.
+
+        `live` is every live row of the table after the night, with its `_key`.
+        """
+        for (key,), delta in changed.partition_by("_key", as_dict=True).items():
+            if len(self.files.get(table, {}).get(key, {})) + 1 > MAX_FILES_PER_DATE:
+                rows = live.filter(pl.col("_key") == key).with_columns(pl.lit(False).alias(GONE))
+                self.write(table, key, rows.select(list(schema)), replace=True)
+            else:
+                self.write(table, key, delta.select(list(schema)))
+
+    # ---------------------------------------------------------------------------------------
+    # the night
+
+    def run(self) -> Files:
+        window, first = self.window, self.first.isoformat()
+        new_orders = self.arrived("orders")
+        new_events = self.arrived("logistics")
+        orders, left, entered = self.fold_orders(new_orders)
+        orders, orphans_now = self.fold_events(orders, new_events, left, entered)
+        self.write_orders(orders)
+        # per-partition stores: tonight's rows added, partitions that left the window dropped
+        for table, log, key in (
+            ("events", "logistics", "order_id"),
+            ("refunds", "refunds", "refund_id"),
+            ("sessions", "cs_sessions", "session_id"),
+        ):
+            rows = new_events if log == "logistics" else self.arrived(log)
+            self.write_by_partition(table, rows, key)
+            self.drop_keys_before(table, first)
+        if orphans_now.height:
+            self.write_by_partition("orphans", orphans_now, "order_id")
+        self.drop_keys_before("orphans", first)
+
+        refunds = self.current("refunds", "refunds")
+        sessions = self.current("sessions", "cs_sessions")
+        live = orders.filter(~pl.col(GONE)).drop(GONE, "_key", "_changed")
+        sums, items = part_sums(live.lazy(), refunds.lazy(), sessions.lazy(), window)
+        frames = {**sums.frames(), "items": items}
+        collected = pl.collect_all(list(frames.values()))
+        part = f"part-{self.task.shard:05d}.parquet"
+        for name, frame in zip(frames, collected, strict=True):
+            self.inbox.write_parquet(frame.to_arrow(), "sums", name, part)
+        self.counts.update(
+            orders=live.height,
+            refunds=refunds.height,
+            sessions=sessions.height,
+            tracked=live.filter(pl.col("last_event_at").is_not_null()).height,
+        )
+        return self.files
+
+    def current(self, table: str, log: str) -> pl.DataFrame:
+        schema = LOGS[log]
+        version = schema.version_column if schema.change_log else None
+        rows = self.read_by_partition(table, log_schema(log))
+        return current_rows(rows, schema.key, version, schema.column_names)
+
+    # ---------------------------------------------------------------------------------------
+    # orders
+
+    def fold_orders(self, new: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+        """The order rows after tonight's versions and the window's move.
+
+        Returns every order row (`_key` its paid date, `_changed` whether it must be written,
+        `_gone` for rows that left a date), the orders that left the rows (with their tracking
+        span, for the orphans) and the ids of orders that entered them tonight.
+        """
+        window, first = self.window, self.first.isoformat()
+        keys = self.keys("orders")
+        stored = self.read_keyed("orders", ORDER_ROW_SCHEMA, keys)
+        retired = self.read_keyed("retired", RETIRED_SCHEMA, self.keys("retired"))
+        evicted = stored.filter(pl.col("_key") < first)
+        kept = stored.filter(pl.col("_key") >= first)
+        # the orders whose current row can change: a new version, or their date left
+        touched = pl.concat([new.select("order_id"), evicted.select("order_id")]).unique()
+        before = pl.concat(
+            [
+                stored.select(*ORDER_COLUMNS, "_key").with_columns(_place=pl.lit("orders")),
+                retired.filter(pl.col("_key") >= first)
+                .select(*ORDER_COLUMNS, "_key")
+                .with_columns(_place=pl.lit("retired")),
+            ]
+        ).join(touched, on="order_id", how="semi")
+        contest = pl.concat(
+            [
+                before.select(ORDER_COLUMNS).with_columns(_new=pl.lit(False)),
+                new.select(ORDER_COLUMNS).with_columns(_new=pl.lit(True)),
+            ]
+        )
+        winners = current_rows(contest, "order_id", "updated_at", ORDERS.column_names, "_new")
+        start = pl.lit(window.start)
+        place = (
+            pl.when(pl.col("paid_at") >= start)
+            .then(pl.lit("orders"))
+            .when(pl.col("updated_at") >= start)
+            .then(pl.lit("retired"))
+        )
+        key = (
+            pl.when(place == "orders")
+            .then(local_date("paid_at", window.tz))
+            .otherwise(local_date("updated_at", window.tz))
+            .cast(pl.String)
+        )
+        winners = winners.with_columns(_place_new=place, _key_new=key)
+        moves = winners.join(before.select("order_id", "_place", "_key"), on="order_id", how="left")
+        # an order's row is rewritten when its version changed or it moved to another date
+        moved = moves.filter(
+            pl.col("_new")
+            | (pl.col("_place") != pl.col("_place_new")).fill_null(True)
+            | (pl.col("_key") != pl.col("_key_new")).fill_null(True)
+        )
+        tracking = stored.select("order_id", *TRACKING)
+        arriving = (
+            moved.filter(pl.col("_place_new") == "orders")
+            .select(*ORDER_COLUMNS, _key=pl.col("_key_new"))
+            .join(tracking, on="order_id", how="left")
+            .with_columns(pl.lit(False).alias(GONE), _changed=pl.lit(True))
+        )
+        leaving_rows = moved.filter(pl.col("_place") == "orders").select("order_id", "_key")
+        # a marker only where no new row of the order replaces it under the same date
+        gone = (
+            stored.join(leaving_rows, on=["order_id", "_key"], how="semi")
+            .join(arriving.select("order_id", "_key"), on=["order_id", "_key"], how="anti")
+            .filter(pl.col("_key") >= first)
+            .with_columns(pl.lit(True).alias(GONE), _changed=pl.lit(True))
+        )
+        unchanged = kept.join(leaving_rows, on=["order_id", "_key"], how="anti").with_columns(
+            pl.lit(False).alias(GONE), _changed=pl.lit(False)
+        )
+        columns = [*ORDER_ROW_SCHEMA, "_key", "_changed"]
+        orders = pl.concat(
+            [unchanged.select(columns), gone.select(columns), arriving.select(columns)]
+        )
+        self.retire(retired, moves, moved)
+        # orders that stopped having a row: their stored events become orphans
+        still = arriving.select("order_id")
+        left = (
+            stored.join(leaving_rows, on="order_id", how="semi")
+            .join(still, on="order_id", how="anti")
+            .filter(pl.col("last_event_dt") >= self.first)
+            .select("order_id", first_dt=pl.col("first_event_dt"), dt=pl.col("last_event_dt"))
+        )
+        entered = arriving.join(stored.select("order_id"), on="order_id", how="anti").select(
+            "order_id"
+        )
+        self.drop_keys_before("orders", first)
+        self.counts.update(order_versions=new.height, orders_moved=moved.height)
+        return orders, left, entered
+
+    def retire(self, retired: pl.DataFrame, moves: pl.DataFrame, moved: pl.DataFrame) -> None:
+        """Write the retired rows that changed: arrivals, and markers where one left."""
+        first = self.first.isoformat()
+        arriving = (
+            moved.filter(pl.col("_place_new") == "retired")
+            .select(*ORDER_COLUMNS, _key=pl.col("_key_new"))
+            .with_columns(pl.lit(False).alias(GONE))
+        )
+        leaving = moved.filter(pl.col("_place") == "retired").select("order_id", "_key")
+        gone = (
+            retired.join(leaving, on=["order_id", "_key"], how="semi")
+            .join(arriving.select("order_id", "_key"), on=["order_id", "_key"], how="anti")
+            .filter(pl.col("_key") >= first)
+            .with_columns(pl.lit(True).alias(GONE))
+        )
+        columns = [*RETIRED_SCHEMA, "_key"]
+        changed = pl.concat([arriving.select(columns), gone.select(columns)])
+        live = pl.concat(
+            [
+                retired.filter(pl.col("_key") >= first)
+                .join(leaving, on="order_id", how="anti")
+                .select(columns),
+                arriving.select(columns),
+            ]
+        )
+        self.drop_keys_before("retired", first)
+        if changed.height:
+            self.write_keyed_changes("retired", changed, live, RETIRED_SCHEMA)
+
+    # ---------------------------------------------------------------------------------------
+    # tracking events
+
+    def fold_events(
+        self,
+        orders: pl.DataFrame,
+        new_events: pl.DataFrame,
+        left: pl.DataFrame,
+        entered: pl.DataFrame,
+    ) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Tracking facts after tonight's events; returns the order rows and the new orphans.
+
+        Events of an order with a row are folded into it when they all come after its stored
+        events; the order is recomputed from its stored events when they do not, when it has
+        just got its row and events were stored before it (orphans), or when one of its events'
+        partitions left the window. Events of an order without a row are orphans.
+        """
+        first = self.first
+        events = current_rows(new_events, "event_id", None, LOGS["logistics"].column_names)
+        rows = orders.filter(~pl.col(GONE))
+        with_row = events.join(rows.select("order_id"), on="order_id", how="semi")
+        orphans_now = pl.concat(
+            [
+                events.join(rows.select("order_id"), on="order_id", how="anti").select(
+                    "order_id", first_dt="dt", dt="dt"
+                ),
+                left,
+            ]
+        ).unique()
+        stored_orphans = self.read_by_partition("orphans", ORPHAN_SCHEMA)
+        extends = later_events_only(
+            rows.select("order_id", "last_event_at").lazy(), with_row.lazy()
+        ).collect()
+        # each order to recompute, with the partitions its stored events can be in
+        stored_span = (
+            pl.col("first_event_dt").alias("first_dt"),
+            pl.col("last_event_dt").alias("dt"),
+        )
+        unfolded = extends.filter(~pl.col("extends")).select("order_id")
+        recompute = (
+            pl.concat(
+                [
+                    rows.join(unfolded, on="order_id", how="semi").select("order_id", *stored_span),
+                    stored_orphans.join(entered, on="order_id", how="semi"),
+                    rows.filter(pl.col("first_event_dt") < pl.lit(first)).select(
+                        "order_id", *stored_span
+                    ),
+                ]
+            )
+            .group_by("order_id")
+            .agg(pl.col("first_dt").min(), pl.col("dt").max())
+        )
+        foldable = with_row.join(recompute, on="order_id", how="anti")
+        folded = self.fold(rows, foldable)
+        redone = self.recompute(recompute, events)
+        updates = pl.concat([folded, redone])
+        self.counts.update(
+            events=new_events.height, orders_folded=folded.height, orders_recomputed=redone.height
+        )
+        if updates.height == 0:
+            return orders, orphans_now
+        updated = (
+            rows.join(updates.select("order_id"), on="order_id", how="semi")
+            .drop(TRACKING)
+            .join(updates, on="order_id", how="left")
+            .with_columns(_changed=pl.lit(True))
+        )
+        columns = orders.columns
+        orders = pl.concat(
+            [
+                orders.join(
+                    updated.select("order_id", "_key"), on=["order_id", "_key"], how="anti"
+                ),
+                updated.select(columns),
+            ]
+        )
+        return orders, orphans_now
+
+    def fold(self, rows: pl.DataFrame, later: pl.DataFrame) -> pl.DataFrame:
+        """`merge_tracking` of the stored facts and events that all come after them."""
+        if later.height == 0:
+            return pl.DataFrame(schema={"order_id": pl.Int64, **TRACKING_SCHEMA})
+        stored = rows.join(later.select("order_id").unique(), on="order_id", how="semi").filter(
+            pl.col("last_event_at").is_not_null()
+        )
+        spans = (
+            later.lazy()
+            .group_by("order_id")
+            .agg(new_first=pl.col("dt").min(), new_last=pl.col("dt").max())
+            .join(
+                stored.lazy().select("order_id", "first_event_dt", "last_event_dt"),
+                on="order_id",
+                how="left",
+            )
+            .select(
+                "order_id",
+                first_event_dt=pl.min_horizontal("first_event_dt", "new_first"),
+                last_event_dt=pl.max_horizontal("last_event_dt", "new_last"),
+            )
+        )
+        facts = stored.lazy().select("order_id", *TRACKING[:-2])
+        return (
+            merge_tracking(facts, later.lazy())
+            .join(spans, on="order_id", how="left")
+            .select("order_id", *TRACKING)
+            .collect()
+            .cast(TRACKING_SCHEMA)
+        )
+
+    def recompute(self, orders: pl.DataFrame, tonight: pl.DataFrame) -> pl.DataFrame:
+        """Tracking facts of `orders` from all their current events: stored and tonight's."""
+        if orders.height == 0:
+            return pl.DataFrame(schema={"order_id": pl.Int64, **TRACKING_SCHEMA})
+        stored = []
+        for key in self.keys("events"):
+            day = dt.date.fromisoformat(key)
+            if day < self.first:
+                continue
+            wanted = orders.filter(
+                (pl.col("first_dt") <= day).fill_null(True) & (pl.col("dt") >= day).fill_null(True)
+            ).select("order_id")
+            if wanted.height == 0:
+                continue  # no order to recompute has an event in this partition
+            for frame in self.store.read(self.files["events"][key]):
+                stored.append(
+                    frame.cast(log_schema("logistics")).join(wanted, on="order_id", how="semi")
+                )
+        events = pl.concat(
+            [*stored, tonight.join(orders.select("order_id"), on="order_id", how="semi")],
+            how="vertical",
+        )
+        current = current_rows(events, "event_id", None, LOGS["logistics"].column_names)
+        spans = current.group_by("order_id").agg(
+            first_event_dt=pl.col("dt").min(), last_event_dt=pl.col("dt").max()
+        )
+        facts = tracking_facts(current.lazy()).collect().join(spans, on="order_id", how="left")
+        # an order left with no event gets empty facts, replacing what it had
+        return (
+            orders.select("order_id")
+            .join(facts, on="order_id", how="left")
+            .select("order_id", *TRACKING)
+            .cast(TRACKING_SCHEMA)
+        )
+
+    def write_orders(self, orders: pl.DataFrame) -> None:
+        changed = orders.filter(pl.col("_changed"))
+        live = orders.filter(~pl.col(GONE))
+        if changed.height:
+            self.write_keyed_changes("orders", changed, live, ORDER_ROW_SCHEMA)
+
+
+def merge_sums(exchange: Exchange, shards: int) -> dict[str, pl.DataFrame]:
+    """Every shard's sums, stacked per table (the driver adds them up)."""
+    merged = {}
+    for name in SUMS:
+        parts = [
+            pl.from_arrow(exchange.read_parquet("sums", name, f"part-{s:05d}.parquet"))
+            for s in range(shards)
+        ]
+        merged[name] = pl.concat(parts, how="vertical_relaxed")
+    return merged
