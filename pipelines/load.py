@@ -42,6 +42,7 @@ REASON_CODES: tuple[str, ...] = (
     "decision_time_mismatch",
 )
 
+
 @dataclass(kw_only=True)
 class WindowLoad:
     """What the manifest and the gates report about a window's raw input."""
@@ -221,6 +222,18 @@ def reject_reason_sql(schema: LogSchema) -> str:
     # NULL comparisons are false in a CASE, so a nullable column only fails when it has a value
     whens = [f"WHEN {' OR '.join(conds)} THEN '{code}'" for code, conds in rules if conds]
     return "CASE " + " ".join(whens) + " END"
+
+
+# A quarantined row: its log, first reason code, where it came from, its key and the whole row.
+QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
+    "log": pl.String,
+    "reason": pl.String,
+    "source_dt": pl.Date,
+    "source_file": pl.String,
+    "source_row": pl.Int64,
+    "record_key": pl.Int64,
+    "row": pl.String,
+}
 
 
 def quarantine_select(log: str, schema: LogSchema, table: str) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from pipelines.errors import InputError
+from pipelines.load import QUARANTINE_SCHEMA
 from pipelines.run import MANIFEST_DIR, QUARANTINE_TABLE
 from scoring.daily import TABLE_SCHEMAS
 
@@ -24,16 +25,7 @@ PUBLISHED_TABLES: tuple[str, ...] = (*TABLE_SCHEMAS, QUARANTINE_TABLE)
 _EXTRA = {"dt": pl.Date, "rules_version": pl.String}
 PUBLISHED_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     **{name: {**schema, **_EXTRA} for name, schema in TABLE_SCHEMAS.items()},
-    QUARANTINE_TABLE: {
-        "log": pl.String,
-        "reason": pl.String,
-        "source_dt": pl.Date,
-        "source_file": pl.String,
-        "source_row": pl.Int64,
-        "record_key": pl.Int64,
-        "row": pl.String,
-        **_EXTRA,
-    },
+    QUARANTINE_TABLE: {**QUARANTINE_SCHEMA, **_EXTRA},
 }
 
 

@@ -54,14 +54,30 @@ def view_sql(out: Path) -> dict[str, str]:
     return statements
 
 
+# Statements a query may run: it reads; COPY, ATTACH, INSTALL, CREATE, SET, PRAGMA ... do not pass.
+READ_ONLY = (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN)
+
+
 def connect(out: Path) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with the views of `out` registered."""
+    """A read-only DuckDB over the views of `out`: it reads inside `out` and nowhere else.
+
+    After the views exist, file access is limited to the output folder and the configuration is
+    locked, so a query cannot read `/etc/passwd`, install or load an extension, or switch the
+    limits off again; `run_query` refuses every statement that is not a read, so nothing can be
+    written into the published tables either (issue 23).
+    """
     statements = view_sql(out)
     if not statements:
         raise InputError(f"{out}: no published tables to query (run `expscore run` first)")
-    con = duckdb.connect()
+    con = duckdb.connect(
+        config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+    )
     for statement in statements.values():
         con.sql(statement)
+    folder = str(Path(out).resolve()) + "/"
+    con.sql(f"SET allowed_directories = [{sql_literal(folder)}]")
+    con.sql("SET enable_external_access = false")
+    con.sql("SET lock_configuration = true")
     return con
 
 
@@ -76,7 +92,17 @@ def run_query(out: Path, sql: str) -> pa.Table | None:
         raise InputError("query: empty SQL")
     con = connect(out)
     try:
-        relation = con.sql(sql)
+        statements = con.extract_statements(sql)
+        for statement in statements:
+            if statement.type not in READ_ONLY:
+                kind = statement.type.name
+                raise InputError(
+                    f"query: only SELECT (with DESCRIBE, SUMMARIZE, EXPLAIN) is allowed; "
+                    f"refused a {kind} statement: {_one_line(Exception(statement.query))}"
+                )
+        relation = None
+        for statement in statements:
+            relation = con.sql(statement.query)
         return None if relation is None else relation.to_arrow_table()
     except duckdb.Error as exc:
         raise InputError(f"query: {_one_line(exc)}") from exc

@@ -38,10 +38,9 @@ import polars as pl
 from pipelines.errors import InputError
 from pipelines.exchange import Exchange, is_uri, subfolder
 from pipelines.executors import IN_PROCESS, ExecutorOptions, open_executor
-from pipelines.load import WindowLoad, list_partitions
+from pipelines.load import QUARANTINE_SCHEMA, WindowLoad, list_partitions
 from pipelines.schemas import LOGS
 from pipelines.state.ingest import (
-    QUARANTINE_SCHEMA,
     ROUTING,
     CheckedFile,
     SyncPlan,

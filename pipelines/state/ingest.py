@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from pipelines.exchange import Exchange
 from pipelines.load import (
+    QUARANTINE_SCHEMA,
     canonical,
     check_file,
     check_integer_ranges,
@@ -75,17 +76,6 @@ def log_schema(log: str) -> dict[str, pl.DataType]:
             case "string":
                 schema[column.name] = pl.String
     return {**schema, "dt": pl.Date}
-
-
-QUARANTINE_SCHEMA = {
-    "log": pl.String,
-    "reason": pl.String,
-    "source_dt": pl.Date,
-    "source_file": pl.String,
-    "source_row": pl.Int64,
-    "record_key": pl.Int64,
-    "row": pl.String,
-}
 
 
 @dataclass(frozen=True)

@@ -99,6 +99,39 @@ def test_bad_sql_exits_2_on_one_line(
     assert err.count("\n") == 1 and err.startswith(f"expscore: error: {message}")
 
 
+@pytest.mark.parametrize(
+    ("sql", "message"),
+    [
+        # each of these changed a published date, read a file outside the output, or attached a
+        # database before `query` was read-only (issue 23)
+        ("COPY (SELECT * FROM shop_scores WHERE false) TO '{target}'", "refused a COPY"),
+        ("ATTACH '{folder}/x.duckdb' AS x", "refused a ATTACH"),
+        ("INSTALL httpfs", "refused a"),
+        ("SET enable_external_access = true", "refused a"),
+        ("CREATE TABLE t AS SELECT 1", "refused a CREATE"),
+        ("SELECT 1; COPY (SELECT 1) TO '{target}'", "refused a COPY"),
+        ("SELECT * FROM read_csv('/etc/passwd')", "Permission Error"),
+        ("SELECT * FROM read_text('/etc/hostname')", "Permission Error"),
+    ],
+)
+def test_query_is_read_only(monkeypatch, capsys, out: Path, sql: str, message: str) -> None:
+    day = golden_dates()[-1]
+    target = out / "shop_scores" / f"dt={day}" / "part-0.parquet"
+    before = target.read_bytes()
+    query = sql.format(target=target, folder=out)
+    code, stdout, err = cli(monkeypatch, capsys, "query", "--out", str(out), query)
+    assert code == 2 and stdout == ""
+    assert err.startswith("expscore: error: query: ") and message in err, err
+    assert target.read_bytes() == before
+    assert not (out / "x.duckdb").exists()
+
+
+def test_a_read_only_query_still_reads_every_view(out: Path) -> None:
+    result = run_query(out, "DESCRIBE shop_scores; SELECT count(*) AS n FROM manifests")
+    assert result is not None and result.column_names == ["n"]
+    assert result.column("n").to_pylist() == [len(golden_dates())]
+
+
 def test_no_output_and_conflicting_options_exit_2(monkeypatch, capsys, out, tmp_path) -> None:
     code, _, err = cli(monkeypatch, capsys, "query", "--out", str(tmp_path), "SELECT 1")
     assert code == 2 and "no published tables" in err
