@@ -20,6 +20,7 @@ from pipelines.load import WindowLoad, latest_partition_date
 from pipelines.lock import output_lock
 from pipelines.publish import (
     clean_stale_staging,
+    partition_dir,
     publish_partition,
     read_partition,
     write_json_atomic,
@@ -35,6 +36,7 @@ from pipelines.state import (
 from scoring.daily import (
     PREVIOUS_LABELS_SCHEMA,
     PREVIOUS_WEIGHTS_SCHEMA,
+    TABLE_KEYS,
     TABLE_SCHEMAS,
     rules_window,
     score_facts,
@@ -76,19 +78,62 @@ class RunResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def previous_outputs(out: Path, run_date: dt.date) -> tuple[pl.LazyFrame, pl.LazyFrame]:
-    """Labels and weights published for D-1; empty frames where there is no such partition."""
+@dataclass(frozen=True)
+class History:
+    """What the run published for D-1 that D builds on (8, 9): held labels and weights.
+
+    `used` says, per table, which partition was read and its rows (None: nothing was published
+    for D-1, as on a first run); the manifest records it.
+    """
+
+    labels: pl.LazyFrame
+    weights: pl.LazyFrame
+    used: dict[str, dict | None]
+
+
+HISTORY = {"shop_labels": PREVIOUS_LABELS_SCHEMA, "shop_traffic_weights": PREVIOUS_WEIGHTS_SCHEMA}
+
+
+def previous_outputs(out: Path, run_date: dt.date) -> History:
+    """Labels and weights published for D-1, checked against the table contract.
+
+    D-1 counts as published when its manifest is there; then both partitions must be, readable,
+    with the contract's columns and one row per key, or the run stops naming the partition: a
+    copied file would double every shop's weight rows, a deleted partition would silently drop
+    every label's `since`. Without a manifest and without partitions, nothing was held on D-1.
+    """
     day = run_date - dt.timedelta(days=1)
-    labels = read_partition(out, "shop_labels", day)
-    weights = read_partition(out, "shop_traffic_weights", day)
-    return (
-        pl.LazyFrame(schema=PREVIOUS_LABELS_SCHEMA)
-        if labels is None
-        else labels.lazy().select(list(PREVIOUS_LABELS_SCHEMA)),
-        pl.LazyFrame(schema=PREVIOUS_WEIGHTS_SCHEMA)
-        if weights is None
-        else weights.lazy().select(list(PREVIOUS_WEIGHTS_SCHEMA)),
-    )
+    published = manifest_path(out, day).is_file()
+    frames, used = {}, {}
+    for table, schema in HISTORY.items():
+        folder = partition_dir(out, table, day)
+        try:
+            frame = read_partition(out, table, day)
+        except (OSError, pl.exceptions.PolarsError) as exc:
+            raise InputError(f"{folder}: D-1 history cannot be read ({exc})") from exc
+        if frame is None:
+            if published:
+                raise InputError(
+                    f"{folder}: missing, though {day} was published ({manifest_path(out, day)}); "
+                    "labels and weights of D build on it. Restore it, or rerun "
+                    f"`expscore run --date {day}`"
+                )
+            frames[table], used[table] = pl.LazyFrame(schema=schema), None
+            continue
+        missing = [c for c in TABLE_SCHEMAS[table] if c not in frame.columns]
+        if missing:
+            raise InputError(f"{folder}: D-1 history lacks column(s) {', '.join(missing)}")
+        key = TABLE_KEYS[table]
+        repeated = frame.select(key).is_duplicated().sum()
+        if repeated:
+            files = sorted(p.name for p in folder.glob("*.parquet"))
+            raise InputError(
+                f"{folder}: D-1 history has {repeated} rows whose key ({', '.join(key)}) is not "
+                f"unique (files: {', '.join(files)}); a partition holds one file per run"
+            )
+        frames[table] = frame.lazy().select([pl.col(c).cast(t) for c, t in schema.items()])
+        used[table] = {"dt": day.isoformat(), "path": f"{table}/dt={day}", "rows": frame.height}
+    return History(frames["shop_labels"], frames["shop_traffic_weights"], used)
 
 
 class HeldError(ExpscoreError):
@@ -142,8 +187,8 @@ def _run_day(
         night = window_facts(raw, window, location, state)
     loaded = night.load
     lap("state")
-    previous_labels, previous_weights = previous_outputs(out, run_date)
-    lazy = score_facts(night.facts, rules, previous_labels, previous_weights)
+    history = previous_outputs(out, run_date)
+    lazy = score_facts(night.facts, rules, history.labels, history.weights)
     names = list(lazy)
     tables = dict(zip(names, pl.collect_all([lazy[n] for n in names]), strict=True))
     lap("score")
@@ -157,6 +202,7 @@ def _run_day(
     manifest = build_manifest(run_date, raw, out, rules, loaded, tables, quarantine, timings)
     manifest["status"] = status
     manifest["gates"] = [g.to_dict() for g in gates]
+    manifest["previous"] = history.used
     manifest["state"] = night.state
     manifest["execution"] = night.execution
     result = RunResult(run_date, out, tables, manifest, timings)

@@ -99,7 +99,8 @@ def score_both(
     Facts depend on the window only (time zone and length), so they are shared exactly when
     `same_window`; otherwise each side loads and computes its own.
     """
-    previous = previous_outputs(out, run_date)
+    history = previous_outputs(out, run_date)
+    previous = (history.labels, history.weights)
     shared = same_window(base, new)
     with tempfile.TemporaryDirectory(prefix="expscore-whatif-") as work:
         base_facts = _facts(raw, rules_window(base, run_date), Path(work) / "base")

@@ -140,3 +140,60 @@ def test_session_at_partition_cutoff_is_quarantined_not_fatal(
     assert q.filter(pl.col("record_key") == 999)["reason"].to_list() == [
         "at_or_after_partition_cutoff"
     ]
+
+
+# --------------------------------------------------------------------------------------------
+# the D-1 history labels and weights build on (issue 23, item 3)
+
+
+def published_day_before(monkeypatch, capsys, raw: Path, out: Path) -> Path:
+    code, _, _ = cli(
+        monkeypatch, capsys, "run", "--raw", str(raw), "--out", str(out),
+        "--date", str(D - dt.timedelta(days=1)), "--force",
+    )  # fmt: skip
+    assert code == 0
+    return out
+
+
+def test_a_copied_file_in_yesterdays_weights_stops_the_run(monkeypatch, capsys, raw, tmp_path):
+    out = published_day_before(monkeypatch, capsys, raw, tmp_path / "out")
+    folder = out / "shop_traffic_weights" / f"dt={D - dt.timedelta(days=1)}"
+    shutil.copy(folder / "part-0.parquet", folder / "part-0 (copy).parquet")
+    code, _, err = run(monkeypatch, capsys, raw, out, "--force")
+    assert code == 2
+    assert str(folder) in err and "not unique" in err and "part-0 (copy).parquet" in err
+    assert not (out / "shop_scores" / f"dt={D}").exists()
+
+
+def test_a_deleted_partition_of_a_published_day_stops_the_run(monkeypatch, capsys, raw, tmp_path):
+    out = published_day_before(monkeypatch, capsys, raw, tmp_path / "out")
+    folder = out / "shop_labels" / f"dt={D - dt.timedelta(days=1)}"
+    shutil.rmtree(folder)
+    code, _, err = run(monkeypatch, capsys, raw, out, "--force")
+    assert code == 2
+    assert f"{folder}: missing, though {D - dt.timedelta(days=1)} was published" in err
+    assert not (out / "shop_scores" / f"dt={D}").exists()
+
+
+def test_a_damaged_history_file_names_the_partition(monkeypatch, capsys, raw, tmp_path):
+    out = published_day_before(monkeypatch, capsys, raw, tmp_path / "out")
+    folder = out / "shop_labels" / f"dt={D - dt.timedelta(days=1)}"
+    (folder / "part-0.parquet").write_bytes(b"PAR1 torn PAR1")
+    code, _, err = run(monkeypatch, capsys, raw, out, "--force")
+    assert code == 2 and f"{folder}: D-1 history cannot be read" in err
+
+
+def test_the_manifest_says_which_day_before_it_built_on(monkeypatch, capsys, raw, tmp_path):
+    out = tmp_path / "out"
+    code, _, _ = run(monkeypatch, capsys, raw, out, "--force")  # nothing published for D-1
+    assert code == 0
+    first = json.loads((out / "manifests" / f"dt={D}.json").read_text())
+    assert first["previous"] == {"shop_labels": None, "shop_traffic_weights": None}
+    code, _, _ = cli(
+        monkeypatch, capsys, "run", "--raw", str(raw), "--out", str(out),
+        "--date", str(D + dt.timedelta(days=1)), "--force",
+    )  # fmt: skip
+    second = json.loads((out / "manifests" / f"dt={D + dt.timedelta(days=1)}.json").read_text())
+    weights = second["previous"]["shop_traffic_weights"]
+    assert weights["dt"] == str(D) and weights["path"] == f"shop_traffic_weights/dt={D}"
+    assert weights["rows"] == first["outputs"]["shop_traffic_weights"]["rows"]
