@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import statistics
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import polars as pl
@@ -40,14 +41,25 @@ def rows_per_day(files: list[dict], log: str) -> dict[dt.date, int]:
     return counts
 
 
-def row_count_gates(files: list[dict], run_date: dt.date, gates: GateRules) -> list[GateResult]:
-    """Today's rows of each log against half the median of the trailing days (missing = 0)."""
+def row_count_gates(
+    files: list[dict],
+    run_date: dt.date,
+    gates: GateRules,
+    recorded: Mapping[dt.date, Mapping[str, int]] | None = None,
+) -> list[GateResult]:
+    """Today's rows of each log against half the median of the trailing days.
+
+    A trailing day's rows are those its own published run recorded (`recorded`, from its
+    manifest) where there is one, so that a raw folder that lost its history cannot vouch for
+    itself; the raw folder's count (0 when missing) stands in for a day never run.
+    """
+    recorded = recorded or {}
     results = []
     for log in LOGS:
         counts = rows_per_day(files, log)
         trailing = [
-            counts.get(run_date - dt.timedelta(days=n), 0)
-            for n in range(1, gates.trailing_days + 1)
+            recorded[day].get(log, 0) if day in recorded else counts.get(day, 0)
+            for day in (run_date - dt.timedelta(days=n) for n in range(1, gates.trailing_days + 1))
         ]
         median = statistics.median(trailing)
         today = counts.get(run_date, 0)
@@ -64,6 +76,38 @@ def row_count_gates(files: list[dict], run_date: dt.date, gates: GateRules) -> l
                     f"{log}: {today} rows on {run_date}, "
                     f"{'at least' if passed else 'below'} {gates.min_rows_vs_median:g} x the "
                     f"{gates.trailing_days}-day median of {median:g}"
+                ),
+            )
+        )
+    return results
+
+
+def window_rows_gates(
+    files: list[dict], previous: Mapping[str, int] | None, gates: GateRules
+) -> list[GateResult]:
+    """The window's rows of each log against the window the run of D-1 read (its manifest).
+
+    A night moves the window by one day, so its rows barely change; a window with far fewer
+    rows than the night before lost partitions or files upstream.
+    """
+    if previous is None:
+        return []
+    results = []
+    for log in LOGS:
+        now = sum(rows_per_day(files, log).values())
+        before = previous.get(log, 0)
+        floor = gates.min_rows_vs_median * before
+        passed = now >= floor
+        results.append(
+            GateResult(
+                gate="window_rows",
+                log=log,
+                passed=passed,
+                value=float(now),
+                threshold=floor,
+                message=(
+                    f"{log}: {now} rows in the window, {'at least' if passed else 'below'} "
+                    f"{gates.min_rows_vs_median:g} x the {before} of the day before's window"
                 ),
             )
         )
@@ -97,14 +141,16 @@ def quarantine_gates(
 
 
 def band_change_share(today: pl.DataFrame, previous: pl.DataFrame) -> tuple[int, int]:
-    """(changed, compared): shops present both days and scored on at least one of them."""
-    both = today.select("shop_id", "band", "status").join(
-        previous.select("shop_id", previous_band="band", previous_status="status"),
-        on="shop_id",
-        how="inner",
+    """(changed, compared): shops of D-1 and scored on at least one of the two days.
+
+    A shop of D-1 that has no row on D counts as changed: a feed that lost shops must not pass
+    because only the shops left are compared. A shop new on D is not compared.
+    """
+    both = previous.select("shop_id", previous_band="band", previous_status="status").join(
+        today.select("shop_id", "band", "status"), on="shop_id", how="left"
     )
     compared = both.filter((pl.col("status") == "scored") | (pl.col("previous_status") == "scored"))
-    changed = compared.filter(pl.col("band") != pl.col("previous_band"))
+    changed = compared.filter(pl.col("band").ne_missing(pl.col("previous_band")))
     return changed.height, compared.height
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 import time
 import tomllib
@@ -15,8 +16,14 @@ import polars as pl
 
 from pipelines.errors import ExpscoreError, InputError
 from pipelines.executors import executor_session
-from pipelines.gates import GateResult, band_change_gate, quarantine_gates, row_count_gates
-from pipelines.load import WindowLoad, latest_partition_date
+from pipelines.gates import (
+    GateResult,
+    band_change_gate,
+    quarantine_gates,
+    row_count_gates,
+    window_rows_gates,
+)
+from pipelines.load import WindowLoad, latest_partition_date, list_partitions
 from pipelines.lock import output_lock
 from pipelines.publish import (
     clean_stale_staging,
@@ -25,6 +32,7 @@ from pipelines.publish import (
     read_partition,
     write_json_atomic,
 )
+from pipelines.schemas import LOGS
 from pipelines.state import (
     DEFAULT_STATE,
     EXCHANGE_DIR,
@@ -42,6 +50,7 @@ from scoring.daily import (
     score_facts,
 )
 from scoring.rules import Rules, RulesError, parse_rules
+from scoring.window import Window
 
 DEFAULT_RULES = "rules.default.toml"
 QUARANTINE_TABLE = "quarantine"
@@ -183,6 +192,7 @@ def _run_day(
 
     run_date = run_date or latest_partition_date(raw)
     window = rules_window(rules, run_date)
+    require_input(raw, window)
     with state_for_run(out, state) as location:
         night = window_facts(raw, window, location, state)
     loaded = night.load
@@ -226,6 +236,21 @@ def _run_day(
     return result
 
 
+def require_input(raw: Path, window: Window) -> None:
+    """A window with no partition of any log is an input error (exit 2), never a day of zeros.
+
+    Some logs missing is for the gates to judge (the row count and window gates hold it).
+    """
+    if not raw.is_dir():
+        raise InputError(f"{raw}: raw folder does not exist")
+    dates = set(window.partition_dates())
+    if not any(d in dates for log in LOGS for d in list_partitions(raw, log)):
+        raise InputError(
+            f"{raw}: no partition of any log in the window {window.first_date}..{window.run_date}"
+            " (expected <raw>/<log>/dt=YYYY-MM-DD/); nothing is published"
+        )
+
+
 def evaluate_gates(
     loaded: WindowLoad,
     quarantine: pl.DataFrame,
@@ -234,12 +259,38 @@ def evaluate_gates(
     run_date: dt.date,
     rules: Rules,
 ) -> list[GateResult]:
-    previous_scores = read_partition(out, "shop_scores", run_date - dt.timedelta(days=1))
+    day_before = run_date - dt.timedelta(days=1)
+    previous_scores = read_partition(out, "shop_scores", day_before)
+    trailing = [run_date - dt.timedelta(days=n) for n in range(1, rules.gates.trailing_days + 1)]
+    recorded = {day: _recorded_rows(manifest) for day in trailing
+                if (manifest := _published_manifest(out, day)) is not None}  # fmt: skip
+    before = _published_manifest(out, day_before)
+    window_before = (
+        {log: entry["rows_read"] for log, entry in before["inputs"].items()} if before else None
+    )
     return [
-        *row_count_gates(loaded.files, run_date, rules.gates),
+        *row_count_gates(loaded.files, run_date, rules.gates, recorded),
+        *window_rows_gates(loaded.files, window_before, rules.gates),
         *quarantine_gates(loaded.files, quarantine, run_date, rules.gates),
         *band_change_gate(tables["shop_scores"], previous_scores, rules.gates),
     ]
+
+
+def _published_manifest(out: Path, day: dt.date) -> dict | None:
+    """The manifest of a published date, or None (never run, held, or unreadable)."""
+    try:
+        return json.loads(manifest_path(out, day).read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _recorded_rows(manifest: dict) -> dict[str, int]:
+    """Rows of its own day's partition per log, as the run of that day read them."""
+    rows: dict[str, int] = {}
+    for entry in manifest.get("files", []):
+        if entry["dt"] == manifest["run_date"]:
+            rows[entry["log"]] = rows.get(entry["log"], 0) + entry["rows"]
+    return rows
 
 
 def clean_stale(out: Path) -> None:

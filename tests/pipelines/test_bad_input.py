@@ -197,3 +197,33 @@ def test_the_manifest_says_which_day_before_it_built_on(monkeypatch, capsys, raw
     weights = second["previous"]["shop_traffic_weights"]
     assert weights["dt"] == str(D) and weights["path"] == f"shop_traffic_weights/dt={D}"
     assert weights["rows"] == first["outputs"]["shop_traffic_weights"]["rows"]
+
+
+# --------------------------------------------------------------------------------------------
+# missing input never publishes (issue 23, item 1)
+
+
+def test_an_empty_raw_folder_publishes_nothing_and_keeps_the_state(
+    monkeypatch, capsys, raw, tmp_path
+) -> None:
+    out = published_day_before(monkeypatch, capsys, raw, tmp_path / "out")
+    state_before = sorted(p.name for p in (out / ".state" / "manifests").iterdir())
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = run(monkeypatch, capsys, empty, out)
+    assert code == 2 and "no partition of any log in the window" in err
+    assert not (out / "shop_scores" / f"dt={D}").exists()
+    assert sorted(p.name for p in (out / ".state" / "manifests").iterdir()) == state_before
+
+
+def test_a_lost_log_folder_is_held_against_the_recorded_history(
+    monkeypatch, capsys, raw, tmp_path
+) -> None:
+    out = published_day_before(monkeypatch, capsys, raw, tmp_path / "out")
+    shutil.rmtree(raw / "cs_sessions")
+    code, _, err = run(monkeypatch, capsys, raw, out)
+    assert code == 3
+    # only D-1 was ever run, so the trailing median of D's own partition has little to go on;
+    # the window the run of D-1 read says what is missing
+    assert "cs_sessions: 0 rows in the window, below 0.5 x the 9 of the day before's window" in err
+    assert not (out / "shop_scores" / f"dt={D}").exists()

@@ -9,7 +9,12 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines.gates import band_change_gate, quarantine_gates, row_count_gates
+from pipelines.gates import (
+    band_change_gate,
+    quarantine_gates,
+    row_count_gates,
+    window_rows_gates,
+)
 from scoring.rules import GateRules
 from tests.builders import DEFAULT_RULES_PATH, write_partition
 from tests.pipelines.cli_runner import cli
@@ -67,6 +72,41 @@ def test_band_change_gate() -> None:
     [gate] = band_change_gate(today, previous, GATES)
     assert gate.value == pytest.approx(1 / 3) and not gate.passed
     assert band_change_gate(today, None, GATES) == []
+
+
+def test_shops_that_vanish_count_as_changed() -> None:
+    previous = pl.DataFrame(
+        {"shop_id": [1, 2, 3, 4], "band": ["4.8+", "4.0-4.5", "<4.0", "unscored"],
+         "status": ["scored", "scored", "scored", "insufficient_orders"]}
+    )  # fmt: skip
+    today = previous.filter(pl.col("shop_id") == 1)  # a feed that lost three shops
+    # compared: 1, 2, 3 (4 was never scored); changed: 2 and 3, gone -> 2/3
+    [gate] = band_change_gate(today, previous, GATES)
+    assert gate.value == pytest.approx(2 / 3) and not gate.passed
+
+
+def test_trailing_days_count_what_their_own_runs_recorded() -> None:
+    # the raw folder lost its history (all zeros); the manifests of the days before say 20
+    raw_history = files("orders", {D: 0})
+    recorded = {D - dt.timedelta(days=n): {"orders": 20} for n in range(1, 8)}
+    [orders] = [g for g in row_count_gates(raw_history, D, GATES, recorded) if g.log == "orders"]
+    assert not orders.passed and orders.threshold == 10.0
+    # a day never run falls back to the raw folder's count
+    partial = {D - dt.timedelta(days=n): {"orders": 20} for n in range(1, 3)}
+    history = files("orders", {D: 0, **{D - dt.timedelta(days=n): 0 for n in range(3, 8)}})
+    [orders] = [g for g in row_count_gates(history, D, GATES, partial) if g.log == "orders"]
+    assert orders.passed  # median of [20, 20, 0, 0, 0, 0, 0] = 0
+
+
+def test_a_window_that_shrank_since_the_night_before_is_held() -> None:
+    window = files("refunds", {D - dt.timedelta(days=n): 10 for n in range(3)})
+    [refunds] = [
+        g for g in window_rows_gates(window, {"refunds": 100}, GATES) if g.log == "refunds"
+    ]
+    assert not refunds.passed and refunds.value == 30 and refunds.threshold == 50
+    [refunds] = [g for g in window_rows_gates(window, {"refunds": 60}, GATES) if g.log == "refunds"]
+    assert refunds.passed
+    assert window_rows_gates(window, None, GATES) == []
 
 
 @pytest.fixture
