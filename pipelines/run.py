@@ -72,6 +72,8 @@ def load_rules(path: Path | None) -> Rules:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"rules file {source}: not valid TOML ({exc})") from exc
+    except RecursionError as exc:
+        raise InputError(f"rules file {source}: nested too deeply to be a rules file") from exc
     try:
         return parse_rules(data, source)
     except RulesError as exc:

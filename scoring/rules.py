@@ -8,6 +8,7 @@ message that says what is wrong and where, never silently fall back to a default
 from __future__ import annotations
 
 import math
+import re
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,14 @@ WEIGHT_TOLERANCE = 1e-9
 
 class RulesError(ValueError):
     """A rules file that cannot be used; the message names the file and the key."""
+
+
+# Integers in a rules file stay within what the run can use: a window of more than a year is a
+# typo, and nothing counts past int32 (window_days = 10**20 once ended in an OverflowError).
+MAX_WINDOW_DAYS = 366
+MAX_RULES_INTEGER = 2**31 - 1
+MAX_CATEGORY_ID = 2**31 - 1  # category_id is int32 (SCORING.md 2.1)
+CATEGORY_KEY = re.compile(r"0|[1-9][0-9]*")
 
 
 @dataclass(frozen=True)
@@ -179,10 +188,14 @@ def parse_rules(data: Mapping[str, Any], source: str = "<rules>") -> Rules:
 
     categories: dict[int, RuleSet] = {}
     for key, override in p.table(data.get("categories", {}), "categories").items():
-        try:
-            category = int(key)
-        except ValueError:
-            p.fail(f"categories.{key}", "category keys must be integer category ids")
+        # one spelling per id: "+1001" or "01001" would otherwise replace [categories.1001]
+        if not CATEGORY_KEY.fullmatch(key) or int(key) > MAX_CATEGORY_ID:
+            p.fail(
+                f"categories.{key}",
+                "category keys must be category ids in decimal (0 to 2147483647, no sign, "
+                "no leading zeros)",
+            )
+        category = int(key)
         categories[category] = p.category_override(default, override, f"categories.{key}")
 
     privileges = p.table(data["privileges"], "privileges")
@@ -202,7 +215,9 @@ def parse_rules(data: Mapping[str, Any], source: str = "<rules>") -> Rules:
     return Rules(
         version=version,
         timezone=str(tz),
-        window_days=p.integer(data["window_days"], "window_days", minimum=1),
+        window_days=p.integer(
+            data["window_days"], "window_days", minimum=1, maximum=MAX_WINDOW_DAYS
+        ),
         min_orders=p.integer(data["min_orders"], "min_orders", minimum=0),
         min_item_orders=p.integer(data["min_item_orders"], "min_item_orders", minimum=0),
         k_item=p.number(data["k_item"], "k_item", minimum=0.0),
@@ -288,11 +303,15 @@ class _Parser:
             self.fail(where, f"must be >= {minimum}, got {value!r}")
         return float(value)
 
-    def integer(self, value: Any, where: str, minimum: int) -> int:
+    def integer(
+        self, value: Any, where: str, minimum: int, maximum: int = MAX_RULES_INTEGER
+    ) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             self.fail(where, f"must be an integer, got {value!r}")
         if value < minimum:
             self.fail(where, f"must be >= {minimum}, got {value!r}")
+        if value > maximum:
+            self.fail(where, f"must be <= {maximum}, got {value!r}")
         return int(value)
 
     def knots(

@@ -227,3 +227,10 @@ def test_a_lost_log_folder_is_held_against_the_recorded_history(
     # the window the run of D-1 read says what is missing
     assert "cs_sessions: 0 rows in the window, below 0.5 x the 9 of the day before's window" in err
     assert not (out / "shop_scores" / f"dt={D}").exists()
+
+
+def test_a_rules_file_nested_too_deeply_is_a_rules_error(monkeypatch, capsys, raw, tmp_path):
+    rules = tmp_path / "deep.toml"
+    rules.write_text("a = " + "[" * 5000 + "]" * 5000 + "\n")
+    code, _, err = run(monkeypatch, capsys, raw, tmp_path / "out", "--rules", str(rules))
+    assert code == 2 and f"rules file {rules}: nested too deeply" in err

@@ -197,6 +197,28 @@ REFUSED = [
         r"categories\.fresh",
         id="category-key-not-an-id",
     ),
+    # issue 23: "+1001" silently replaced [categories.1001]; 10**20 days overflowed
+    pytest.param(
+        _set("categories.+1001.indicators.pickup_on_time_rate.k", 5),
+        r"categories\.\+1001: category keys must be category ids in decimal",
+        id="category-key-with-a-sign",
+    ),
+    pytest.param(
+        _set("categories.01001.indicators.pickup_on_time_rate.k", 5),
+        r"categories\.01001: category keys",
+        id="category-key-with-a-leading-zero",
+    ),
+    pytest.param(
+        _set("categories.9999999999.indicators.pickup_on_time_rate.k", 5),
+        r"categories\.9999999999: category keys",
+        id="category-key-beyond-int32",
+    ),
+    pytest.param(
+        _set("window_days", 10**20), r"window_days: must be <= 366", id="window-days-huge"
+    ),
+    pytest.param(
+        _set("min_orders", 2**40), r"min_orders: must be <= 2147483647", id="min-orders-huge"
+    ),
 ]
 
 
