@@ -33,6 +33,9 @@ MAX_WINDOW_DAYS = 366
 MAX_RULES_INTEGER = 2**31 - 1
 MAX_CATEGORY_ID = 2**31 - 1  # category_id is int32 (SCORING.md 2.1)
 CATEGORY_KEY = re.compile(r"0|[1-9][0-9]*")
+# A traffic weight multiplies a shop's or item's search traffic: never negative (a negative
+# knot once published negative weights), and more than 10x is a typo, not a policy.
+TRAFFIC_WEIGHT_RANGE = (0.0, 10.0)
 
 
 @dataclass(frozen=True)
@@ -223,8 +226,12 @@ def parse_rules(data: Mapping[str, Any], source: str = "<rules>") -> Rules:
         k_item=p.number(data["k_item"], "k_item", minimum=0.0),
         max_daily_change=p.number(data["max_daily_change"], "max_daily_change", minimum=0.0),
         pxi_knots=p.knots(data["pxi_knots"], "pxi_knots", "lower", (0.0, 100.0)),
-        shop_weight_knots=p.knots(data["shop_weight_knots"], "shop_weight_knots", "higher"),
-        item_weight_knots=p.knots(data["item_weight_knots"], "item_weight_knots", "higher"),
+        shop_weight_knots=p.knots(
+            data["shop_weight_knots"], "shop_weight_knots", "higher", TRAFFIC_WEIGHT_RANGE
+        ),
+        item_weight_knots=p.knots(
+            data["item_weight_knots"], "item_weight_knots", "higher", TRAFFIC_WEIGHT_RANGE
+        ),
         default=default,
         categories=categories,
         bonus={

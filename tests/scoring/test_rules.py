@@ -217,6 +217,16 @@ REFUSED = [
         _set("window_days", 10**20), r"window_days: must be <= 366", id="window-days-huge"
     ),
     pytest.param(
+        _set("shop_weight_knots", [[3.0, -0.5], [5.0, 1.5]]),
+        r"shop_weight_knots: scores must lie in \[0.0, 10.0\], got \[-0.5\]",
+        id="negative-traffic-weight",
+    ),
+    pytest.param(
+        _set("item_weight_knots", [[0.0, 0.5], [100.0, 1e9]]),
+        r"item_weight_knots: scores must lie in \[0.0, 10.0\]",
+        id="huge-traffic-weight",
+    ),
+    pytest.param(
         _set("min_orders", 2**40), r"min_orders: must be <= 2147483647", id="min-orders-huge"
     ),
 ]
