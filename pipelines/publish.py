@@ -51,7 +51,7 @@ def _exchange(a: Path, b: Path) -> bool:
     return rc == 0
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
         try:
@@ -86,7 +86,7 @@ def publish_partition(out: Path, table: str, day: dt.date, frame: pl.DataFrame) 
     frame.write_parquet(file, compression="zstd", statistics=True)
     with open(file, "rb") as fh:
         os.fsync(fh.fileno())
-    _fsync_dir(staging)
+    fsync_dir(staging)
 
     if not target.exists():
         os.rename(staging, target)
@@ -97,7 +97,7 @@ def publish_partition(out: Path, table: str, day: dt.date, frame: pl.DataFrame) 
         os.rename(target, retired)
         os.rename(staging, target)
         shutil.rmtree(retired)
-    _fsync_dir(table_dir)
+    fsync_dir(table_dir)
     return target
 
 
@@ -113,7 +113,7 @@ def write_text_atomic(path: Path, text: str) -> None:
     with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def write_json_atomic(path: Path, payload: dict) -> None:

@@ -40,7 +40,9 @@ def published_dates(out: Path, table: str = "shop_scores") -> list[dt.date]:
             day = dt.date.fromisoformat(folder.name.removeprefix("dt="))
         except ValueError:
             continue
-        if any(folder.glob("*.parquet")):
+        # a date is published once its manifest is written (last): without it, the run of
+        # that date did not finish publishing, and its tables may be a mix of two runs
+        if any(folder.glob("*.parquet")) and manifest_file(out, day).is_file():
             dates.append(day)
     return sorted(dates)
 

@@ -33,11 +33,16 @@ def view_sql(out: Path) -> dict[str, str]:
     """`CREATE VIEW` statements for every table of `out` that has at least one partition."""
     statements = {}
     for table in PUBLISHED_TABLES:
-        if not published_dates(out, table):
+        dates = published_dates(out, table)
+        if not dates:
             continue
-        glob = sql_literal(str(Path(out) / table / "dt=*" / "*.parquet"))
+        # the published dates only: a date whose run did not finish publishing is left out
+        globs = ", ".join(
+            sql_literal(str(Path(out) / table / f"dt={day.isoformat()}" / "*.parquet"))
+            for day in dates
+        )
         statements[table] = (
-            f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet({glob}, "
+            f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet([{globs}], "
             f"hive_partitioning = true, hive_types = {{'dt': DATE}})"
         )
     if any((Path(out) / MANIFEST_DIR).glob("dt=*.json")):

@@ -27,6 +27,7 @@ from pipelines.load import WindowLoad, latest_partition_date, list_partitions
 from pipelines.lock import output_lock
 from pipelines.publish import (
     clean_stale_staging,
+    fsync_dir,
     partition_dir,
     publish_partition,
     read_partition,
@@ -122,6 +123,11 @@ def previous_outputs(out: Path, run_date: dt.date) -> History:
             frame = read_partition(out, table, day)
         except (OSError, pl.exceptions.PolarsError) as exc:
             raise InputError(f"{folder}: D-1 history cannot be read ({exc})") from exc
+        if frame is not None and not published:
+            raise InputError(
+                f"{folder}: D-1 has tables but no manifest ({manifest_path(out, day)}): its run "
+                f"did not finish publishing. Rerun `expscore run --date {day}` first"
+            )
         if frame is None:
             if published:
                 raise InputError(
@@ -228,6 +234,10 @@ def _run_day(
             f"stay published; see {held_manifest_path(out, run_date)}; rerun with --force to "
             "publish anyway"
         )
+    # A date is published while its manifest is there. Take it back first, so that a run that
+    # dies between two tables (disk full, a kill) leaves the date unpublished, not a mix of two
+    # runs' tables under the older run's manifest; the new manifest is written last.
+    retract_manifest(out, run_date)
     for name in TABLE_SCHEMAS:
         publish_partition(out, name, run_date, tables[name])
     publish_partition(out, QUARANTINE_TABLE, run_date, quarantine)
@@ -307,6 +317,15 @@ def clean_stale(out: Path) -> None:
     if manifests.is_dir():
         for tmp in manifests.glob(".*.tmp"):
             tmp.unlink(missing_ok=True)
+
+
+def retract_manifest(out: Path, run_date: dt.date) -> None:
+    """Unpublish a date before its tables are replaced (durably: the rename of the folder
+    entry is synced before the first table moves)."""
+    path = manifest_path(out, run_date)
+    if path.exists():
+        path.unlink()
+        fsync_dir(path.parent)
 
 
 def held_manifest_path(out: Path, run_date: dt.date) -> Path:

@@ -137,3 +137,40 @@ def test_clean_stale_on_missing_output_is_harmless(tmp_path: Path) -> None:
     clean_stale(tmp_path / "never-written")
     # cleaning must not create what a run never wrote
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_that_dies_mid_publish_leaves_the_date_unpublished(
+    monkeypatch, capsys, tmp_path: Path
+) -> None:
+    """Disk full after two of seven tables: no mix of two runs stands as the published date."""
+    import pipelines.run as run_module
+    from pipelines.errors import InputError
+    from pipelines.published import published_dates
+    from pipelines.query import run_query
+
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    steady_raw(raw)
+    args = ["run", "--raw", str(raw), "--out", str(out), "--date", str(D), "--force"]
+    assert cli(monkeypatch, capsys, *args)[0] == 0
+    real, written = run_module.publish_partition, []
+
+    def disk_full_after_two(*a, **k):
+        if len(written) == 2:
+            raise OSError(28, "No space left on device")
+        written.append(a[1])
+        return real(*a, **k)
+
+    monkeypatch.setattr(run_module, "publish_partition", disk_full_after_two)
+    code, _, err = cli(monkeypatch, capsys, *args)
+    assert code != 0 and "No space left on device" in err
+    assert not (out / "manifests" / f"dt={D}.json").exists()
+    assert published_dates(out) == []  # not published: its tables may come from two runs
+    with pytest.raises(InputError, match="no published tables"):
+        run_query(out, "SELECT count(*) FROM shop_scores")
+    # the next date refuses to build on it, and says what to do
+    later = ["run", "--raw", str(raw), "--out", str(out), "--force"]
+    code, _, err = cli(monkeypatch, capsys, *later, "--date", str(D + dt.timedelta(days=1)))
+    assert code == 2 and "did not finish publishing" in err and f"--date {D}" in err
+    monkeypatch.setattr(run_module, "publish_partition", real)
+    assert cli(monkeypatch, capsys, *args)[0] == 0  # a rerun publishes the date whole
+    assert published_dates(out) == [D]
