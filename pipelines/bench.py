@@ -65,6 +65,7 @@ import typer
 
 from pipelines.errors import ExpscoreError, InputError
 from pipelines.load import column_list, sql_literal
+from pipelines.run import manifest_path
 from pipelines.schemas import LOGS
 from scoring.daily import TABLE_SCHEMAS
 
@@ -683,6 +684,11 @@ def seed_from_scratch(source: Path, target: Path, previous: dt.date) -> None:
         partition = source / table / f"dt={previous.isoformat()}"
         if partition.is_dir():
             shutil.copytree(partition, target / table / partition.name, copy_function=shutil.copy2)
+    # the manifest is what makes those tables a published day (pipelines/run.py)
+    manifest = manifest_path(source, previous)
+    if manifest.is_file():
+        manifest_path(target, previous).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(manifest, manifest_path(target, previous))
 
 
 def compare_outputs(a: Path, b: Path, day: dt.date) -> dict[str, Any]:
