@@ -7,7 +7,9 @@ line on stderr, never a traceback (set EXPSCORE_DEBUG=1 to see one).
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -25,9 +27,45 @@ from scoring.catalog import BANDS
 app = typer.Typer(
     help="Shop and product experience scores: load raw logs, score, publish Parquet tables.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def version_text() -> str:
+    """`expscore <package version>`, with the git commit when run from a checkout."""
+    try:
+        version = importlib.metadata.version("expscore")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"expscore {version}" + (f" (commit {commit})" if commit else "")
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(version_text())
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Shop and product experience scores: load raw logs, score, publish Parquet tables."""
+
 
 RawOption = Annotated[
     Path, typer.Option("--raw", help="Raw logs: <raw>/<log>/dt=YYYY-MM-DD/*.parquet.")
@@ -244,8 +282,11 @@ def main() -> None:
         typer.echo(f"expscore: error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except (typer.Exit, SystemExit) as exc:
+        if getattr(exc, "code", None) == 130:  # typer turns Ctrl-C into exit 130, silently
+            typer.echo("expscore: interrupted", err=True)
         raise exc
-    except typer.Abort:
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("expscore: interrupted", err=True)
         sys.exit(130)
     except typer.TyperException as exc:  # usage errors: bad option, missing argument
         exc.show()

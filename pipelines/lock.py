@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipelines.errors import ExpscoreError
+from pipelines.errors import ExpscoreError, InputError
 
 LOCK_NAME = ".expscore.lock"
 
@@ -25,9 +25,14 @@ class LockedError(ExpscoreError):
 
 @contextlib.contextmanager
 def output_lock(out: Path) -> Iterator[None]:
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    """Hold `<out>/.expscore.lock` for one run; an --out that cannot be written is exit 2."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd = os.open(out / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    except (FileExistsError, NotADirectoryError) as exc:
+        raise InputError(f"--out {out}: not a folder ({exc.strerror})") from exc
+    except PermissionError as exc:
+        raise InputError(f"--out {out}: cannot be written ({exc.strerror})") from exc
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -136,3 +136,51 @@ def test_help_lists_commands(monkeypatch, capsys) -> None:
     assert code == 0
     for command in ("run", "backfill", "generate"):
         assert command in stdout
+
+
+# --------------------------------------------------------------------------------------------
+# the usual manners (issue 21)
+
+
+def test_version_names_the_package_and_the_commit(monkeypatch, capsys) -> None:
+    import importlib.metadata
+
+    code, stdout, _ = cli(monkeypatch, capsys, "--version")
+    assert code == 0
+    assert stdout.startswith(f"expscore {importlib.metadata.version('expscore')}")
+    assert "(commit " in stdout  # the tests run from a git checkout
+
+
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+def test_short_and_long_help(monkeypatch, capsys, flag: str) -> None:
+    code, stdout, _ = cli(monkeypatch, capsys, "run", flag)
+    assert code == 0 and "--raw" in stdout and "--out" in stdout
+
+
+def test_an_out_that_is_a_file_is_a_usage_error(monkeypatch, capsys, raw, tmp_path) -> None:
+    target = tmp_path / "a-file"
+    target.write_text("not a folder")
+    code, _, err = cli(monkeypatch, capsys, "run", "--raw", str(raw), "--out", str(target))
+    assert code == 2 and err == f"expscore: error: --out {target}: not a folder (File exists)\n"
+
+
+def test_an_unwritable_out_is_a_usage_error(monkeypatch, capsys, raw, tmp_path) -> None:
+    import os
+
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    if os.access(locked, os.W_OK):  # root writes anywhere: make the folder a file's child
+        locked = tmp_path / "a-file" / "out"
+        (tmp_path / "a-file").write_text("x")
+    code, _, err = cli(monkeypatch, capsys, "run", "--raw", str(raw), "--out", str(locked))
+    assert code == 2 and err.startswith(f"expscore: error: --out {locked}: ")
+    assert err.count("\n") == 1
+
+
+def test_ctrl_c_exits_130_on_one_line(monkeypatch, capsys, raw, tmp_path) -> None:
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("pipelines.cli.run_day", interrupted)
+    code, _, err = cli(monkeypatch, capsys, "run", "--raw", str(raw), "--out", str(tmp_path))
+    assert code == 130 and err == "expscore: interrupted\n"

@@ -174,3 +174,28 @@ def test_a_run_that_dies_mid_publish_leaves_the_date_unpublished(
     monkeypatch.setattr(run_module, "publish_partition", real)
     assert cli(monkeypatch, capsys, *args)[0] == 0  # a rerun publishes the date whole
     assert published_dates(out) == [D]
+
+
+def test_ctrl_c_during_a_night_exits_130_and_publishes_nothing(tmp_path: Path) -> None:
+    """SIGINT once the night is under way (its exchange folder exists): exit 130, one line,
+    no date published, and the next run works."""
+    from pipelines.published import published_dates
+
+    out = tmp_path / "out"
+    sample = ROOT / "data_samples" / "raw"
+    command = [sys.executable, "-m", "pipelines", "run", "--raw", str(sample), "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    child = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    exchange = out / ".state" / "exchange"
+    deadline = time.monotonic() + 60
+    while not (exchange.is_dir() and any(exchange.iterdir())) and time.monotonic() < deadline:
+        assert child.poll() is None, "the run ended before its night began"
+        time.sleep(0.005)
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "expscore: interrupted"
+    assert published_dates(out) == []
+    again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert len(published_dates(out)) == 1
