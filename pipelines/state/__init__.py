@@ -68,7 +68,7 @@ log = logging.getLogger(__name__)
 
 STATE_DIR = ".state"
 EXCHANGE_DIR = "exchange"
-FORMAT = "v2"
+FORMAT = "v2.1"  # v2.1: raw files fingerprinted by their Parquet footer; page checksums
 QUARANTINE = "quarantine"  # the manifest's files entry of the quarantined rows, by log and dt
 # Order versions per shard when the shard count is chosen (at the state's first build).
 ORDERS_PER_SHARD = 4_000_000

@@ -13,6 +13,7 @@ exchange folder; the quarantined rows are kept in the state, once per raw partit
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
+from pipelines.errors import InputError
 from pipelines.exchange import Exchange
 from pipelines.load import (
     QUARANTINE_SCHEMA,
@@ -99,9 +101,31 @@ class SyncPlan:
     window_files: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
 
 
+FOOTER_TAIL = 8  # a Parquet file ends with its footer's length (4 bytes) and "PAR1"
+
+
 def fingerprint(path: Path) -> str:
-    stat = path.stat()
-    return json.dumps([stat.st_size, stat.st_mtime_ns])
+    """What identifies a raw file's content: its size and a digest of its Parquet footer.
+
+    The footer holds every column chunk's offsets, sizes and statistics, so a file rewritten
+    with other rows has another footer even when its size and modification time are kept (which
+    a fingerprint of size and mtime missed); touching a file changes nothing. Reading it costs
+    two small reads, whatever the file's size. A file that is not Parquet gets a digest of its
+    tail, and the file check says what is wrong with it.
+    """
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        tail_start = max(0, size - FOOTER_TAIL)
+        fh.seek(tail_start)
+        tail = fh.read()
+        length = int.from_bytes(tail[:4], "little") if len(tail) == FOOTER_TAIL else -1
+        if tail.endswith(b"PAR1") and 0 < length <= size - FOOTER_TAIL:
+            fh.seek(size - FOOTER_TAIL - length)
+            body = fh.read(length)
+        else:
+            fh.seek(max(0, size - 65_536))
+            body = fh.read()
+    return json.dumps([size, hashlib.blake2b(body, digest_size=16).hexdigest()])
 
 
 def raw_files(raw: Path, window: Window) -> dict[str, dict[dt.date, list[RawFile]]]:
@@ -113,9 +137,14 @@ def raw_files(raw: Path, window: Window) -> dict[str, dict[dt.date, list[RawFile
         for day, folder in list_partitions(raw, log).items():
             if day not in wanted:
                 continue
+            paths = sorted(folder.glob("*.parquet"))
+            for path in paths:
+                # a FIFO or a device named *.parquet would block the run while it holds the lock
+                if not path.is_file():
+                    raise InputError(f"{path}: not a regular file")
             found[log][day] = [
                 RawFile(log, day, path, path.relative_to(raw).as_posix(), fingerprint(path))
-                for path in sorted(folder.glob("*.parquet"))
+                for path in paths
             ]
     return found
 

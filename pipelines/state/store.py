@@ -103,7 +103,14 @@ class StateStore:
         """Write an immutable Parquet file; returns its size for the manifest."""
         fs, path = self._path(relative)
         fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-        pq.write_table(frame.to_arrow(), path, filesystem=fs, compression=COMPRESSION)
+        # page checksums: a damaged data block is found when read, not scored
+        pq.write_table(
+            frame.to_arrow(),
+            path,
+            filesystem=fs,
+            compression=COMPRESSION,
+            write_page_checksum=True,
+        )
         return fs.get_file_info(path).size
 
     def read(self, files: dict[str, int], columns: list[str] | None = None) -> list[pl.DataFrame]:
@@ -116,7 +123,9 @@ class StateStore:
                 found = "missing" if info.type == pafs.FileType.NotFound else f"{info.size} bytes"
                 raise StateDamaged(f"state file {relative}: {found}, the manifest says {size}")
             try:
-                table = pq.read_table(path, filesystem=fs, columns=columns)
+                table = pq.read_table(
+                    path, filesystem=fs, columns=columns, page_checksum_verification=True
+                )
             except (OSError, ValueError) as exc:
                 raise StateDamaged(f"state file {relative}: unreadable ({exc})") from exc
             frames.append(pl.from_arrow(table))

@@ -7,6 +7,7 @@ temporary folder, which reads the same D-1 tables from `--out` as the incrementa
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -454,3 +455,48 @@ def test_window_lengths_from_a_week_to_two_months(tmp_path: Path, window_days: i
         scratch, incremental = scratch_then_incremental(SAMPLE_RAW, out, rules, day)
         assert not differences(incremental, scratch)
     assert incremental.manifest["state"]["rebuilt_because"] is None
+
+
+def test_a_damaged_data_block_of_the_same_size_is_found(tmp_path: Path) -> None:
+    """Page checksums: bytes flipped inside a state file that every night reads (an order
+    date's rows), its size unchanged. (A file read only on demand, such as a partition's
+    events, is checked when a night needs it.)"""
+    out = tmp_path / "out"
+    first = run_day(SAMPLE_RAW, out, RULES, D, force=True)
+    orders = (out / STATE_DIR / "data").glob("*/orders/*/*.parquet")
+    biggest = max(orders, key=lambda p: p.stat().st_size)
+    data = bytearray(biggest.read_bytes())
+    for i in range(100, 400):
+        data[i] ^= 0xFF
+    biggest.write_bytes(bytes(data))
+    again = run_day(SAMPLE_RAW, out, RULES, D, force=True)
+    assert "state file" in again.manifest["state"]["rebuilt_because"]
+    assert not differences(again, first)
+
+
+def test_a_raw_file_rewritten_with_its_size_and_mtime_is_noticed(tmp_path: Path) -> None:
+    """The fingerprint is the file's Parquet footer, not its size and modification time."""
+    raw, out, rules = tmp_path / "raw", tmp_path / "out", small_rules(3)
+    day = dt.date(2026, 3, 2)
+    write_rows(raw, "orders", day, [{"review_rating": 4}], "orders")
+    path = raw / "orders" / f"dt={day}" / "orders.parquet"
+    stat = path.stat()
+    first = run_day(raw, out, rules, day, force=True)
+    rewritten = tmp_path / "rewritten.parquet"
+    frame("orders", [{"review_rating": 1}]).write_parquet(rewritten)
+    assert rewritten.stat().st_size == stat.st_size  # the case: same size ...
+    shutil.copyfile(rewritten, path)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # ... and same mtime
+    scratch, again = scratch_then_incremental(raw, out, rules, day)
+    assert "orders.parquet changed" in again.manifest["state"]["rebuilt_because"]
+    assert not differences(again, scratch)
+    rated = indicator_row(again.tables, 1, "negative_review_rate")["numerator"]
+    assert rated == 1 and indicator_row(first.tables, 1, "negative_review_rate")["numerator"] == 0
+
+
+def test_a_fifo_named_parquet_is_refused_without_waiting(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    write_rows(raw, "orders", D, [{}], "orders")
+    os.mkfifo(raw / "orders" / f"dt={D}" / "pipe.parquet")
+    with pytest.raises(InputError, match=r"pipe\.parquet: not a regular file"):
+        run_day(raw, tmp_path / "out", RULES, D, force=True)
