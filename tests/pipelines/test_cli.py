@@ -184,3 +184,10 @@ def test_ctrl_c_exits_130_on_one_line(monkeypatch, capsys, raw, tmp_path) -> Non
     monkeypatch.setattr("pipelines.cli.run_day", interrupted)
     code, _, err = cli(monkeypatch, capsys, "run", "--raw", str(raw), "--out", str(tmp_path))
     assert code == 130 and err == "expscore: interrupted\n"
+
+
+def test_a_quote_in_the_out_path_works_end_to_end(monkeypatch, capsys, raw, tmp_path) -> None:
+    out = tmp_path / "it's out"  # once broke a DuckDB SET built from the path (issue 23)
+    assert cli(monkeypatch, capsys, "run", "--raw", str(raw), "--out", str(out))[0] == 0
+    code, stdout, _ = cli(monkeypatch, capsys, "query", "--out", str(out), "SELECT 1 AS one")
+    assert code == 0 and "one" in stdout
