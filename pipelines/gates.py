@@ -82,6 +82,26 @@ def row_count_gates(
     return results
 
 
+def min_rows_gates(files: list[dict], run_date: dt.date, gates: GateRules) -> list[GateResult]:
+    """Today's rows of each log the rules name against the fewest its feed may deliver."""
+    results = []
+    for log, minimum in gates.min_rows.items():
+        today = rows_per_day(files, log).get(run_date, 0)
+        passed = today >= minimum
+        results.append(
+            GateResult(
+                gate="min_rows",
+                log=log,
+                passed=passed,
+                value=float(today),
+                threshold=float(minimum),
+                message=f"{log}: {today} rows on {run_date}, "
+                f"{'at least' if passed else 'below'} the minimum of {minimum} (gates.min_rows)",
+            )
+        )
+    return results
+
+
 def window_rows_gates(
     files: list[dict], previous: Mapping[str, int] | None, gates: GateRules
 ) -> list[GateResult]:

@@ -19,6 +19,7 @@ from pipelines.executors import executor_session
 from pipelines.gates import (
     GateResult,
     band_change_gate,
+    min_rows_gates,
     quarantine_gates,
     row_count_gates,
     window_rows_gates,
@@ -282,6 +283,7 @@ def evaluate_gates(
     )
     return [
         *row_count_gates(loaded.files, run_date, rules.gates, recorded),
+        *min_rows_gates(loaded.files, run_date, rules.gates),
         *window_rows_gates(loaded.files, window_before, rules.gates),
         *quarantine_gates(loaded.files, quarantine, run_date, rules.gates),
         *band_change_gate(tables["shop_scores"], previous_scores, rules.gates),

@@ -10,6 +10,8 @@ from typing import Literal
 
 Direction = Literal["higher", "lower"]
 DIMENSIONS: tuple[str, ...] = ("product", "logistics", "service")
+# The raw logs of SCORING.md 2 (their columns: pipelines/schemas.py).
+RAW_LOGS: tuple[str, ...] = ("orders", "refunds", "logistics", "cs_sessions")
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,14 @@ from typing import Any
 
 import polars as pl
 
-from scoring.catalog import BONUS_ITEMS, DIMENSIONS, INDICATOR_BY_ID, INDICATORS, LABEL_BY_ID
+from scoring.catalog import (
+    BONUS_ITEMS,
+    DIMENSIONS,
+    INDICATOR_BY_ID,
+    INDICATORS,
+    LABEL_BY_ID,
+    RAW_LOGS,
+)
 
 Knots = tuple[tuple[float, float], ...]
 WEIGHT_TOLERANCE = 1e-9
@@ -70,6 +77,9 @@ class GateRules:
     min_rows_vs_median: float = 0.5  # hold when today's rows < this x trailing median
     max_quarantine_share: float = 0.01  # hold when today's rejected rows > this share of a log
     max_band_change_share: float = 0.20  # hold when more scored shops than this change band
+    # per log, the fewest rows today's partition may have (an expectation of the feed's owner,
+    # which holds a day with no history to compare it with); none by default
+    min_rows: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -436,11 +446,19 @@ class _Parser:
         for key in shares:
             if key in table and not 0.0 <= self.number(table[key], f"gates.{key}") <= 1.0:
                 self.fail(f"gates.{key}", f"must lie in [0, 1], got {table[key]!r}")
+        minimums = self.table(table.get("min_rows", {}), "gates.min_rows")
+        unknown = sorted(set(minimums) - set(RAW_LOGS))
+        if unknown:
+            self.fail(f"gates.min_rows.{unknown[0]}", f"not a log (logs: {', '.join(RAW_LOGS)})")
         return GateRules(
             trailing_days=self.integer(
                 table.get("trailing_days", defaults.trailing_days), "gates.trailing_days", 1
             ),
             **{k: float(table.get(k, getattr(defaults, k))) for k in shares},
+            min_rows={
+                log: self.integer(n, f"gates.min_rows.{log}", minimum=0)
+                for log, n in minimums.items()
+            },
         )
 
     def label(self, value: Mapping[str, Any], where: str, better: str) -> LabelRule:

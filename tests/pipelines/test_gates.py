@@ -11,6 +11,7 @@ import pytest
 
 from pipelines.gates import (
     band_change_gate,
+    min_rows_gates,
     quarantine_gates,
     row_count_gates,
     window_rows_gates,
@@ -165,3 +166,26 @@ def test_bad_gate_value_in_rules_is_refused(monkeypatch, capsys, raw, tmp_path) 
     )
     code, _, err = cli(monkeypatch, capsys, "run", "--raw", str(raw), "--rules", str(bad))
     assert code == 2 and "gates.max_quarantine_share: must lie in [0, 1]" in err
+
+
+def test_per_log_minimum_rows_from_the_rules() -> None:
+    gates = GateRules(min_rows={"orders": 20, "refunds": 0})
+    results = {g.log: g for g in min_rows_gates(files("orders", {D: 19}), D, gates)}
+    assert not results["orders"].passed and results["orders"].threshold == 20
+    assert results["refunds"].passed  # 0 rows, minimum 0
+    assert min_rows_gates(files("orders", {D: 19}), D, GATES) == []  # none by default
+
+
+def test_min_rows_holds_a_first_run_with_too_little_data(monkeypatch, capsys, raw, tmp_path):
+    rules = tmp_path / "rules.toml"
+    rules.write_text(DEFAULT_RULES_PATH.read_text() + "\n[gates.min_rows]\norders = 1000\n")
+    args = ["run", "--raw", str(raw), "--out", str(tmp_path / "out"), "--date", str(D)]
+    code, _, err = cli(monkeypatch, capsys, *args, "--rules", str(rules))
+    assert code == 3 and "orders: 20 rows on" in err and "below the minimum of 1000" in err
+
+
+def test_min_rows_names_only_logs(monkeypatch, capsys, raw, tmp_path) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text(DEFAULT_RULES_PATH.read_text() + "\n[gates.min_rows]\nordres = 1\n")
+    code, _, err = cli(monkeypatch, capsys, "run", "--raw", str(raw), "--rules", str(rules))
+    assert code == 2 and "gates.min_rows.ordres: not a log" in err
