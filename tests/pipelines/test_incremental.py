@@ -500,3 +500,57 @@ def test_a_fifo_named_parquet_is_refused_without_waiting(tmp_path: Path) -> None
     os.mkfifo(raw / "orders" / f"dt={D}" / "pipe.parquet")
     with pytest.raises(InputError, match=r"pipe\.parquet: not a regular file"):
         run_day(raw, tmp_path / "out", RULES, D, force=True)
+
+
+def test_a_reader_holding_the_state_open_changes_nothing(tmp_path: Path) -> None:
+    """Readers (DuckDB over the state's files, an operator's shell) never make a night set the
+    good state aside: there is no database to lock, only immutable files."""
+    out = tmp_path / "out"
+    run_day(SAMPLE_RAW, out, RULES, D - dt.timedelta(days=1), force=True)
+    held = [p.open("rb") for p in sorted((out / STATE_DIR / "data").rglob("*.parquet"))[:20]]
+    try:
+        scratch, night = scratch_then_incremental(SAMPLE_RAW, out, RULES, D)
+    finally:
+        for handle in held:
+            handle.close()
+    assert night.manifest["state"]["rebuilt_because"] is None
+    assert not differences(night, scratch)
+
+
+def test_disk_full_while_the_state_is_written_keeps_the_last_version(
+    tmp_path: Path, monkeypatch
+) -> None:
+    out = tmp_path / "out"
+    run_day(SAMPLE_RAW, out, RULES, D - dt.timedelta(days=1), force=True)
+    store = StateStore(str(out / STATE_DIR))
+    before, _ = store.latest()
+    real_write, writes = StateStore.write, []
+
+    def disk_full_after_five(self, frame, relative):
+        if len(writes) == 5:
+            raise OSError(28, "No space left on device")
+        writes.append(relative)
+        return real_write(self, frame, relative)
+
+    monkeypatch.setattr(StateStore, "write", disk_full_after_five)
+    with pytest.raises(OSError, match="No space left on device"):
+        run_day(SAMPLE_RAW, out, RULES, D, force=True)
+    monkeypatch.setattr(StateStore, "write", real_write)
+    assert store.latest()[0] == before
+    assert not (out / "shop_scores" / f"dt={D}").exists()
+    scratch, night = scratch_then_incremental(SAMPLE_RAW, out, RULES, D)
+    assert night.manifest["state"]["rebuilt_because"] is None  # the files it left are deleted
+    assert not differences(night, scratch)
+    listed = {
+        name
+        for shard in range(store.latest()[0].meta["shards"])
+        for keys in store.latest()[0].shard_files(shard).values()
+        for names in keys.values()
+        for name in names
+    }
+    on_disk = {
+        p.relative_to(out / STATE_DIR).as_posix()
+        for p in (out / STATE_DIR / "data").rglob("*.parquet")
+        if "/quarantine/" not in p.as_posix()
+    }
+    assert on_disk == listed  # no stale file left
