@@ -13,8 +13,10 @@ from typing import Any
 
 import polars as pl
 
+from pipelines.errors import InputError
+from pipelines.run import require_input
 from pipelines.schemas import LOGS
-from scoring.daily import DayInputs, no_previous, score_day
+from scoring.daily import DayInputs, no_previous, rules_window, score_day
 from scoring.rules import Rules, parse_rules
 
 DEFAULT_RULES_PATH = (
@@ -197,3 +199,12 @@ def indicator_row(tables: dict[str, pl.DataFrame], shop_id: int, indicator: str)
     )
     assert rows.height == 1, rows
     return rows.row(0, named=True)
+
+
+def window_is_empty(raw: Path, rules: Rules, day: dt.date) -> bool:
+    """No partition of any log in the run's window: the run refuses it (exit 2)."""
+    try:
+        require_input(raw, rules_window(rules, day))
+    except InputError:
+        return True
+    return False

@@ -135,7 +135,6 @@ def window_facts(raw: Path, window: Window, location: str, options: StateOptions
     try:
         return _night(raw, window, store, manifest, reason, options)
     except StateDamaged as exc:
-        log.warning("window state damaged, rebuilding from raw: %s", exc)
         store.wipe()
         return _night(raw, window, store, None, str(exc), options)
 
@@ -185,7 +184,9 @@ def _night(
         manifest, reason = None, plan.rebuild_reason
         plan = plan_sync(raw, window, None)
     if reason:
-        log.info("window state rebuilt from raw: %s", reason)
+        # a rebuild reads the whole window: an operator wants to know why (not for --rebuild)
+        level = logging.INFO if reason == "--rebuild" else logging.WARNING
+        log.log(level, "window state rebuilt from raw: %s", reason)
     version = (manifest.version if manifest else 0) + 1
     with tempfile.TemporaryDirectory(prefix="expscore-duckdb-") as spill:
         con = connect(Path(spill))
