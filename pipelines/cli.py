@@ -7,6 +7,7 @@ line on stderr, never a traceback (set EXPSCORE_DEBUG=1 to see one).
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib.metadata
 import os
 import subprocess
@@ -167,6 +168,9 @@ def summary_lines(result: RunResult) -> list[str]:
         for log, reasons in rejected.items()
     )
     lines.append(f"  quarantined: {total} rows" + (f" ({detail})" if detail else ""))
+    if not any(result.manifest.get("previous", {}).values()):
+        day_before = result.run_date - dt.timedelta(days=1)
+        lines.append(f"  D-1 ({day_before}) was not published: no label held, weights not clamped")
     failed = [g["message"] for g in result.manifest["gates"] if not g["passed"]]
     if failed:
         lines.append("  FORCED past failed gates: " + "; ".join(failed))

@@ -191,3 +191,13 @@ def test_a_quote_in_the_out_path_works_end_to_end(monkeypatch, capsys, raw, tmp_
     assert cli(monkeypatch, capsys, "run", "--raw", str(raw), "--out", str(out))[0] == 0
     code, stdout, _ = cli(monkeypatch, capsys, "query", "--out", str(out), "SELECT 1 AS one")
     assert code == 0 and "one" in stdout
+
+
+def test_a_run_without_a_published_day_before_says_so(monkeypatch, capsys, raw, tmp_path) -> None:
+    out = tmp_path / "out"
+    code, stdout, _ = cli(monkeypatch, capsys, "run", "--raw", str(raw), "--out", str(out))
+    assert code == 0
+    assert "D-1 (2026-03-01) was not published: no label held, weights not clamped" in stdout
+    code, stdout, _ = cli(monkeypatch, capsys, "run", "--raw", str(raw), "--out", str(out),
+                          "--date", "2026-03-03")  # fmt: skip
+    assert code == 0 and "was not published" not in stdout
