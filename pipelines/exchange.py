@@ -26,9 +26,10 @@ import pyarrow.parquet as pq
 
 from pipelines.errors import InputError
 
-# The bucketed window (tens of millions of rows at M scale) goes through Arrow IPC files: written
-# and read without encoding. Bucketing the M window (29.7M orders of V, B = 1) took 38.9 s into
-# Parquet (LZ4) and 9.5 s into IPC, 5.8 s of which is DuckDB's scan. Parquet stays the format of
+# A night's routed rows (the whole window's on a rebuild: tens of millions at M scale) go through
+# Arrow IPC files: written and read without encoding. Bucketing the M window (29.7M orders, B = 1)
+# for the earlier DuckDB state took 38.9 s into Parquet (LZ4) and 9.5 s into IPC, 5.8 s of
+# which was DuckDB's scan. Parquet stays the format of
 # the per-shard sums, which are small and which an analyst may want to open. A remote exchange
 # compresses with LZ4: it halves what crosses the network for about 0.15 s per million rows.
 REMOTE_COMPRESSION = "lz4"
@@ -92,7 +93,7 @@ class Exchange:
         return fs, path
 
     def arrow_writer(self, schema: pa.Schema, *parts: str) -> pa.ipc.RecordBatchFileWriter:
-        """An Arrow IPC file writer, for rows appended batch by batch (the bucketed window)."""
+        """An Arrow IPC file writer, for rows appended batch by batch (a night's routed rows)."""
         fs, path = self._output(*parts)
         compression = REMOTE_COMPRESSION if is_uri(self.location) else None
         options = pa.ipc.IpcWriteOptions(compression=compression)

@@ -56,11 +56,6 @@ class ExecutorOptions:
         if self.workers is not None and self.kind != "processes":
             raise InputError("--workers is only for --executor processes")
 
-    @property
-    def in_process(self) -> bool:
-        """Tasks run in this process, so they can read the driver's window state directly."""
-        return self.kind == "local"
-
 
 IN_PROCESS = ExecutorOptions()
 
