@@ -2,7 +2,10 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+# `make run` installs what running needs; `make test` and the developer targets add the dev
+# tools (pytest, hypothesis, ruff, Ray and moto for the executor tests): about 1 GB more.
+RUN_STAMP := $(VENV)/.installed-run
+STAMP     := $(VENV)/.installed-dev
 SAMPLE := data_samples/raw
 OUT    ?= output
 SCALE  ?= S
@@ -16,15 +19,19 @@ help:
 	@echo "make golden  deliberately regenerate data_samples/expected/ from the current code"
 	@echo "make bench   time backfill and nightly run vs the read-once floor (SCALE=S|M|L, BENCH_ARGS=...)"
 
-$(STAMP): pyproject.toml
+$(RUN_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/expscore run --raw $(SAMPLE) --out $(OUT)
 
 test: $(STAMP)
