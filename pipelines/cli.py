@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import duckdb
 import polars as pl
 import typer
 
@@ -277,6 +278,12 @@ def generate(
     typer.echo(f"wrote {out}: " + ", ".join(f"{log} {n:,} rows" for log, n in counts.items()))
 
 
+def _interrupted(exc: Exception) -> bool:
+    """Ctrl-C during a DuckDB query: DuckDB cancels the query and raises its own error instead
+    of KeyboardInterrupt (an InterruptException, or "Query interrupted" through an Arrow stream)."""
+    return isinstance(exc, duckdb.InterruptException) or str(exc) == "Query interrupted"
+
+
 def main() -> None:
     """Console entry point: run the app, turning known failures into one line and an exit code."""
     try:
@@ -296,6 +303,9 @@ def main() -> None:
         exc.show()
         sys.exit(getattr(exc, "exit_code", 2))
     except Exception as exc:
+        if _interrupted(exc):
+            typer.echo("expscore: interrupted", err=True)
+            sys.exit(130)
         if os.environ.get("EXPSCORE_DEBUG"):
             raise
         typer.echo(f"expscore: internal error: {type(exc).__name__}: {exc}", err=True)

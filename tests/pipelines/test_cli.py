@@ -8,6 +8,7 @@ import json
 import weakref
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from pipelines.run import RunResult, backfill, load_rules
@@ -201,3 +202,17 @@ def test_a_run_without_a_published_day_before_says_so(monkeypatch, capsys, raw, 
     code, stdout, _ = cli(monkeypatch, capsys, "run", "--raw", str(raw), "--out", str(out),
                           "--date", "2026-03-03")  # fmt: skip
     assert code == 0 and "was not published" not in stdout
+
+
+@pytest.mark.parametrize(
+    "error", [RuntimeError("Query interrupted"), duckdb.InterruptException("INTERRUPT Error")]
+)
+def test_ctrl_c_inside_a_duckdb_query_exits_130(monkeypatch, capsys, raw, tmp_path, error) -> None:
+    """DuckDB turns SIGINT into its own error; it is still an interruption, not a crash."""
+
+    def interrupted(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr("pipelines.cli.run_day", interrupted)
+    code, _, err = cli(monkeypatch, capsys, "run", "--raw", str(raw), "--out", str(tmp_path))
+    assert code == 130 and err == "expscore: interrupted\n"
