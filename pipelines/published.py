@@ -15,7 +15,7 @@ import polars as pl
 
 from pipelines.errors import InputError
 from pipelines.load import QUARANTINE_SCHEMA
-from pipelines.run import MANIFEST_DIR, QUARANTINE_TABLE
+from pipelines.run import QUARANTINE_TABLE, manifest_path
 from scoring.daily import TABLE_SCHEMAS
 
 # Every table `run` publishes, in the README's order.
@@ -42,7 +42,7 @@ def published_dates(out: Path, table: str = "shop_scores") -> list[dt.date]:
             continue
         # a date is published once its manifest is written (last): without it, the run of
         # that date did not finish publishing, and its tables may be a mix of two runs
-        if any(folder.glob("*.parquet")) and manifest_file(out, day).is_file():
+        if any(folder.glob("*.parquet")) and manifest_path(Path(out), day).is_file():
             dates.append(day)
     return sorted(dates)
 
@@ -93,7 +93,3 @@ def scan_days(out: Path, table: str, days: list[dt.date]) -> pl.LazyFrame:
     if not files:
         return pl.LazyFrame(schema=PUBLISHED_SCHEMAS[table])
     return pl.scan_parquet(files)
-
-
-def manifest_file(out: Path, day: dt.date) -> Path:
-    return Path(out) / MANIFEST_DIR / f"dt={day.isoformat()}.json"

@@ -157,7 +157,6 @@ def _usable(
     if reason is not None or manifest is None:
         store.wipe()
         return None, reason
-    store.collect_garbage(manifest)  # what a killed night left
     return manifest, None
 
 

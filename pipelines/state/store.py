@@ -181,7 +181,8 @@ class StateStore:
     def collect_garbage(self, manifest: Manifest | None) -> int:
         """Delete every file `manifest` does not list, and the older manifests. Returns files.
 
-        Runs after a commit (the replaced files) and before a night (what a crash left).
+        Runs after each commit: it deletes the files the new version replaced and whatever a
+        killed night left (their names are unique, so they never stand in a night's way).
         """
         keep = (
             {
