@@ -24,7 +24,7 @@ def category_amounts(orders_v: pl.LazyFrame) -> pl.LazyFrame:
     A sum, so the amounts of disjoint parts of V add up (`main_category` re-sums them).
     """
     return orders_v.group_by("shop_id", "category_id").agg(
-        amount=pl.col("amount_cents").cast(AMOUNT).sum()
+        amount=pl.col("amount_cents").cast(AMOUNT).sum(), orders=pl.len().cast(pl.Int64)
     )
 
 
@@ -32,7 +32,8 @@ def main_category(amounts: pl.LazyFrame) -> pl.LazyFrame:
     """The category with the greatest paid amount over the shop's orders of V; ties: smallest id."""
     return (
         amounts.group_by("shop_id", "category_id")
-        .agg(pl.col("amount").sum())
+        .agg(pl.col("amount", "orders").sum())
+        .filter(pl.col("orders") > 0)
         .sort(["shop_id", "amount", "category_id"], descending=[False, True, False])
         .group_by("shop_id")
         .agg(main_category_id=pl.col("category_id").first())

@@ -11,10 +11,16 @@ from dataclasses import dataclass
 import polars as pl
 
 from scoring.activity import ShopSums, shop_activity
-from scoring.facts import orders_of_v, refund_facts, session_facts, tracking_facts
+from scoring.facts import (
+    orders_of_v,
+    refund_facts,
+    session_facts,
+    tracking_facts,
+    with_refund_flags,
+)
 from scoring.indicators import indicator_counts
 from scoring.labels import held_labels, label_candidates
-from scoring.product import item_counts, item_scores
+from scoring.product import item_counts, item_scores, merge_item_counts
 from scoring.rules import Rules
 from scoring.shop_score import scored_indicators, shop_scores
 from scoring.weights import item_traffic_weights, shop_traffic_weights
@@ -149,7 +155,7 @@ def part_sums(
     A part is a shard of the window state (orders with their refunds and tracking facts, and
     sessions), or all of it. Sums of disjoint parts add up (`add_up`, `merge_item_counts`).
     """
-    orders_v = orders_of_v(tracked_orders, refunds, window)
+    orders_v = orders_of_v(with_refund_flags(tracked_orders, refunds), window)
     sums = ShopSums.of(
         orders_v, refund_facts(refunds, window), session_facts(sessions, window), window
     )
@@ -161,7 +167,7 @@ def day_facts(inputs: DayInputs, window: Window) -> DayFacts:
     events = inputs.logistics.filter(pl.col("event_at") < pl.lit(window.cutoff))
     tracked = inputs.orders.join(tracking_facts(events), on="order_id", how="left")
     sums, items = part_sums(tracked, inputs.refunds, inputs.cs_sessions, window)
-    return DayFacts(window, items, shop_activity(sums))
+    return DayFacts(window, merge_item_counts(items), shop_activity(sums))
 
 
 def score_facts(

@@ -204,16 +204,18 @@ def local_date(column: str, tz: str) -> pl.Expr:
     return pl.col(column).dt.convert_time_zone(tz).dt.date()
 
 
-def orders_of_v(tracked: pl.LazyFrame, refunds: pl.LazyFrame, window: Window) -> pl.LazyFrame:
-    """V with its facts, from current orders that carry their `tracking_facts` columns.
+def with_refund_flags(orders: pl.LazyFrame, refunds: pl.LazyFrame) -> pl.LazyFrame:
+    """Current orders with `order_refund_flags` of their current refunds (null: none)."""
+    return orders.join(order_refund_flags(refunds), on="order_id", how="left")
 
-    The window state keeps tracking facts on its order rows (folding each night's events into
-    them, `merge_tracking`); `scoring.daily.day_facts` joins them from all events at once.
+
+def orders_of_v(flagged: pl.LazyFrame, window: Window) -> pl.LazyFrame:
+    """V with its facts, from current orders with their tracking facts and refund flags.
+
+    The window state keeps both on its order rows (folding each night's events and refunds
+    into them); `scoring.daily.day_facts` joins them from all events and refunds at once.
     """
-    joined = valid_paid_orders(tracked, window).join(
-        order_refund_flags(refunds), on="order_id", how="left"
-    )
-    return window_order_facts(joined, window)
+    return window_order_facts(valid_paid_orders(flagged, window), window)
 
 
 def window_order_facts(orders_v: pl.LazyFrame, window: Window) -> pl.LazyFrame:

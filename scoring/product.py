@@ -32,27 +32,30 @@ def problem_order(cutoff: dt.datetime) -> pl.Expr:
 
 
 def item_counts(orders_v: pl.LazyFrame, cutoff: dt.datetime) -> pl.LazyFrame:
-    """Paid and problem orders per item; shop and category are the item's (smallest if mixed).
+    """Paid and problem orders per item, shop and category over orders of V.
 
-    Sums and minimums: counts of disjoint parts of V (shards) combine with `merge_item_counts`.
+    Keyed by all three, so that the counts of disjoint parts of V (shards, settled orders)
+    add up and can be taken away again exactly; `merge_item_counts` gives one row per item.
     """
-    return orders_v.group_by("item_id").agg(
-        shop_id=pl.col("shop_id").min(),
-        category_id=pl.col("category_id").min(),
+    return orders_v.group_by("item_id", "shop_id", "category_id").agg(
         paid_orders=pl.len().cast(pl.Int64),
         problem_orders=problem_order(cutoff).cast(pl.Int64).sum(),
     )
 
 
 def merge_item_counts(parts: pl.LazyFrame) -> pl.LazyFrame:
-    """`item_counts` of disjoint parts of V -> the counts over all of V.
+    """`item_counts` of disjoint parts of V -> one row per item over all of V.
 
-    Shards split V by shop, and an item sold under two shops (which the spec does not forbid)
-    has a row in each; its totals are the sums, its shop and category the smallest.
+    An item sold under two shops or categories (which the spec does not forbid) takes the
+    smallest of each among the orders it has; its counts are the totals.
     """
-    return parts.group_by("item_id").agg(
-        pl.col("shop_id", "category_id").min(),
-        pl.col("paid_orders", "problem_orders").sum(),
+    keyed = ["item_id", "shop_id", "category_id"]
+    return (
+        parts.group_by(keyed)
+        .agg(pl.col("paid_orders", "problem_orders").sum())
+        .filter(pl.col("paid_orders") > 0)
+        .group_by("item_id")
+        .agg(pl.col("shop_id", "category_id").min(), pl.col("paid_orders", "problem_orders").sum())
     )
 
 

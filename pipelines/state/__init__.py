@@ -68,7 +68,9 @@ log = logging.getLogger(__name__)
 
 STATE_DIR = ".state"
 EXCHANGE_DIR = "exchange"
-FORMAT = "v2.1"  # v2.1: raw files fingerprinted by their Parquet footer; page checksums
+# v2.1: raw files fingerprinted by their Parquet footer; page checksums. v2.2: the settled
+# orders' sums kept, order rows with their refund flags, sorted by order_id for lookups.
+FORMAT = "v2.2"
 QUARANTINE = "quarantine"  # the manifest's files entry of the quarantined rows, by log and dt
 # Order versions per shard when the shard count is chosen (at the state's first build).
 ORDERS_PER_SHARD = 4_000_000
@@ -210,6 +212,7 @@ def _night(
                         exchange.location,
                         window,
                         version,
+                        _stored_window(manifest),
                     )
                     for s in range(shards)
                 ]
@@ -232,6 +235,16 @@ def _night(
         load=_window_load(store, committed, raw, window, done),
         state=_state_report(store, committed, manifest, plan, reason, done),
         execution=_execution_report(options.executor, done),
+    )
+
+
+def _stored_window(manifest: Manifest | None) -> Window | None:
+    """The window the stored sums were counted for: the last committed night's."""
+    if manifest is None or manifest.run_date is None:
+        return None
+    meta = manifest.meta
+    return Window(
+        dt.date.fromisoformat(manifest.run_date), int(meta["window_days"]), meta["timezone"]
     )
 
 

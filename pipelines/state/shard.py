@@ -17,13 +17,24 @@ key (a date) so that the window moves by dropping keys:
     refunds/<dt>            the good refund versions of raw partition dt
     sessions/<dt>           the good sessions of raw partition dt
 
-A night costs what its rows cost: the new versions and events are folded into the order rows
-they touch (`merge_tracking`: events that all come after an order's stored events extend its
-facts); only an order whose events cannot be folded (out of order, a copy, an evicted partition,
-an order arriving after its events) is recomputed from its stored events. Refunds and sessions
-are a few percent of the rows: their current state is taken anew from their stored versions
-each night, exactly as a from-scratch run takes it. The sums are those of
-`scoring.daily.part_sums`, the function a from-scratch computation of the whole window uses.
+    settled/<table>         the sums of the settled orders (`scoring.settling`): per shop,
+                            per shop and category, per item; one file each, replaced nightly
+    pending/ids             the orders whose contribution could still move with the cutoff
+
+A night costs what its rows cost. It reads, of the order rows, only those it touches (a new
+version, new events, a changed refund, a partition of their events leaving) or that have not
+settled, looked up by `order_id` in the date files (sorted by it, so Parquet statistics skip
+what cannot hold them), and the dates that leave the window. The new versions and events are
+folded into those rows (`merge_tracking`: events that all come after an order's stored events
+extend its facts); only an order whose events cannot be folded (out of order, a copy, an
+evicted partition, an order arriving after its events) is recomputed from its stored events.
+The sums are kept, not recounted: what the touched and leaving rows added last night is taken
+away, what they add tonight is added, and the orders that have not settled are counted anew
+at tonight's cutoff. Order rows carry their refund flags, so what a row adds depends on the row
+and the cutoff alone. Refunds and sessions are a few percent of the rows: their current state
+is taken anew from their stored versions each night, exactly as a from-scratch run takes it.
+Every sum is made by `scoring.settling.order_sums` and `scoring.activity.ShopSums`, the
+functions a from-scratch computation of the whole window uses.
 """
 
 from __future__ import annotations
@@ -33,14 +44,25 @@ import time
 from dataclasses import dataclass, field
 
 import polars as pl
+import pyarrow.compute as pc
 
 from pipelines.exchange import Exchange
 from pipelines.schemas import LOGS
 from pipelines.state.ingest import inbox_part, log_schema
 from pipelines.state.store import StateStore
+from scoring.activity import refund_side, session_side
 from scoring.current import current_rows
-from scoring.daily import part_sums
-from scoring.facts import later_events_only, merge_tracking, tracking_facts
+from scoring.facts import (
+    later_events_only,
+    merge_tracking,
+    order_refund_flags,
+    orders_of_v,
+    refund_facts,
+    session_facts,
+    tracking_facts,
+    window_order_facts,
+)
+from scoring.settling import ORDER_SUMS, net_sums, order_sums, settled
 from scoring.window import Window
 
 ORDERS = LOGS["orders"]
@@ -59,18 +81,33 @@ TRACKING_SCHEMA: dict[str, pl.DataType] = {
     "last_event_dt": pl.Date,
 }
 TRACKING = list(TRACKING_SCHEMA)
+# what the order's current refunds say (`scoring.facts.order_refund_flags`): with them on the
+# row, what an order adds to the sums depends on its row and the cutoff alone
+REFUND_FLAGS_SCHEMA: dict[str, pl.DataType] = {
+    "has_quality_refund": pl.Boolean,
+    "first_problem_requested_at": pl.Datetime("us", "UTC"),
+}
+REFUND_FLAGS = list(REFUND_FLAGS_SCHEMA)
 GONE = "_gone"
-ORDER_ROW_SCHEMA = {**log_schema("orders"), **TRACKING_SCHEMA, GONE: pl.Boolean}
+ORDER_ROW_SCHEMA = {
+    **log_schema("orders"),
+    **TRACKING_SCHEMA,
+    **REFUND_FLAGS_SCHEMA,
+    GONE: pl.Boolean,
+}
 # orders with stored events and no order row: the partitions their events span
 ORPHAN_SCHEMA = {"order_id": pl.Int64, "first_dt": pl.Date, "dt": pl.Date}
 RETIRED_SCHEMA = {**log_schema("orders"), GONE: pl.Boolean}
 # A date's order rows are compacted into one file when a night would give it more files than
 # this: reading stays a few files per date, while most nights write only the rows they changed.
 MAX_FILES_PER_DATE = 4
-# Sorted events in row groups of this many rows: a recompute's filter on order_id skips the
-# row groups of other orders.
-EVENT_ROW_GROUP = 65_536
+# Keyed files are sorted by order_id in row groups of this many rows: a lookup of the night's
+# orders skips the row groups whose order_id range holds none of them.
+ROW_GROUP = 32_768
 SUMS = ("orders", "refunds", "sessions", "categories", "items")
+SETTLED = "settled"  # table of the settled orders' sums, one key per `ORDER_SUMS` table
+PENDING = "pending"  # table of the orders not settled at the last cutoff (key `ids`)
+HELD = "held"  # the `settled` key counting the orders the shard holds
 
 Files = dict[str, dict[str, dict[str, int]]]  # table -> key -> file -> size
 
@@ -85,6 +122,7 @@ class ShardTask:
     inbox: str  # the run's exchange, with this night's rows routed to the shard
     window: Window
     version: int  # the version this night commits
+    previous: Window | None = None  # the window the stored sums were counted for
 
 
 @dataclass(frozen=True)
@@ -133,15 +171,21 @@ class ShardNight:
         return sorted(self.files.get(table, {}))
 
     def read_keyed(
-        self, table: str, schema: dict[str, pl.DataType], keys: list[str]
+        self,
+        table: str,
+        schema: dict[str, pl.DataType],
+        keys: list[str],
+        ids: pl.Series | None = None,
     ) -> pl.DataFrame:
         """The live rows of `table` under `keys`: per key, each order's row from its newest file.
 
-        Rows carry their key in `_key`; rows marked `_gone` are dropped.
+        Rows carry their key in `_key`; rows marked `_gone` are dropped. With `ids`, only the
+        rows of those orders are read.
         """
+        where = None if ids is None else pc.field("order_id").isin(ids.to_arrow())
         parts = []
         for key in keys:
-            frames = [f.cast(schema) for f in self.store.read(self.files[table][key])]
+            frames = [f.cast(schema) for f in self.store.read(self.files[table][key], where=where)]
             # a row is replaced by any later file's row of its order: an anti join per file
             # (most dates have one or two files) costs less than a unique over every row
             newer: pl.DataFrame | None = None
@@ -171,9 +215,16 @@ class ShardNight:
     # ---------------------------------------------------------------------------------------
     # writing
 
-    def write(self, table: str, key: str, frame: pl.DataFrame, replace: bool = False) -> None:
+    def write(
+        self,
+        table: str,
+        key: str,
+        frame: pl.DataFrame,
+        replace: bool = False,
+        row_group_size: int | None = None,
+    ) -> None:
         name = self.store.new_file(self.task.shard, table, key, self.task.version)
-        size = self.store.write(frame, name)
+        size = self.store.write(frame, name, row_group_size)
         keyed = self.files.setdefault(table, {})
         keyed[key] = {name: size} if replace else {**keyed.get(key, {}), name: size}
 
@@ -184,61 +235,209 @@ class ShardNight:
     def write_by_partition(self, table: str, rows: pl.DataFrame, sort_by: str) -> None:
         """A night's rows of a per-partition table, one file per raw partition they came from."""
         for (day,), part in rows.partition_by("dt", as_dict=True).items():
-            self.write(table, day.isoformat(), part.sort(sort_by))
+            self.write(table, day.isoformat(), part.sort(sort_by), row_group_size=ROW_GROUP)
 
-    def write_keyed_changes(
-        self, table: str, changed: pl.DataFrame, live: pl.DataFrame, schema: dict
-    ) -> None:
+    def read_before(self, table: str, first: str, columns: list[str]) -> pl.DataFrame:
+        """`columns` of a per-partition table's rows under the keys that leave the window."""
+        frames = [
+            frame
+            for key in self.keys(table)
+            if key < first
+            for frame in self.store.read(self.files[table][key], columns=columns)
+        ]
+        return pl.concat(frames) if frames else pl.DataFrame(schema={c: pl.Int64 for c in columns})
+
+    def write_keyed_changes(self, table: str, changed: pl.DataFrame, schema: dict) -> None:
         """Each key's changed rows (and `_gone` markers) as a delta file, or the key compacted.
 
-        `live` is every live row of the table after the night, with its `_key`.
+        A key that would have more than `MAX_FILES_PER_DATE` files is read whole and written
+        as one file of its live rows.
         """
         for (key,), delta in changed.partition_by("_key", as_dict=True).items():
             if len(self.files.get(table, {}).get(key, {})) + 1 > MAX_FILES_PER_DATE:
-                rows = live.filter(pl.col("_key") == key).with_columns(pl.lit(False).alias(GONE))
-                self.write(table, key, rows.select(list(schema)), replace=True)
+                stored = self.read_keyed(table, schema, [key])
+                rows = pl.concat(
+                    [
+                        stored.join(delta.select("order_id"), on="order_id", how="anti").select(
+                            list(schema)
+                        ),
+                        delta.filter(~pl.col(GONE)).select(list(schema)),
+                    ]
+                )
+                self.write(
+                    table, key, rows.sort("order_id"), replace=True, row_group_size=ROW_GROUP
+                )
             else:
-                self.write(table, key, delta.select(list(schema)))
+                self.write(
+                    table,
+                    key,
+                    delta.select(list(schema)).sort("order_id"),
+                    row_group_size=ROW_GROUP,
+                )
 
     # ---------------------------------------------------------------------------------------
     # the night
 
     def run(self) -> Files:
-        window, first = self.window, self.first.isoformat()
+        first = self.first.isoformat()
         new_orders = self.arrived("orders")
         new_events = self.arrived("logistics")
-        orders, left, entered = self.fold_orders(new_orders)
+        # what leaves the window tonight: its orders are looked up with the night's
+        events_leaving = self.read_before("events", first, ["order_id"])
+        refunds, refunds_changed = self.store_refunds(first)
+        sessions = self.store_sessions(first)
+
+        pending = self.read_single(PENDING, "ids")
+        touched = pl.concat(
+            [
+                new_orders.select("order_id"),
+                new_events.select("order_id"),
+                refunds_changed,
+                events_leaving,
+                *([pending.select("order_id")] if pending is not None else []),
+            ]
+        ).unique()
+        keys = self.keys("orders")
+        stored = pl.concat(
+            [
+                self.read_keyed(
+                    "orders", ORDER_ROW_SCHEMA, [k for k in keys if k >= first], touched["order_id"]
+                ),
+                self.read_keyed("orders", ORDER_ROW_SCHEMA, [k for k in keys if k < first]),
+            ]
+        )
+        orders, left, entered = self.fold_orders(new_orders, stored)
         orders, orphans_now = self.fold_events(orders, new_events, left, entered)
+        orders = self.refund_flags(orders, refunds)
         self.write_orders(orders)
-        # per-partition stores: tonight's rows added, partitions that left the window dropped
-        for table, log, key in (
-            ("events", "logistics", "order_id"),
-            ("refunds", "refunds", "refund_id"),
-            ("sessions", "cs_sessions", "session_id"),
-        ):
-            rows = new_events if log == "logistics" else self.arrived(log)
-            self.write_by_partition(table, rows, key)
-            self.drop_keys_before(table, first)
+        self.write_by_partition("events", new_events, "order_id")
+        self.drop_keys_before("events", first)
         if orphans_now.height:
             self.write_by_partition("orphans", orphans_now, "order_id")
         self.drop_keys_before("orphans", first)
 
-        refunds = self.current("refunds", "refunds")
-        sessions = self.current("sessions", "cs_sessions")
         live = orders.filter(~pl.col(GONE)).drop(GONE, "_key", "_changed")
-        sums, items = part_sums(live.lazy(), refunds.lazy(), sessions.lazy(), window)
-        frames = {**sums.frames(), "items": items}
+        counted_before = stored.drop(GONE, "_key")
+        if pending is not None:
+            counted_before = counted_before.join(pending, on="order_id", how="anti")
+        order_totals = self.order_sums(live, counted_before)
+        self.write_sums(
+            {
+                **order_totals,
+                "refunds": refund_side(refund_facts(refunds.lazy(), self.window), self.window),
+                "sessions": session_side(session_facts(sessions.lazy(), self.window), self.window),
+            }
+        )
+        self.count_held(live, stored)
+        self.counts.update(refunds=refunds.height, sessions=sessions.height)
+        return self.files
+
+    # ---------------------------------------------------------------------------------------
+    # refunds and sessions
+
+    def store_refunds(self, first: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Store tonight's refund versions; the current refunds, and the orders whose refunds
+        may have changed (a new version, or a version leaving the window)."""
+        leaving = self.read_before("refunds", first, ["order_id"])
+        new = self.arrived("refunds")
+        self.write_by_partition("refunds", new, "refund_id")
+        self.drop_keys_before("refunds", first)
+        schema = LOGS["refunds"]
+        versions = self.read_by_partition("refunds", log_schema("refunds"))
+        current = current_rows(versions, schema.key, schema.version_column, schema.column_names)
+        # every order a changed refund has named: a version may move a refund to another order
+        renamed = versions.join(new.select("refund_id"), on="refund_id", how="semi")
+        changed = pl.concat([new.select("order_id"), renamed.select("order_id"), leaving])
+        return current, changed
+
+    def store_sessions(self, first: str) -> pl.DataFrame:
+        self.write_by_partition("sessions", self.arrived("cs_sessions"), "session_id")
+        self.drop_keys_before("sessions", first)
+        return self.current("sessions", "cs_sessions")
+
+    def refund_flags(self, orders: pl.DataFrame, refunds: pl.DataFrame) -> pl.DataFrame:
+        """The order rows with the flags of their current refunds; a row whose flags changed
+        is marked to be written."""
+        flags = (
+            order_refund_flags(refunds.lazy().join(orders.lazy(), on="order_id", how="semi"))
+            .collect()
+            .cast(REFUND_FLAGS_SCHEMA)
+        )
+        joined = orders.join(flags, on="order_id", how="left", suffix="_now")
+        differs = pl.any_horizontal(~pl.col(f).eq_missing(pl.col(f"{f}_now")) for f in REFUND_FLAGS)
+        return joined.with_columns(
+            _changed=pl.col("_changed") | (differs & ~pl.col(GONE)),
+            **{f: pl.col(f"{f}_now") for f in REFUND_FLAGS},
+        ).select(orders.columns)
+
+    # ---------------------------------------------------------------------------------------
+    # sums
+
+    def order_sums(
+        self, live: pl.DataFrame, counted_before: pl.DataFrame
+    ) -> dict[str, pl.LazyFrame]:
+        """Tonight's order-side sums: the settled sums kept, less what the rows read tonight
+        added last night, plus what their settled rows add now; then the orders that have not
+        settled, counted at tonight's cutoff (and kept as the pending ones)."""
+        window, previous = self.window, self.task.previous
+        is_settled = settled(window.cutoff)
+        split = window_order_facts(live.lazy(), window).select("order_id", _settled=is_settled)
+        marked = live.join(split.collect(), on="order_id", how="left")
+        settled_now = marked.filter(pl.col("_settled")).drop("_settled")
+        pending_now = marked.filter(~pl.col("_settled")).drop("_settled")
+        added = order_sums(orders_of_v(settled_now.lazy(), window), window)
+        removed = (
+            order_sums(orders_of_v(counted_before.lazy(), previous), previous)
+            if previous is not None and counted_before.height
+            else {}
+        )
+        kept = {table: self.read_single(SETTLED, table) for table in ORDER_SUMS}
+        nets = {
+            table: net_sums(
+                table,
+                [added[table], *([kept[table].lazy()] if kept[table] is not None else [])],
+                [removed[table]] if table in removed else [],
+            )
+            for table in ORDER_SUMS
+        }
+        settled_sums = dict(zip(nets, pl.collect_all(list(nets.values())), strict=True))
+        for table, frame in settled_sums.items():
+            self.write(SETTLED, table, frame, replace=True)
+        self.write(PENDING, "ids", pending_now.select("order_id").sort("order_id"), replace=True)
+        counted_now = order_sums(orders_of_v(pending_now.lazy(), window), window)
+        self.counts.update(orders_pending=pending_now.height)
+        return {
+            table: net_sums(table, [settled_sums[table].lazy(), counted_now[table]], [])
+            for table in ORDER_SUMS
+        }
+
+    def count_held(self, live: pl.DataFrame, stored: pl.DataFrame) -> None:
+        """The orders the shard holds, and those with tracking events: kept as counts, less the
+        rows read tonight, plus the rows they are now."""
+
+        def counts(rows: pl.DataFrame, sign: int) -> pl.DataFrame:
+            return rows.select(
+                orders=pl.len().cast(pl.Int64) * sign,
+                tracked=pl.col("last_event_at").is_not_null().sum().cast(pl.Int64) * sign,
+            )
+
+        kept = self.read_single(SETTLED, HELD)
+        parts = [counts(live, 1), counts(stored, -1), *([kept] if kept is not None else [])]
+        held = pl.concat(parts).sum()
+        self.write(SETTLED, HELD, held, replace=True)
+        self.counts.update(orders=int(held["orders"][0]), tracked=int(held["tracked"][0]))
+
+    def write_sums(self, frames: dict[str, pl.LazyFrame]) -> None:
+        """The shard's sums of the whole window, for the driver to add up."""
         collected = pl.collect_all(list(frames.values()))
         part = f"part-{self.task.shard:05d}.parquet"
         for name, frame in zip(frames, collected, strict=True):
             self.inbox.write_parquet(frame.to_arrow(), "sums", name, part)
-        self.counts.update(
-            orders=live.height,
-            refunds=refunds.height,
-            sessions=sessions.height,
-            tracked=live.filter(pl.col("last_event_at").is_not_null()).height,
-        )
-        return self.files
+
+    def read_single(self, table: str, key: str) -> pl.DataFrame | None:
+        """The one file of a table kept whole (replaced each night), or None before the first."""
+        files = self.files.get(table, {}).get(key)
+        return self.store.read(files)[0] if files else None
 
     def current(self, table: str, log: str) -> pl.DataFrame:
         schema = LOGS[log]
@@ -249,16 +448,17 @@ class ShardNight:
     # ---------------------------------------------------------------------------------------
     # orders
 
-    def fold_orders(self, new: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-        """The order rows after tonight's versions and the window's move.
+    def fold_orders(
+        self, new: pl.DataFrame, stored: pl.DataFrame
+    ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+        """The order rows read tonight (`stored`), after tonight's versions and the window's move.
 
-        Returns every order row (`_key` its paid date, `_changed` whether it must be written,
+        `stored` holds the rows of every order with a new version and of the dates that leave.
+        Returns those order rows (`_key` its paid date, `_changed` whether it must be written,
         `_gone` for rows that left a date), the orders that left the rows (with their tracking
         span, for the orphans) and the ids of orders that entered them tonight.
         """
         window, first = self.window, self.first.isoformat()
-        keys = self.keys("orders")
-        stored = self.read_keyed("orders", ORDER_ROW_SCHEMA, keys)
         retired = self.read_keyed("retired", RETIRED_SCHEMA, self.keys("retired"))
         evicted = stored.filter(pl.col("_key") < first)
         kept = stored.filter(pl.col("_key") >= first)
@@ -300,7 +500,7 @@ class ShardNight:
             | (pl.col("_place") != pl.col("_place_new")).fill_null(True)
             | (pl.col("_key") != pl.col("_key_new")).fill_null(True)
         )
-        tracking = stored.select("order_id", *TRACKING)
+        tracking = stored.select("order_id", *TRACKING, *REFUND_FLAGS)
         arriving = (
             moved.filter(pl.col("_place_new") == "orders")
             .select(*ORDER_COLUMNS, _key=pl.col("_key_new"))
@@ -355,17 +555,9 @@ class ShardNight:
         )
         columns = [*RETIRED_SCHEMA, "_key"]
         changed = pl.concat([arriving.select(columns), gone.select(columns)])
-        live = pl.concat(
-            [
-                retired.filter(pl.col("_key") >= first)
-                .join(leaving, on="order_id", how="anti")
-                .select(columns),
-                arriving.select(columns),
-            ]
-        )
         self.drop_keys_before("retired", first)
         if changed.height:
-            self.write_keyed_changes("retired", changed, live, RETIRED_SCHEMA)
+            self.write_keyed_changes("retired", changed, RETIRED_SCHEMA)
 
     # ---------------------------------------------------------------------------------------
     # tracking events
@@ -513,9 +705,8 @@ class ShardNight:
 
     def write_orders(self, orders: pl.DataFrame) -> None:
         changed = orders.filter(pl.col("_changed"))
-        live = orders.filter(~pl.col(GONE))
         if changed.height:
-            self.write_keyed_changes("orders", changed, live, ORDER_ROW_SCHEMA)
+            self.write_keyed_changes("orders", changed, ORDER_ROW_SCHEMA)
 
 
 def merge_sums(exchange: Exchange, shards: int) -> dict[str, pl.DataFrame]:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -99,7 +100,7 @@ class StateStore:
         """A name no other file of any version can have: data/<shard>/<table>/<key>/..."""
         return f"{DATA}/{shard:04d}/{table}/{key}/{version:08d}-{uuid.uuid4().hex[:10]}.parquet"
 
-    def write(self, frame: pl.DataFrame, relative: str) -> int:
+    def write(self, frame: pl.DataFrame, relative: str, row_group_size: int | None = None) -> int:
         """Write an immutable Parquet file; returns its size for the manifest."""
         fs, path = self._path(relative)
         fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
@@ -110,11 +111,21 @@ class StateStore:
             filesystem=fs,
             compression=COMPRESSION,
             write_page_checksum=True,
+            row_group_size=row_group_size,
         )
         return fs.get_file_info(path).size
 
-    def read(self, files: dict[str, int], columns: list[str] | None = None) -> list[pl.DataFrame]:
-        """The listed files, in the order given; a missing or damaged one raises StateDamaged."""
+    def read(
+        self,
+        files: dict[str, int],
+        columns: list[str] | None = None,
+        where: pc.Expression | None = None,
+    ) -> list[pl.DataFrame]:
+        """The listed files, in the order given; a missing or damaged one raises StateDamaged.
+
+        `where` keeps only the rows it holds for, and skips the row groups whose statistics
+        show it cannot: a lookup by key in files sorted by that key reads little of them.
+        """
         frames = []
         for relative, size in files.items():
             fs, path = self._path(relative)
@@ -124,7 +135,11 @@ class StateStore:
                 raise StateDamaged(f"state file {relative}: {found}, the manifest says {size}")
             try:
                 table = pq.read_table(
-                    path, filesystem=fs, columns=columns, page_checksum_verification=True
+                    path,
+                    filesystem=fs,
+                    columns=columns,
+                    filters=where,
+                    page_checksum_verification=True,
                 )
             except (OSError, ValueError) as exc:
                 raise StateDamaged(f"state file {relative}: unreadable ({exc})") from exc

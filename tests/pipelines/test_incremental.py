@@ -539,11 +539,11 @@ def test_disk_full_while_the_state_is_written_keeps_the_last_version(
     before, _ = store.latest()
     real_write, writes = StateStore.write, []
 
-    def disk_full_after_five(self, frame, relative):
+    def disk_full_after_five(self, frame, relative, *args):
         if len(writes) == 5:
             raise OSError(28, "No space left on device")
         writes.append(relative)
-        return real_write(self, frame, relative)
+        return real_write(self, frame, relative, *args)
 
     monkeypatch.setattr(StateStore, "write", disk_full_after_five)
     with pytest.raises(OSError, match="No space left on device"):

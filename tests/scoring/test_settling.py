@@ -1,0 +1,149 @@
+"""When an order's contribution stops moving with the cutoff (scoring/settling.py).
+
+The window state keeps the sums of settled orders and never recounts them, so `settled` must be
+sound: an order settled at one cutoff adds exactly the same to every sum at every later cutoff.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipelines.state.shard import ORDER_ROW_SCHEMA
+from scoring.facts import orders_of_v, window_order_facts
+from scoring.settling import ORDER_SUMS, net_sums, order_sums, settled
+from scoring.window import Window
+from tests.builders import ts
+from tests.hypothesis_budget import examples
+
+TZ = "Asia/Shanghai"
+PAID = ts(2026, 3, 1, 2)  # 10:00 local on 2026-03-01
+PAID_DATE = dt.date(2026, 3, 1)
+HOUR = dt.timedelta(hours=1)
+ROW = {name: None for name in ORDER_ROW_SCHEMA} | {
+    "order_id": 1,
+    "shop_id": 1,
+    "item_id": 100,
+    "category_id": 5,
+    "buyer_id": 9,
+    "paid_at": PAID,
+    "amount_cents": 1000,
+    "return_insurance": False,
+    "is_abnormal": False,
+    "has_exception": False,
+    "_gone": False,
+}
+
+
+def rows(*orders: dict) -> pl.DataFrame:
+    return pl.DataFrame([{**ROW, **o} for o in orders], schema=ORDER_ROW_SCHEMA)
+
+
+def window(days_after_paid: int) -> Window:
+    return Window(PAID_DATE + dt.timedelta(days=days_after_paid), 60, TZ)
+
+
+def contribution(order: pl.DataFrame, w: Window) -> dict[str, list[dict]]:
+    sums = order_sums(orders_of_v(order.lazy(), w), w)
+    return {table: sums[table].collect().to_dicts() for table in ORDER_SUMS}
+
+
+def is_settled(order: pl.DataFrame, w: Window) -> bool:
+    return window_order_facts(order.lazy(), w).select(settled(w.cutoff)).collect().item()
+
+
+def at(hours: int | None) -> dt.datetime | None:
+    return None if hours is None else PAID + hours * HOUR
+
+
+hours = st.one_of(st.none(), st.integers(0, 24 * 20))
+
+
+@st.composite
+def orders(draw: st.DrawFn) -> pl.DataFrame:
+    pickup = draw(hours)
+    delivered = draw(hours)
+    last_trail = None if pickup is None else pickup + draw(st.integers(0, 24 * 10))
+    return rows(
+        {
+            "promised_ship_at": at(draw(hours)),
+            "promised_delivery_at": at(draw(hours)),
+            "cancelled_at": at(draw(hours)),
+            "review_rating": draw(st.one_of(st.none(), st.integers(1, 5))),
+            "is_abnormal": draw(st.booleans()),
+            "pickup_at": at(pickup),
+            "delivered_at": at(delivered),
+            "delivered_at_door": draw(st.booleans()),
+            "has_exception": draw(st.booleans()),
+            "longest_trail_gap_us": draw(st.one_of(st.none(), st.integers(0, 10**11 * 3))),
+            "last_trail_event_at": at(last_trail),
+            "has_quality_refund": draw(st.booleans()),
+            "first_problem_requested_at": at(draw(hours)),
+        }
+    )
+
+
+@settings(max_examples=examples(200), deadline=None)
+@given(orders(), st.integers(0, 25), st.integers(1, 20))
+def test_a_settled_order_adds_the_same_at_every_later_cutoff(
+    order: pl.DataFrame, day: int, later: int
+) -> None:
+    now, then = window(day), window(day + later)
+    if is_settled(order, now):
+        assert contribution(order, now) == contribution(order, then)
+
+
+def test_an_order_waiting_for_its_pickup_settles_when_the_deadline_passes() -> None:
+    order = rows({})  # deadline: paid + 48 h = 2026-03-03 02:00 UTC, 10:00 local
+    assert not is_settled(order, window(1))  # cutoff 2026-03-02 16:00 UTC
+    assert is_settled(order, window(2))  # cutoff 2026-03-03 16:00 UTC
+    assert contribution(order, window(1))["orders"][0]["pickup_on_time_rate__den"] == 0
+    assert contribution(order, window(2))["orders"][0]["pickup_on_time_rate__den"] == 1
+
+
+def test_an_open_trail_settles_72_hours_after_its_last_event() -> None:
+    order = rows({"pickup_at": PAID + HOUR, "last_trail_event_at": PAID + 30 * HOUR})
+    # last trail event 2026-03-02 08:00 UTC; + 72 h = 2026-03-05 08:00 UTC
+    assert not is_settled(order, window(3))  # cutoff 2026-03-04 16:00 UTC
+    assert is_settled(order, window(4))  # cutoff 2026-03-05 16:00 UTC
+    assert contribution(order, window(3))["orders"][0]["track_anomaly_rate__num"] == 0
+    assert contribution(order, window(4))["orders"][0]["track_anomaly_rate__num"] == 1
+
+
+def test_a_problem_refund_requested_after_the_cutoff_settles_when_it_is_requested() -> None:
+    order = rows(
+        {
+            "pickup_at": PAID + HOUR,
+            "delivered_at": PAID + 20 * HOUR,
+            "first_problem_requested_at": PAID + 100 * HOUR,  # 2026-03-05 06:00 UTC
+        }
+    )
+    assert not is_settled(order, window(0))
+    assert is_settled(order, window(4))
+    assert contribution(order, window(0))["items"][0]["problem_orders"] == 0
+    assert contribution(order, window(4))["items"][0]["problem_orders"] == 1
+
+
+def test_a_delivered_order_with_nothing_open_is_settled_at_once() -> None:
+    order = rows({"pickup_at": PAID + HOUR, "delivered_at": PAID + 20 * HOUR})
+    assert is_settled(order, window(0))
+
+
+def test_an_abnormal_order_is_always_settled_and_counts_nowhere() -> None:
+    order = rows({"is_abnormal": True, "promised_delivery_at": PAID + 500 * HOUR})
+    assert is_settled(order, window(0))
+    assert contribution(order, window(0)) == {"orders": [], "categories": [], "items": []}
+
+
+def test_net_sums_take_away_exactly_and_drop_keys_left_with_no_order() -> None:
+    w = window(10)
+    one = rows({"order_id": 1}, {"order_id": 2, "item_id": 101, "shop_id": 2})
+    both = order_sums(orders_of_v(one.lazy(), w), w)
+    second = order_sums(orders_of_v(one.filter(pl.col("order_id") == 2).lazy(), w), w)
+    first = order_sums(orders_of_v(one.filter(pl.col("order_id") == 1).lazy(), w), w)
+    for table in ORDER_SUMS:
+        left = net_sums(table, [both[table]], [second[table]]).collect()
+        assert left.to_dicts() == first[table].collect().to_dicts()
