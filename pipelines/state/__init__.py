@@ -70,7 +70,8 @@ STATE_DIR = ".state"
 EXCHANGE_DIR = "exchange"
 # v2.1: raw files fingerprinted by their Parquet footer; page checksums. v2.2: the settled
 # orders' sums kept, order rows with their refund flags, sorted by order_id for lookups.
-FORMAT = "v2.2"
+# v2.3: the current refunds and sessions kept.
+FORMAT = "v2.3"
 QUARANTINE = "quarantine"  # the manifest's files entry of the quarantined rows, by log and dt
 # Order versions per shard when the shard count is chosen (at the state's first build).
 ORDERS_PER_SHARD = 4_000_000
@@ -442,6 +443,6 @@ def current_state(location: str) -> dict[str, pl.DataFrame]:
         orders = night.read_keyed("orders", ORDER_ROW_SCHEMA, night.keys("orders"))
         parts["orders"].append(orders.drop("_key", GONE))
         parts["logistics"].append(night.current("events", "logistics"))
-        parts["refunds"].append(night.current("refunds", "refunds"))
-        parts["cs_sessions"].append(night.current("sessions", "cs_sessions"))
+        parts["refunds"].append(night.kept_current("refunds", "refunds"))
+        parts["cs_sessions"].append(night.kept_current("sessions", "cs_sessions"))
     return {log: pl.concat(frames) for log, frames in parts.items()}

@@ -16,6 +16,8 @@ key (a date) so that the window moves by dropping keys:
     orphans/<dt>            orders that have stored events but no order row (yet, or any more)
     refunds/<dt>            the good refund versions of raw partition dt
     sessions/<dt>           the good sessions of raw partition dt
+    refunds_current/all     the current refunds and sessions (2.5), replaced each night
+    sessions_current/all
 
     settled/<table>         the sums of the settled orders (`scoring.settling`): per shop,
                             per shop and category, per item; one file each, replaced nightly
@@ -31,8 +33,9 @@ evicted partition, an order arriving after its events) is recomputed from its st
 The sums are kept, not recounted: what the touched and leaving rows added last night is taken
 away, what they add tonight is added, and the orders that have not settled are counted anew
 at tonight's cutoff. Order rows carry their refund flags, so what a row adds depends on the row
-and the cutoff alone. Refunds and sessions are a few percent of the rows: their current state
-is taken anew from their stored versions each night, exactly as a from-scratch run takes it.
+and the cutoff alone. Refunds and sessions are a few percent of the rows: their current rows are
+kept whole and brought up to each night by its rows (a key whose current row leaves the window
+falls back to its versions that stay), and their sums are taken anew from them.
 Every sum is made by `scoring.settling.order_sums` and `scoring.activity.ShopSums`, the
 functions a from-scratch computation of the whole window uses.
 """
@@ -202,13 +205,16 @@ class ShardNight:
             return pl.DataFrame(schema={**schema, "_key": pl.String})
         return pl.concat(parts)
 
-    def read_by_partition(self, table: str, schema: dict[str, pl.DataType]) -> pl.DataFrame:
-        """Every stored row of a per-partition table whose partition is in the window."""
+    def read_by_partition(
+        self, table: str, schema: dict[str, pl.DataType], where: pc.Expression | None = None
+    ) -> pl.DataFrame:
+        """Every stored row of a per-partition table whose partition is in the window (that
+        `where` holds for)."""
         frames = [
             frame.cast(schema)
             for key in self.keys(table)
             if key >= self.first.isoformat()
-            for frame in self.store.read(self.files[table][key])
+            for frame in self.store.read(self.files[table][key], where=where)
         ]
         return pl.concat(frames) if frames else pl.DataFrame(schema=schema)
 
@@ -337,23 +343,44 @@ class ShardNight:
 
     def store_refunds(self, first: str) -> tuple[pl.DataFrame, pl.DataFrame]:
         """Store tonight's refund versions; the current refunds, and the orders whose refunds
-        may have changed (a new version, or a version leaving the window)."""
-        leaving = self.read_before("refunds", first, ["order_id"])
-        new = self.arrived("refunds")
-        self.write_by_partition("refunds", new, "refund_id")
-        self.drop_keys_before("refunds", first)
-        schema = LOGS["refunds"]
-        versions = self.read_by_partition("refunds", log_schema("refunds"))
-        current = current_rows(versions, schema.key, schema.version_column, schema.column_names)
-        # every order a changed refund has named: a version may move a refund to another order
-        renamed = versions.join(new.select("refund_id"), on="refund_id", how="semi")
-        changed = pl.concat([new.select("order_id"), renamed.select("order_id"), leaving])
+        may have changed (a new version, or a current version leaving the window)."""
+        current, new, before = self.keep_current("refunds", "refunds", first)
+        # every order a changed refund names, before and after: a version may move a refund
+        changed = pl.concat([new.select("order_id"), before.select("order_id")])
         return current, changed
 
     def store_sessions(self, first: str) -> pl.DataFrame:
-        self.write_by_partition("sessions", self.arrived("cs_sessions"), "session_id")
-        self.drop_keys_before("sessions", first)
-        return self.current("sessions", "cs_sessions")
+        return self.keep_current("sessions", "cs_sessions", first)[0]
+
+    def keep_current(
+        self, table: str, log: str, first: str
+    ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+        """Store tonight's rows of `log` and bring its current rows (2.5) up to tonight.
+
+        The current rows are kept (`<table>_current`), so a night takes the current row of a
+        key from last night's, tonight's rows and, only for a key whose current row came from
+        a partition that leaves the window, the key's versions in the partitions that stay.
+        Returns the current rows, tonight's rows, and last night's current rows of the keys
+        tonight's rows or the window's move can change.
+        """
+        schema, columns = LOGS[log], log_schema(log)
+        key, version = schema.key, schema.version_column if schema.change_log else None
+        new = self.arrived(log)
+        self.write_by_partition(table, new, key)
+        self.drop_keys_before(table, first)
+        kept = self.read_single(f"{table}_current", "all")
+        kept = pl.DataFrame(schema=columns) if kept is None else kept.cast(columns)
+        leaving = kept.filter(pl.col("dt") < self.first)
+        fallback = (
+            self.read_by_partition(table, columns, pc.field(key).isin(leaving[key].to_arrow()))
+            if leaving.height
+            else pl.DataFrame(schema=columns)
+        )
+        rows = pl.concat([kept.filter(pl.col("dt") >= self.first), fallback, new])
+        current = current_rows(rows, key, version, schema.column_names)
+        self.write(f"{table}_current", "all", current.sort(key), replace=True)
+        before = kept.join(pl.concat([new.select(key), leaving.select(key)]), on=key, how="semi")
+        return current, new, before
 
     def refund_flags(self, orders: pl.DataFrame, refunds: pl.DataFrame) -> pl.DataFrame:
         """The order rows with the flags of their current refunds; a row whose flags changed
@@ -434,12 +461,18 @@ class ShardNight:
         for name, frame in zip(frames, collected, strict=True):
             self.inbox.write_parquet(frame.to_arrow(), "sums", name, part)
 
+    def kept_current(self, table: str, log: str) -> pl.DataFrame:
+        """The current rows of `log` the shard keeps (for inspection and the tests)."""
+        kept = self.read_single(f"{table}_current", "all")
+        return pl.DataFrame(schema=log_schema(log)) if kept is None else kept.cast(log_schema(log))
+
     def read_single(self, table: str, key: str) -> pl.DataFrame | None:
         """The one file of a table kept whole (replaced each night), or None before the first."""
         files = self.files.get(table, {}).get(key)
         return self.store.read(files)[0] if files else None
 
     def current(self, table: str, log: str) -> pl.DataFrame:
+        """The current rows of `log` taken from every stored version in the window."""
         schema = LOGS[log]
         version = schema.version_column if schema.change_log else None
         rows = self.read_by_partition(table, log_schema(log))
