@@ -270,11 +270,22 @@ def generate(
         int, typer.Option("--orders-per-day", min=1, help="Orders paid per day.")
     ] = 3000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same data).")] = 7,
+    bad_rows: Annotated[
+        float,
+        typer.Option(
+            "--bad-rows",
+            min=0.0,
+            max=0.5,
+            help="Share of each partition's rows broken on purpose, each for one quarantine "
+            "reason (at least one row a partition); 0 writes clean data.",
+        ),
+    ] = 0.002,
 ) -> None:
     """Write realistic synthetic raw logs in the spec's layout."""
     from pipelines.generate import generate_raw
 
-    counts = generate_raw(out, parse_date(start, "--start"), days, shops, orders_per_day, seed)
+    day = parse_date(start, "--start")
+    counts = generate_raw(out, day, days, shops, orders_per_day, seed, bad_rows=bad_rows)
     typer.echo(f"wrote {out}: " + ", ".join(f"{log} {n:,} rows" for log, n in counts.items()))
 
 

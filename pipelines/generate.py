@@ -51,6 +51,7 @@ CHUNK_ORDERS = 200_000  # orders simulated at once (bounds memory; results do no
 HORIZON_DAYS = 120  # local midnights known beyond the last day (promises, late deliveries)
 
 BAD_ROW_SHARE = 0.002
+MAX_BAD_ROW_SHARE = 0.5
 ABNORMAL_ORDER_SHARE = 0.008  # orders the risk model flags (fake orders, malicious buyers)
 LATE_SHARE = {"orders": 0.02, "refunds": 0.03, "logistics": 0.01, "cs_sessions": 0.01}
 DUPLICATE_SHARE = {"orders": 0.003, "refunds": 0.003, "logistics": 0.005, "cs_sessions": 0.004}
@@ -1238,16 +1239,23 @@ _NEGATIVE = {
 _CREATED = {"orders": "paid_at", "refunds": "requested_at"}
 
 
-def spoil(frame: pl.DataFrame, log: str, cal: Calendar, rng: Rng, day: int) -> pl.DataFrame:
-    """Break ~0.2% of a partition's rows (at least one) so that each is rejected for exactly one
-    reason; the reasons rotate with the day so that each shows up even at small scale. Adds `_bad`
-    (the reason code, null for good rows)."""
+def spoil(
+    frame: pl.DataFrame,
+    log: str,
+    cal: Calendar,
+    rng: Rng,
+    day: int,
+    share: float = BAD_ROW_SHARE,
+) -> pl.DataFrame:
+    """Break `share` of a partition's rows (at least one, unless `share` is 0) so that each is
+    rejected for exactly one reason; the reasons rotate with the day so that each shows up even
+    at small scale. Adds `_bad` (the reason code, null for good rows)."""
     frame = frame.with_columns(_bad=pl.lit(None, pl.String))
-    if frame.height == 0:
+    if frame.height == 0 or share == 0:
         return frame
     kinds = BAD_KINDS[log]
     pick = rng.uniform(frame["_rk"], f"{log}:bad:pick")
-    chosen = pick <= pick.bottom_k(max(1, round(BAD_ROW_SHARE * frame.height))).max()
+    chosen = pick <= pick.bottom_k(max(1, round(share * frame.height))).max()
     order = pl.col("_pick").rank("ordinal") - 1  # by the keyed draw, not by row position
     victims = (
         frame.filter(chosen)
@@ -1469,6 +1477,7 @@ def generate(
     orders_per_day: int,
     seed: int,
     tz: str = "Asia/Shanghai",
+    bad_rows: float = BAD_ROW_SHARE,
 ) -> GenerationReport:
     """Generate and write the raw logs day by day; see `generate_raw`. Returns the full report.
 
@@ -1477,6 +1486,8 @@ def generate(
     inside `out` that is removed at the end."""
     if days < 1 or shops < 1 or orders_per_day < 1:
         raise ValueError("days, shops and orders_per_day must be positive")
+    if not 0 <= bad_rows <= MAX_BAD_ROW_SHARE:
+        raise ValueError(f"the share of bad rows must be between 0 and {MAX_BAD_ROW_SHARE}")
     if orders_per_day >= ORDER_ID_STRIDE:
         raise ValueError(f"orders_per_day must be below {ORDER_ID_STRIDE}")
     out = Path(out)
@@ -1494,7 +1505,7 @@ def generate(
                 for log, rows in simulate_orders(world, conditions, cal, rng, day, chunk).items():
                     outbox.put(log, emit(rows, log, cal, rng))
             for log in LOGS:
-                frame = spoil(outbox.take(log, day), log, cal, rng, day)
+                frame = spoil(outbox.take(log, day), log, cal, rng, day, bad_rows)
                 write_partition(out, log, cal.date(day), frame, file_style(rng, log, day), rng)
                 report.rows[log] += frame.height
                 for reason, count in frame["_bad"].drop_nulls().value_counts().rows():
@@ -1510,12 +1521,14 @@ def generate_raw(
     orders_per_day: int,
     seed: int,
     tz: str = "Asia/Shanghai",
+    bad_rows: float = BAD_ROW_SHARE,
 ) -> dict[str, int]:
     """Write synthetic raw logs `<out>/<log>/dt=YYYY-MM-DD/part-0.parquet` (sometimes also
     `part-1.parquet`) for `dt = start .. start + days - 1` and return the rows written per log.
 
     `shops` shops share `orders_per_day` paid orders a day (heavy-tailed; a few shops are tiny).
     Records are placed by the business date (in `tz`) on which they are emitted; records due after
-    the last day are not written. The same arguments always give the same tables.
+    the last day are not written. `bad_rows` is the share of each partition's rows broken on
+    purpose (at least one row, unless 0: clean data). The same arguments give the same tables.
     """
-    return generate(out, start, days, shops, orders_per_day, seed, tz).rows
+    return generate(out, start, days, shops, orders_per_day, seed, tz, bad_rows).rows

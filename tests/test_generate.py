@@ -424,3 +424,19 @@ def test_respects_another_time_zone(tmp_path: Path) -> None:
     assert on_time >= 0.95 * paid_versions.height
     broken = orders.height - paid_versions.height  # at most: the other versions
     assert paid_versions.filter(pl.col("updated_at") >= pl.col("cutoff")).height <= broken
+
+
+def test_bad_rows_zero_writes_clean_data_that_a_first_run_publishes(tmp_path: Path) -> None:
+    """`generate --bad-rows 0`: demo data that the quarantine gate does not hold (issue 21)."""
+    from pipelines.run import load_rules, run_day
+    from tests.builders import DEFAULT_RULES_PATH
+
+    report = gen.generate(tmp_path / "raw", START, 3, 20, 200, 4, TZ, bad_rows=0)
+    assert sum(n for reasons in report.bad_rows.values() for n in reasons.values()) == 0
+    result = run_day(
+        tmp_path / "raw", tmp_path / "out", load_rules(DEFAULT_RULES_PATH), START + timedelta(2)
+    )
+    assert result.manifest["status"] == "published"
+    assert sum(sum(r.values()) for r in result.manifest["rejected_by_reason"].values()) == 0
+    with pytest.raises(ValueError, match="between 0 and 0.5"):
+        gen.generate(tmp_path / "x", START, 1, 5, 10, 4, TZ, bad_rows=0.9)
