@@ -438,5 +438,5 @@ def test_bad_rows_zero_writes_clean_data_that_a_first_run_publishes(tmp_path: Pa
     )
     assert result.manifest["status"] == "published"
     assert sum(sum(r.values()) for r in result.manifest["rejected_by_reason"].values()) == 0
-    with pytest.raises(ValueError, match="between 0 and 0.5"):
+    with pytest.raises(ValueError, match=r"between 0 and 0\.5"):
         gen.generate(tmp_path / "x", START, 1, 5, 10, 4, TZ, bad_rows=0.9)
