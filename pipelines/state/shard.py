@@ -47,7 +47,6 @@ import time
 from dataclasses import dataclass, field
 
 import polars as pl
-import pyarrow.compute as pc
 
 from pipelines.exchange import Exchange
 from pipelines.schemas import LOGS
@@ -185,10 +184,15 @@ class ShardNight:
         Rows carry their key in `_key`; rows marked `_gone` are dropped. With `ids`, only the
         rows of those orders are read.
         """
-        where = None if ids is None else pc.field("order_id").isin(ids.to_arrow())
         parts = []
         for key in keys:
-            frames = [f.cast(schema) for f in self.store.read(self.files[table][key], where=where)]
+            files = self.files[table][key]
+            found = (
+                self.store.read(files)
+                if ids is None
+                else self.store.read_matching(files, "order_id", ids)
+            )
+            frames = [f.cast(schema) for f in found]
             # a row is replaced by any later file's row of its order: an anti join per file
             # (most dates have one or two files) costs less than a unique over every row
             newer: pl.DataFrame | None = None
@@ -197,8 +201,8 @@ class ShardNight:
                 rows.append(
                     frame if newer is None else frame.join(newer, on="order_id", how="anti")
                 )
-                ids = frame.select("order_id")
-                newer = ids if newer is None else pl.concat([newer, ids])
+                replacing = frame.select("order_id")
+                newer = replacing if newer is None else pl.concat([newer, replacing])
             live = pl.concat(rows).filter(~pl.col(GONE))
             parts.append(live.with_columns(_key=pl.lit(key)))
         if not parts:
@@ -206,15 +210,19 @@ class ShardNight:
         return pl.concat(parts)
 
     def read_by_partition(
-        self, table: str, schema: dict[str, pl.DataType], where: pc.Expression | None = None
+        self, table: str, schema: dict[str, pl.DataType], match: tuple[str, pl.Series] | None = None
     ) -> pl.DataFrame:
-        """Every stored row of a per-partition table whose partition is in the window (that
-        `where` holds for)."""
+        """Every stored row of a per-partition table whose partition is in the window; with
+        `match` (a column and sorted ids), only the rows of those ids."""
         frames = [
             frame.cast(schema)
             for key in self.keys(table)
             if key >= self.first.isoformat()
-            for frame in self.store.read(self.files[table][key], where=where)
+            for frame in (
+                self.store.read(self.files[table][key])
+                if match is None
+                else self.store.read_matching(self.files[table][key], *match)
+            )
         ]
         return pl.concat(frames) if frames else pl.DataFrame(schema=schema)
 
@@ -307,7 +315,10 @@ class ShardNight:
         stored = pl.concat(
             [
                 self.read_keyed(
-                    "orders", ORDER_ROW_SCHEMA, [k for k in keys if k >= first], touched["order_id"]
+                    "orders",
+                    ORDER_ROW_SCHEMA,
+                    [k for k in keys if k >= first],
+                    touched["order_id"].sort(),
                 ),
                 self.read_keyed("orders", ORDER_ROW_SCHEMA, [k for k in keys if k < first]),
             ]
@@ -372,7 +383,7 @@ class ShardNight:
         kept = pl.DataFrame(schema=columns) if kept is None else kept.cast(columns)
         leaving = kept.filter(pl.col("dt") < self.first)
         fallback = (
-            self.read_by_partition(table, columns, pc.field(key).isin(leaving[key].to_arrow()))
+            self.read_by_partition(table, columns, (key, leaving[key].unique().sort()))
             if leaving.height
             else pl.DataFrame(schema=columns)
         )

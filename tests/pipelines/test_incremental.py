@@ -470,18 +470,25 @@ def test_window_lengths_from_a_week_to_two_months(tmp_path: Path, window_days: i
     assert incremental.manifest["state"]["rebuilt_because"] is None
 
 
-def test_a_damaged_data_block_of_the_same_size_is_found(tmp_path: Path) -> None:
-    """Page checksums: bytes flipped inside a state file that every night reads (an order
-    date's rows), its size unchanged. (A file read only on demand, such as a partition's
-    events, is checked when a night needs it.)"""
+@pytest.mark.parametrize(
+    "table",
+    [
+        "sessions_current",  # read whole every night
+        "orders",  # the last paid date's rows: pending, so looked up every night
+    ],
+)
+def test_a_damaged_data_block_of_the_same_size_is_found(tmp_path: Path, table: str) -> None:
+    """Page checksums: bytes flipped inside a state file that every night reads, its size
+    unchanged. (A file read only on demand, such as a partition's events or an old date's
+    orders, is checked when a night needs it.)"""
     out = tmp_path / "out"
     first = run_day(SAMPLE_RAW, out, RULES, D, force=True)
-    orders = (out / STATE_DIR / "data").glob("*/orders/*/*.parquet")
-    biggest = max(orders, key=lambda p: p.stat().st_size)
-    data = bytearray(biggest.read_bytes())
+    files = sorted((out / STATE_DIR / "data").glob(f"*/{table}/*/*.parquet"))
+    damaged = max(files, key=lambda p: (p.parent.name, p.stat().st_size))
+    data = bytearray(damaged.read_bytes())
     for i in range(100, 400):
         data[i] ^= 0xFF
-    biggest.write_bytes(bytes(data))
+    damaged.write_bytes(bytes(data))
     again = run_day(SAMPLE_RAW, out, RULES, D, force=True)
     assert "state file" in again.manifest["state"]["rebuilt_because"]
     assert not differences(again, first)
