@@ -723,13 +723,13 @@ class ShardNight:
                 continue
             wanted = orders.filter(
                 (pl.col("first_dt") <= day).fill_null(True) & (pl.col("dt") >= day).fill_null(True)
-            ).select("order_id")
-            if wanted.height == 0:
+            )["order_id"]
+            if wanted.len() == 0:
                 continue  # no order to recompute has an event in this partition
-            for frame in self.store.read(self.files["events"][key]):
-                stored.append(
-                    frame.cast(log_schema("logistics")).join(wanted, on="order_id", how="semi")
-                )
+            found = self.store.read_matching(
+                self.files["events"][key], "order_id", wanted.unique().sort()
+            )
+            stored += [frame.cast(log_schema("logistics")) for frame in found]
         events = pl.concat(
             [*stored, tonight.join(orders.select("order_id"), on="order_id", how="semi")],
             how="vertical",
