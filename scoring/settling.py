@@ -4,7 +4,8 @@ Of everything an order of V adds to its shop's sums and its item's counts, only 
 depend on the run's cutoff (SCORING.md 4, 7): whether its pickup is due (`deadline < cutoff`),
 whether its delivery promise is due (`promise < cutoff`), whether an open trail has stalled
 (`cutoff - last trail time > 72 h`), and whether its problem refund was requested before the
-cutoff; and, for an order paid after the cutoff, whether it is in V at all. Each is a comparison
+cutoff. (Whether it was paid before the cutoff, and so is in V, is a fifth: the quarantine
+makes it always true for a stored order, and `settles_at` covers it anyway.) Each is a comparison
 with one instant that, once the cutoff has passed it, stays passed. So an order has an instant
 after which every later cutoff gives it the same contribution: `settles_at`.
 

@@ -358,6 +358,11 @@ class ShardNight:
         current, new, before = self.keep_current("refunds", "refunds", first)
         # every order a changed refund names, before and after: a version may move a refund
         changed = pl.concat([new.select("order_id"), before.select("order_id")])
+        # and the orders the changed refunds' current rows name now (a fallback to a version
+        # that stays may name another order than the version that left)
+        keys = pl.concat([new.select("refund_id"), before.select("refund_id")])
+        now = current.join(keys, on="refund_id", how="semi").select("order_id")
+        changed = pl.concat([changed, now])
         return current, changed
 
     def store_sessions(self, first: str) -> pl.DataFrame:
@@ -656,7 +661,7 @@ class ShardNight:
             .agg(pl.col("first_dt").min(), pl.col("dt").max())
         )
         foldable = with_row.join(recompute, on="order_id", how="anti")
-        folded = self.fold(rows, foldable)
+        folded = self.fold(rows, foldable, new_events)
         redone = self.recompute(recompute, events)
         updates = pl.concat([folded, redone])
         self.counts.update(
@@ -681,15 +686,21 @@ class ShardNight:
         )
         return orders, orphans_now
 
-    def fold(self, rows: pl.DataFrame, later: pl.DataFrame) -> pl.DataFrame:
-        """`merge_tracking` of the stored facts and events that all come after them."""
+    def fold(self, rows: pl.DataFrame, later: pl.DataFrame, copies: pl.DataFrame) -> pl.DataFrame:
+        """`merge_tracking` of the stored facts and events that all come after them.
+
+        `copies` are all of tonight's events, copies included: an order's span of partitions
+        covers every copy of its events, so that a copy still in the window is found when the
+        partition of its first copy leaves.
+        """
         if later.height == 0:
             return pl.DataFrame(schema={"order_id": pl.Int64, **TRACKING_SCHEMA})
         stored = rows.join(later.select("order_id").unique(), on="order_id", how="semi").filter(
             pl.col("last_event_at").is_not_null()
         )
         spans = (
-            later.lazy()
+            copies.lazy()
+            .join(later.lazy().select("order_id").unique(), on="order_id", how="semi")
             .group_by("order_id")
             .agg(new_first=pl.col("dt").min(), new_last=pl.col("dt").max())
             .join(
@@ -735,7 +746,8 @@ class ShardNight:
             how="vertical",
         )
         current = current_rows(events, "event_id", None, LOGS["logistics"].column_names)
-        spans = current.group_by("order_id").agg(
+        # the span covers every copy (see `fold`), the facts only the current events
+        spans = events.group_by("order_id").agg(
             first_event_dt=pl.col("dt").min(), last_event_dt=pl.col("dt").max()
         )
         facts = tracking_facts(current.lazy()).collect().join(spans, on="order_id", how="left")

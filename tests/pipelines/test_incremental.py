@@ -251,6 +251,42 @@ def test_a_key_whose_current_row_leaves_falls_back_to_its_rows_that_stay(tmp_pat
     assert runs[1][1].manifest["state"]["partitions_evicted"]["orders"] == ["2026-03-01"]
 
 
+def test_a_refund_falling_back_to_a_version_of_another_order_moves_its_flags(tmp_path) -> None:
+    """Refund 1's current version (order 1) leaves the window; its older version that stays
+    names order 2 with a quality reason: order 2 now has a problem refund (found in review)."""
+    raw, out, rules = tmp_path / "raw", tmp_path / "out", small_rules(2)
+    days = [dt.date(2026, 3, d) for d in (1, 2, 3)]
+    requested = ts(2026, 3, 1, 2)
+    current = {"refund_id": 1, "order_id": 1, "requested_at": requested}
+    write_rows(raw, "refunds", days[0], [{**current, "updated_at": ts(2026, 3, 1, 5)}], "cur")
+    late = {**current, "order_id": 2, "reason": "quality", "updated_at": ts(2026, 3, 1, 3)}
+    write_rows(raw, "refunds", days[1], [late], "late")
+    cancelled = {"paid_at": ts(2026, 3, 2, 2), "cancelled_at": ts(2026, 3, 2, 3)}
+    orders = [{**cancelled, "order_id": n, "updated_at": ts(2026, 3, 2, 3)} for n in (1, 2)]
+    write_rows(raw, "orders", days[1], orders, "orders")
+    for day in days[1:]:
+        scratch, incremental = scratch_then_incremental(raw, out, rules, day)
+        assert not differences(incremental, scratch), day
+    assert incremental.tables["item_scores"]["problem_orders"].to_list() == [1]
+    assert not state_drift(raw, out, rules, days[2])
+
+
+def test_an_event_copy_in_a_later_partition_counts_when_the_first_leaves(tmp_path) -> None:
+    """An order's span of event partitions covers every copy of its events: the copy that
+    stays is found when the first copy's partition leaves (found in review)."""
+    raw, out, rules = tmp_path / "raw", tmp_path / "out", small_rules(2)
+    days = [dt.date(2026, 3, d) for d in (1, 2, 3)]
+    pickup = {"event_id": 1, "event_type": "picked_up", "event_at": ts(2026, 3, 1, 2)}
+    write_rows(raw, "logistics", days[0], [pickup], "first")
+    write_rows(raw, "logistics", days[1], [pickup], "copy")
+    write_rows(raw, "orders", days[1], [{"order_id": 1, "paid_at": ts(2026, 3, 2, 1)}], "o")
+    for day in days[1:]:
+        scratch, incremental = scratch_then_incremental(raw, out, rules, day)
+        assert not differences(incremental, scratch), day
+    assert indicator_row(incremental.tables, 1, "track_anomaly_rate")["denominator"] == 1
+    assert not state_drift(raw, out, rules, days[2])
+
+
 def test_an_order_arriving_after_its_events_gets_them(tmp_path) -> None:
     """Events stored while their order had no row are found when the order arrives (orphans)."""
     raw, out, rules = tmp_path / "raw", tmp_path / "out", small_rules(3)
