@@ -337,7 +337,7 @@ class ShardNight:
         counted_before = stored.drop(GONE, "_key")
         if pending is not None:
             counted_before = counted_before.join(pending, on="order_id", how="anti")
-        order_totals = self.order_sums(live, counted_before)
+        order_totals = self.count_orders(live, counted_before)
         self.write_sums(
             {
                 **order_totals,
@@ -416,7 +416,7 @@ class ShardNight:
     # ---------------------------------------------------------------------------------------
     # sums
 
-    def order_sums(
+    def count_orders(
         self, live: pl.DataFrame, counted_before: pl.DataFrame
     ) -> dict[str, pl.LazyFrame]:
         """Tonight's order-side sums: the settled sums kept, less what the rows read tonight
