@@ -56,6 +56,7 @@ from scoring.activity import refund_side, session_side
 from scoring.current import current_rows
 from scoring.facts import (
     later_events_only,
+    local_date,
     merge_tracking,
     order_refund_flags,
     orders_of_v,
@@ -137,10 +138,6 @@ class ShardDone:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def local_date(column: str, tz: str) -> pl.Expr:
-    return pl.col(column).dt.convert_time_zone(tz).dt.date()
-
-
 def shard_night(task: ShardTask) -> ShardDone:
     """Fold the shard's new rows into its files, write what changed, and write its sums."""
     clock = time.perf_counter()
@@ -186,13 +183,8 @@ class ShardNight:
         """
         parts = []
         for key in keys:
-            files = self.files[table][key]
-            found = (
-                self.store.read(files)
-                if ids is None
-                else self.store.read_matching(files, "order_id", ids)
-            )
-            frames = [f.cast(schema) for f in found]
+            match = None if ids is None else ("order_id", ids)
+            frames = [f.cast(schema) for f in self.store.read(self.files[table][key], match=match)]
             # a row is replaced by any later file's row of its order: an anti join per file
             # (most dates have one or two files) costs less than a unique over every row
             newer: pl.DataFrame | None = None
@@ -218,11 +210,7 @@ class ShardNight:
             frame.cast(schema)
             for key in self.keys(table)
             if key >= self.first.isoformat()
-            for frame in (
-                self.store.read(self.files[table][key])
-                if match is None
-                else self.store.read_matching(self.files[table][key], *match)
-            )
+            for frame in self.store.read(self.files[table][key], match=match)
         ]
         return pl.concat(frames) if frames else pl.DataFrame(schema=schema)
 
@@ -384,8 +372,7 @@ class ShardNight:
         new = self.arrived(log)
         self.write_by_partition(table, new, key)
         self.drop_keys_before(table, first)
-        kept = self.read_single(f"{table}_current", "all")
-        kept = pl.DataFrame(schema=columns) if kept is None else kept.cast(columns)
+        kept = self.kept_current(table, log)
         leaving = kept.filter(pl.col("dt") < self.first)
         fallback = (
             self.read_by_partition(table, columns, (key, leaving[key].unique().sort()))
@@ -737,8 +724,8 @@ class ShardNight:
             )["order_id"]
             if wanted.len() == 0:
                 continue  # no order to recompute has an event in this partition
-            found = self.store.read_matching(
-                self.files["events"][key], "order_id", wanted.unique().sort()
+            found = self.store.read(
+                self.files["events"][key], match=("order_id", wanted.unique().sort())
             )
             stored += [frame.cast(log_schema("logistics")) for frame in found]
         events = pl.concat(

@@ -114,42 +114,35 @@ class StateStore:
         )
         return fs.get_file_info(path).size
 
-    def read(self, files: dict[str, int], columns: list[str] | None = None) -> list[pl.DataFrame]:
-        """The listed files, in the order given; a missing or damaged one raises StateDamaged."""
-        frames = []
-        for relative, size in files.items():
-            fs, path = self._checked(relative, size)
-            try:
-                table = pq.read_table(
-                    path, filesystem=fs, columns=columns, page_checksum_verification=True
-                )
-            except (OSError, ValueError) as exc:
-                raise StateDamaged(f"state file {relative}: unreadable ({exc})") from exc
-            frames.append(pl.from_arrow(table))
-        return frames
-
-    def read_matching(
-        self, files: dict[str, int], column: str, ids: pl.Series
+    def read(
+        self,
+        files: dict[str, int],
+        columns: list[str] | None = None,
+        match: tuple[str, pl.Series] | None = None,
     ) -> list[pl.DataFrame]:
-        """Per listed file, its rows whose `column` is one of `ids` (sorted, unique).
+        """The listed files, in the order given; a missing or damaged one raises StateDamaged.
 
-        A lookup, not a scan: only the row groups whose `column` range (the Parquet statistics)
-        holds one of the ids are read, and each file is matched against the ids in its own range
-        only, so looking up a night's few hundred thousand orders in a date's file costs about
-        what that date's matching row groups cost.
+        With `match` (a column and sorted, unique ids), a lookup, not a scan: per file, only
+        the row groups whose range of that column (the Parquet statistics) holds one of the ids
+        are read, and the file's rows are matched against the ids in its own range only, so
+        looking up a night's few hundred thousand orders in a date's file costs about what that
+        date's matching row groups cost.
         """
         frames = []
         for relative, size in files.items():
             fs, path = self._checked(relative, size)
             try:
+                if match is None:
+                    table = pq.read_table(
+                        path, filesystem=fs, columns=columns, page_checksum_verification=True
+                    )
+                    frames.append(pl.from_arrow(table))
+                    continue
+                column, ids = match
                 with fs.open_input_file(path) as handle:
                     parquet = pq.ParquetFile(handle, page_checksum_verification=True)
                     groups, low, high = _groups_holding(parquet, column, ids)
-                    table = (
-                        parquet.read_row_groups(groups)
-                        if groups
-                        else parquet.schema_arrow.empty_table()
-                    )
+                    table = parquet.read_row_groups(groups, columns=columns)
             except (OSError, ValueError) as exc:
                 raise StateDamaged(f"state file {relative}: unreadable ({exc})") from exc
             wanted = ids.slice(low, high - low).implode()
