@@ -93,17 +93,6 @@ class ShopSums:
     sessions: pl.LazyFrame  # session_side
     categories: pl.LazyFrame  # category_amounts
 
-    @staticmethod
-    def of(
-        orders_v: pl.LazyFrame, refunds_f: pl.LazyFrame, sessions_c: pl.LazyFrame, window: Window
-    ) -> ShopSums:
-        return ShopSums(
-            order_side(orders_v, window),
-            refund_side(refunds_f, window),
-            session_side(sessions_c, window),
-            category_amounts(orders_v),
-        )
-
     def frames(self) -> dict[str, pl.LazyFrame]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from scoring.activity import ShopSums, shop_activity
+from scoring.activity import ShopSums, refund_side, session_side, shop_activity
 from scoring.facts import (
     orders_of_v,
     refund_facts,
@@ -20,8 +20,9 @@ from scoring.facts import (
 )
 from scoring.indicators import indicator_counts
 from scoring.labels import held_labels, label_candidates
-from scoring.product import item_counts, item_scores, merge_item_counts
+from scoring.product import item_scores, merge_item_counts
 from scoring.rules import Rules
+from scoring.settling import order_sums
 from scoring.shop_score import scored_indicators, shop_scores
 from scoring.weights import item_traffic_weights, shop_traffic_weights
 from scoring.window import Window
@@ -145,28 +146,32 @@ class DayFacts:
 
 
 def part_sums(
-    tracked_orders: pl.LazyFrame,
+    by_order: dict[str, pl.LazyFrame],
     refunds: pl.LazyFrame,
     sessions: pl.LazyFrame,
     window: Window,
 ) -> tuple[ShopSums, pl.LazyFrame]:
-    """Per-shop sums and per-item counts of one part of the window's current state.
+    """Per-shop sums and per-item counts of one part of the window: a shard of the window
+    state, or all of it. Sums of disjoint parts add up (`add_up`, `merge_item_counts`).
 
-    A part is a shard of the window state (orders with their refunds and tracking facts, and
-    sessions), or all of it. Sums of disjoint parts add up (`add_up`, `merge_item_counts`).
+    `by_order` are the part's `scoring.settling.order_sums` (a shard keeps those of its settled
+    orders and counts the rest); `refunds` and `sessions` its current rows.
     """
-    orders_v = orders_of_v(with_refund_flags(tracked_orders, refunds), window)
-    sums = ShopSums.of(
-        orders_v, refund_facts(refunds, window), session_facts(sessions, window), window
+    sums = ShopSums(
+        orders=by_order["orders"],
+        refunds=refund_side(refund_facts(refunds, window), window),
+        sessions=session_side(session_facts(sessions, window), window),
+        categories=by_order["categories"],
     )
-    return sums, item_counts(orders_v, window.cutoff)
+    return sums, by_order["items"]
 
 
 def day_facts(inputs: DayInputs, window: Window) -> DayFacts:
     """raw current state -> facts -> per-shop sums: the whole window as one part."""
     events = inputs.logistics.filter(pl.col("event_at") < pl.lit(window.cutoff))
     tracked = inputs.orders.join(tracking_facts(events), on="order_id", how="left")
-    sums, items = part_sums(tracked, inputs.refunds, inputs.cs_sessions, window)
+    by_order = order_sums(orders_of_v(with_refund_flags(tracked, inputs.refunds), window), window)
+    sums, items = part_sums(by_order, inputs.refunds, inputs.cs_sessions, window)
     return DayFacts(window, merge_item_counts(items), shop_activity(sums))
 
 

@@ -52,16 +52,14 @@ from pipelines.exchange import Exchange
 from pipelines.schemas import LOGS
 from pipelines.state.ingest import inbox_part, log_schema
 from pipelines.state.store import StateStore
-from scoring.activity import refund_side, session_side
 from scoring.current import current_rows
+from scoring.daily import part_sums
 from scoring.facts import (
     later_events_only,
     local_date,
     merge_tracking,
     order_refund_flags,
     orders_of_v,
-    refund_facts,
-    session_facts,
     tracking_facts,
     window_order_facts,
 )
@@ -325,14 +323,9 @@ class ShardNight:
         counted_before = stored.drop(GONE, "_key")
         if pending is not None:
             counted_before = counted_before.join(pending, on="order_id", how="anti")
-        order_totals = self.count_orders(live, counted_before)
-        self.write_sums(
-            {
-                **order_totals,
-                "refunds": refund_side(refund_facts(refunds.lazy(), self.window), self.window),
-                "sessions": session_side(session_facts(sessions.lazy(), self.window), self.window),
-            }
-        )
+        by_order = self.count_orders(live, counted_before)
+        sums, items = part_sums(by_order, refunds.lazy(), sessions.lazy(), self.window)
+        self.write_sums({**sums.frames(), "items": items})
         self.count_held(live, stored)
         self.counts.update(refunds=refunds.height, sessions=sessions.height)
         return self.files

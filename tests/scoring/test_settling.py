@@ -16,26 +16,18 @@ from pipelines.state.shard import ORDER_ROW_SCHEMA
 from scoring.facts import orders_of_v, window_order_facts
 from scoring.settling import ORDER_SUMS, net_sums, order_sums, settled
 from scoring.window import Window
-from tests.builders import ts
+from tests.builders import PAID, complete_rows
 from tests.hypothesis_budget import examples
 
-TZ = "Asia/Shanghai"
-PAID = ts(2026, 3, 1, 2)  # 10:00 local on 2026-03-01
+TZ = "Asia/Shanghai"  # PAID is 10:00 local on 2026-03-01
 PAID_DATE = dt.date(2026, 3, 1)
 HOUR = dt.timedelta(hours=1)
-ROW = {name: None for name in ORDER_ROW_SCHEMA} | {
-    "order_id": 1,
-    "shop_id": 1,
-    "item_id": 100,
-    "category_id": 5,
-    "buyer_id": 9,
-    "paid_at": PAID,
-    "amount_cents": 1000,
-    "return_insurance": False,
-    "is_abnormal": False,
-    "has_exception": False,
-    "_gone": False,
-}
+# one order of tests.builders' defaults, as a state row: no tracking facts, no refund flags
+ROW = (
+    {name: None for name in ORDER_ROW_SCHEMA}
+    | complete_rows("orders", [{}])[0]
+    | {"has_exception": False, "_gone": False}
+)
 
 
 def rows(*orders: dict) -> pl.DataFrame:
