@@ -67,9 +67,14 @@ def refund_side(refunds_f: pl.LazyFrame, window: Window) -> pl.LazyFrame:
     )
 
 
-def session_side(sessions_c: pl.LazyFrame, window: Window) -> pl.LazyFrame:
+def session_side(
+    sessions_c: pl.LazyFrame, window: Window, by: tuple[str, ...] = ("shop_id",)
+) -> pl.LazyFrame:
+    """Per-shop session sums; `by` ("start_date", "shop_id") splits them by the day that puts
+    the sessions in C (`scoring.facts.dated_sessions`), which is how the window state keeps
+    them: a day's sums are dropped when the day leaves the window."""
     answered_in_hours = pl.col("in_service_hours") & pl.col("first_response_seconds").is_not_null()
-    return sessions_c.group_by("shop_id").agg(
+    return sessions_c.group_by(*by).agg(
         *ratio_sums("sessions", window.cutoff),
         sessions_in_window=pl.len().cast(pl.Int64),
         help_sessions=count(pl.col("escalated_to_platform")),

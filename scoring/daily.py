@@ -148,19 +148,20 @@ class DayFacts:
 def part_sums(
     by_order: dict[str, pl.LazyFrame],
     refunds: pl.LazyFrame,
-    sessions: pl.LazyFrame,
+    by_session: pl.LazyFrame,
     window: Window,
 ) -> tuple[ShopSums, pl.LazyFrame]:
     """Per-shop sums and per-item counts of one part of the window: a shard of the window
     state, or all of it. Sums of disjoint parts add up (`add_up`, `merge_item_counts`).
 
-    `by_order` are the part's `scoring.settling.order_sums` (a shard keeps those of its settled
-    orders and counts the rest); `refunds` and `sessions` its current rows.
+    `by_order` are the part's `scoring.settling.order_sums` and `by_session` its
+    `scoring.activity.session_side` (a shard sends what its night changes in them); `refunds`
+    its current rows.
     """
     sums = ShopSums(
         orders=by_order["orders"],
         refunds=refund_side(refund_facts(refunds, window), window),
-        sessions=session_side(session_facts(sessions, window), window),
+        sessions=by_session,
         categories=by_order["categories"],
     )
     return sums, by_order["items"]
@@ -171,7 +172,8 @@ def day_facts(inputs: DayInputs, window: Window) -> DayFacts:
     events = inputs.logistics.filter(pl.col("event_at") < pl.lit(window.cutoff))
     tracked = inputs.orders.join(tracking_facts(events), on="order_id", how="left")
     by_order = order_sums(orders_of_v(with_refund_flags(tracked, inputs.refunds), window), window)
-    sums, items = part_sums(by_order, inputs.refunds, inputs.cs_sessions, window)
+    by_session = session_side(session_facts(inputs.cs_sessions, window), window)
+    sums, items = part_sums(by_order, inputs.refunds, by_session, window)
     return DayFacts(window, merge_item_counts(items), shop_activity(sums))
 
 

@@ -255,8 +255,15 @@ def refund_facts(refunds: pl.LazyFrame, window: Window) -> pl.LazyFrame:
 
 def session_facts(sessions: pl.LazyFrame, window: Window) -> pl.LazyFrame:
     """C: sessions started in the window, with whether they started in local service hours."""
-    local_hour = pl.col("started_at").dt.convert_time_zone(window.tz).dt.hour()
+    return dated_sessions(sessions.filter(in_window("started_at", window)), window.tz)
+
+
+def dated_sessions(sessions: pl.LazyFrame, tz: str) -> pl.LazyFrame:
+    """Sessions with the local date they started on (the day that puts a session in C) and
+    whether they started in local service hours."""
+    local_hour = pl.col("started_at").dt.convert_time_zone(tz).dt.hour()
     start, end = SERVICE_HOURS
-    return sessions.filter(in_window("started_at", window)).with_columns(
-        in_service_hours=(local_hour >= start) & (local_hour < end)
+    return sessions.with_columns(
+        start_date=local_date("started_at", tz),
+        in_service_hours=(local_hour >= start) & (local_hour < end),
     )

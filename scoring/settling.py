@@ -79,14 +79,28 @@ def order_sums(orders_v: pl.LazyFrame, window: Window) -> dict[str, pl.LazyFrame
     }
 
 
+# Every sum the window state keeps from night to night: the order-side ones, and the sessions'
+# (per shop, and per shop and the day that puts the sessions in C).
+KEPT_SUMS: dict[str, tuple[list[str], str]] = {
+    **ORDER_SUMS,
+    "sessions": (["shop_id"], "sessions_in_window"),
+    "session_days": (["start_date", "shop_id"], "sessions_in_window"),
+}
+
+
 def net_sums(table: str, added: list[pl.LazyFrame], removed: list[pl.LazyFrame]) -> pl.LazyFrame:
-    """The `added` sums of `table` less the `removed` ones, per key; keys left with no order
-    are dropped. Every column is an integer (or decimal) sum, so this is exact."""
-    keys, counted = ORDER_SUMS[table]
+    """The `added` sums of `table` (a `KEPT_SUMS` table) less the `removed` ones, per key;
+    keys left with nothing counted are dropped. Every column is an integer (or decimal) sum,
+    so this is exact."""
+    counted = KEPT_SUMS[table][1]
+    return sum_changes(table, added, removed).filter(pl.col(counted) != 0)
+
+
+def sum_changes(table: str, added: list[pl.LazyFrame], removed: list[pl.LazyFrame]) -> pl.LazyFrame:
+    """The `added` sums of `table` less the `removed` ones, per key, keeping every key that
+    changed: a change may leave a key's order count as it was and move another of its sums
+    (an order's pickup falling due), or be negative (a day leaving the window)."""
+    keys, _ = KEPT_SUMS[table]
     taken = [frame.with_columns(-pl.exclude(keys)) for frame in removed]
-    return (
-        pl.concat([*added, *taken], how="vertical_relaxed")
-        .group_by(keys)
-        .agg(pl.all().sum())
-        .filter(pl.col(counted) != 0)
-    )
+    summed = pl.concat([*added, *taken], how="vertical_relaxed").group_by(keys).agg(pl.all().sum())
+    return summed.filter(pl.any_horizontal(pl.exclude(keys) != 0))

@@ -62,6 +62,7 @@ from pipelines.state.store import Manifest, StateDamaged, StateStore
 from scoring.activity import ShopSums, add_up, shop_activity
 from scoring.daily import DayFacts
 from scoring.product import merge_item_counts
+from scoring.settling import ORDER_SUMS, net_sums
 from scoring.window import Window
 
 log = logging.getLogger(__name__)
@@ -70,9 +71,12 @@ STATE_DIR = ".state"
 EXCHANGE_DIR = "exchange"
 # v2.1: raw files fingerprinted by their Parquet footer; page checksums. v2.2: the settled
 # orders' sums kept, order rows with their refund flags, sorted by order_id for lookups.
-# v2.3: the current refunds and sessions kept.
-FORMAT = "v2.3"
+# v2.3: the current refunds and sessions kept. v2.4: the driver keeps the window's order and
+# session sums; a shard sends what its night changes in them; sessions summed by start date.
+FORMAT = "v2.4"
 QUARANTINE = "quarantine"  # the manifest's files entry of the quarantined rows, by log and dt
+TOTALS = "totals"  # the manifest's files entry of the window's sums kept by the driver
+TOTALED = (*ORDER_SUMS, "sessions")  # the `scoring.settling.KEPT_SUMS` tables kept there
 # Order versions per shard when the shard count is chosen (at the state's first build).
 ORDERS_PER_SHARD = 4_000_000
 MAX_SHARDS = 1024
@@ -222,21 +226,55 @@ def _night(
                 sums = merge_sums(exchange, shards)
         finally:
             con.close()
+    totals, totals_files = _window_totals(store, manifest, sums, version)
     committed = Manifest(
         version=version,
         meta={**_meta(window), "shards": shards},
         run_date=window.run_date.isoformat(),
         raw=_raw_entries(manifest, plan, ingested.counts, window),
-        files={**{str(d.shard): d.files for d in done}, QUARANTINE: quarantine},
+        files={
+            **{str(d.shard): d.files for d in done},
+            QUARANTINE: quarantine,
+            TOTALS: totals_files,
+        },
     )
     store.commit(committed)
     store.collect_garbage(committed)
     return WindowFacts(
-        facts=_facts(sums, window),
+        facts=_facts({**sums, **totals}, window),
         load=_window_load(store, committed, raw, window, done),
         state=_state_report(store, committed, manifest, plan, reason, done),
         execution=_execution_report(options.executor, done),
     )
+
+
+def _window_totals(
+    store: StateStore, manifest: Manifest | None, changes: dict[str, pl.DataFrame], version: int
+) -> tuple[dict[str, pl.DataFrame], dict[str, dict[str, dict[str, int]]]]:
+    """The window's sums kept from night to night (`TOTALS`): last night's totals plus what
+    every shard says tonight changes in them, and the files that keep them.
+
+    From scratch there are no totals yet and the shards' changes are their whole sums. The
+    totals are a few rows per shop and item, the only per-night work that sees them all.
+    """
+    kept = manifest.files.get(TOTALS, {}) if manifest else {}
+    frames = [
+        net_sums(
+            table,
+            [
+                changes[table].lazy(),
+                *(frame.lazy() for frame in store.read(kept.get(table, {}).get("all", {}))),
+            ],
+            [],
+        )
+        for table in TOTALED
+    ]
+    totals = dict(zip(TOTALED, pl.collect_all(frames), strict=True))
+    files = {}
+    for table, frame in totals.items():
+        name = store.new_file(0, TOTALS, table, version)
+        files[table] = {"all": {name: store.write(frame, name)}}
+    return totals, files
 
 
 def _stored_window(manifest: Manifest | None) -> Window | None:
@@ -444,5 +482,5 @@ def current_state(location: str) -> dict[str, pl.DataFrame]:
         parts["orders"].append(orders.drop("_key", GONE))
         parts["logistics"].append(night.current("events", "logistics"))
         parts["refunds"].append(night.kept_current("refunds", "refunds"))
-        parts["cs_sessions"].append(night.kept_current("sessions", "cs_sessions"))
+        parts["cs_sessions"].append(night.current("sessions", "cs_sessions"))
     return {log: pl.concat(frames) for log, frames in parts.items()}

@@ -16,12 +16,11 @@ key (a date) so that the window moves by dropping keys:
     orphans/<dt>            orders that have stored events but no order row (yet, or any more)
     refunds/<dt>            the good refund versions of raw partition dt
     sessions/<dt>           the good sessions of raw partition dt
-    refunds_current/all     the current refunds and sessions (2.5), replaced each night
-    sessions_current/all
+    refunds_current/all     the current refunds (2.5), replaced each night
+    session_days/<date>     per shop, the sums of the counted sessions started on that date
 
-    settled/<table>         the sums of the settled orders (`scoring.settling`): per shop,
-                            per shop and category, per item; one file each, replaced nightly
     pending/ids             the orders whose contribution could still move with the cutoff
+    held/counts             how many orders the shard holds, and how many have events
 
 A night costs what its rows cost. It reads, of the order rows, only those it touches (a new
 version, new events, a changed refund, a partition of their events leaving) or that have not
@@ -30,12 +29,15 @@ what cannot hold them), and the dates that leave the window. The new versions an
 folded into those rows (`merge_tracking`: events that all come after an order's stored events
 extend its facts); only an order whose events cannot be folded (out of order, a copy, an
 evicted partition, an order arriving after its events) is recomputed from its stored events.
-The sums are kept, not recounted: what the touched and leaving rows added last night is taken
-away, what they add tonight is added, and the orders that have not settled are counted anew
-at tonight's cutoff. Order rows carry their refund flags, so what a row adds depends on the row
-and the cutoff alone. Refunds and sessions are a few percent of the rows: their current rows are
-kept whole and brought up to each night by its rows (a key whose current row leaves the window
-falls back to its versions that stay), and their sums are taken anew from them.
+The window's order-side sums are kept by the driver, not recounted: a shard sends only what
+tonight changes in them, what the rows it read add at tonight's window less what they added at
+last night's. Its other rows have settled (`scoring.settling`) and were not touched, so they
+add the same as last night; the orders that have not settled are read again every night (the
+pending ones). Order rows carry their refund flags, so what a row adds depends on the row and
+the cutoff alone. Sessions are kept the same way, by the day they started (`store_sessions`).
+Refunds are a few percent of the rows: their current rows are kept whole and brought up to each
+night by its rows (a key whose current row leaves the window falls back to its versions that
+stay), and their sums are taken anew from them.
 Every sum is made by `scoring.settling.order_sums` and `scoring.activity.ShopSums`, the
 functions a from-scratch computation of the whole window uses.
 """
@@ -52,9 +54,11 @@ from pipelines.exchange import Exchange
 from pipelines.schemas import LOGS
 from pipelines.state.ingest import inbox_part, log_schema
 from pipelines.state.store import StateStore
+from scoring.activity import session_side
 from scoring.current import current_rows
 from scoring.daily import part_sums
 from scoring.facts import (
+    dated_sessions,
     later_events_only,
     local_date,
     merge_tracking,
@@ -63,7 +67,7 @@ from scoring.facts import (
     tracking_facts,
     window_order_facts,
 )
-from scoring.settling import ORDER_SUMS, net_sums, order_sums, settled
+from scoring.settling import ORDER_SUMS, net_sums, order_sums, settled, sum_changes
 from scoring.window import Window
 
 ORDERS = LOGS["orders"]
@@ -106,9 +110,10 @@ MAX_FILES_PER_DATE = 4
 # orders skips the row groups whose order_id range holds none of them.
 ROW_GROUP = 32_768
 SUMS = ("orders", "refunds", "sessions", "categories", "items")
-SETTLED = "settled"  # table of the settled orders' sums, one key per `ORDER_SUMS` table
 PENDING = "pending"  # table of the orders not settled at the last cutoff (key `ids`)
-HELD = "held"  # the `settled` key counting the orders the shard holds
+HELD = "held"  # table counting the orders and sessions the shard holds (key `counts`)
+SESSION_DAYS = "session_days"  # per-shop session sums by the day that puts them in C
+SESSION_DAY = ("start_date", "shop_id")
 
 Files = dict[str, dict[str, dict[str, int]]]  # table -> key -> file -> size
 
@@ -155,6 +160,7 @@ class ShardNight:
         self.inbox = Exchange(task.inbox)
         self.files: Files = {table: dict(keys) for table, keys in task.files.items()}
         self.counts: dict[str, int] = {}
+        self.sessions_counted = 0  # the change tonight in the sessions counted (`store_sessions`)
 
     # ---------------------------------------------------------------------------------------
     # reading
@@ -285,7 +291,7 @@ class ShardNight:
         # what leaves the window tonight: its orders are looked up with the night's
         events_leaving = self.read_before("events", first, ["order_id"])
         refunds, refunds_changed = self.store_refunds(first)
-        sessions = self.store_sessions(first)
+        by_session = self.store_sessions(first)
 
         pending = self.read_single(PENDING, "ids")
         touched = pl.concat(
@@ -320,14 +326,11 @@ class ShardNight:
         self.drop_keys_before("orphans", first)
 
         live = orders.filter(~pl.col(GONE)).drop(GONE, "_key", "_changed")
-        counted_before = stored.drop(GONE, "_key")
-        if pending is not None:
-            counted_before = counted_before.join(pending, on="order_id", how="anti")
-        by_order = self.count_orders(live, counted_before)
-        sums, items = part_sums(by_order, refunds.lazy(), sessions.lazy(), self.window)
+        by_order = self.order_changes(live, stored.drop(GONE, "_key"))
+        sums, items = part_sums(by_order, refunds.lazy(), by_session, self.window)
         self.write_sums({**sums.frames(), "items": items})
         self.count_held(live, stored)
-        self.counts.update(refunds=refunds.height, sessions=sessions.height)
+        self.counts.update(refunds=refunds.height)
         return self.files
 
     # ---------------------------------------------------------------------------------------
@@ -346,8 +349,69 @@ class ShardNight:
         changed = pl.concat([changed, now])
         return current, changed
 
-    def store_sessions(self, first: str) -> pl.DataFrame:
-        return self.keep_current("sessions", "cs_sessions", first)[0]
+    def store_sessions(self, first: str) -> pl.LazyFrame:
+        """Store tonight's sessions; return what the night changes in the window's session sums.
+
+        A session counts once, by its copy of the first partition in the window (2.5), in the
+        sums of the day it started on (`session_days/<start date>`, per shop). Only tonight's
+        sessions and those of the partitions leaving the window can change which copy counts:
+        their stored copies are looked up, and what their counted copies add now is set against
+        what they added last night. The driver keeps the window's totals, so the shard sends
+        the change: tonight's changes to the days of the window, plus the days that enter it,
+        less the days that leave it.
+        """
+        log, key, columns = LOGS["cs_sessions"], "session_id", log_schema("cs_sessions")
+        window, previous = self.window, self.task.previous
+        new = self.arrived("cs_sessions")
+        leaving = self.read_before("sessions", first, list(columns)).cast(columns)
+        wanted = pl.concat([new.select(key), leaving.select(key)])[key].unique().sort()
+        stored = self.read_by_partition("sessions", columns, (key, wanted))
+        before = current_rows(pl.concat([leaving, stored]), key, None, log.column_names)
+        after = current_rows(pl.concat([stored, new]), key, None, log.column_names)
+        self.write_by_partition("sessions", new, key)
+        self.drop_keys_before("sessions", first)
+
+        def by_day(sessions: pl.DataFrame) -> pl.LazyFrame:
+            return session_side(dated_sessions(sessions.lazy(), window.tz), window, SESSION_DAY)
+
+        changes = sum_changes(SESSION_DAYS, [by_day(after)], [by_day(before)]).collect()
+        last = window.run_date.isoformat()
+        was_in = (
+            (lambda day: previous.first_date.isoformat() <= day <= previous.run_date.isoformat())
+            if previous is not None
+            else (lambda day: False)
+        )
+        days = self.keys(SESSION_DAYS)
+        entering = [day for day in days if first <= day <= last and not was_in(day)]
+        leaving_days = [day for day in days if was_in(day) and not first <= day <= last]
+
+        def kept(day: str) -> pl.LazyFrame:
+            return self.read_single(SESSION_DAYS, day).lazy().drop("start_date")  # type: ignore[union-attr]
+
+        in_window = pl.col("start_date").is_between(self.first, window.run_date)
+        change = sum_changes(
+            "sessions",
+            [changes.filter(in_window).drop("start_date").lazy(), *map(kept, entering)],
+            [kept(day) for day in leaving_days],
+        )
+        for (day,), part in (
+            changes.filter(pl.col("start_date") >= self.first)
+            .partition_by("start_date", as_dict=True)
+            .items()
+        ):
+            stored_day = self.read_single(SESSION_DAYS, day.isoformat())
+            sums = net_sums(
+                SESSION_DAYS,
+                [part.lazy(), *([stored_day.lazy()] if stored_day is not None else [])],
+                [],
+            ).collect()
+            if sums.height:
+                self.write(SESSION_DAYS, day.isoformat(), sums, replace=True)
+            else:
+                self.files.get(SESSION_DAYS, {}).pop(day.isoformat(), None)
+        self.drop_keys_before(SESSION_DAYS, first)
+        self.sessions_counted = after.height - before.height
+        return change
 
     def keep_current(
         self, table: str, log: str, first: str
@@ -396,41 +460,35 @@ class ShardNight:
     # ---------------------------------------------------------------------------------------
     # sums
 
-    def count_orders(
+    def order_changes(
         self, live: pl.DataFrame, counted_before: pl.DataFrame
     ) -> dict[str, pl.LazyFrame]:
-        """Tonight's order-side sums: the settled sums kept, less what the rows read tonight
-        added last night, plus what their settled rows add now; then the orders that have not
-        settled, counted at tonight's cutoff (and kept as the pending ones)."""
+        """What tonight changes in the window's order-side sums: what the rows read tonight add
+        at tonight's window, less what they added at last night's (the driver keeps the totals).
+
+        Every other row of the shard has settled and was not touched, so it adds tonight what
+        it added last night. The rows read that have not settled are kept as the pending ones,
+        read again tomorrow.
+        """
         window, previous = self.window, self.task.previous
-        is_settled = settled(window.cutoff)
-        split = window_order_facts(live.lazy(), window).select("order_id", _settled=is_settled)
-        marked = live.join(split.collect(), on="order_id", how="left")
-        settled_now = marked.filter(pl.col("_settled")).drop("_settled")
-        pending_now = marked.filter(~pl.col("_settled")).drop("_settled")
-        added = order_sums(orders_of_v(settled_now.lazy(), window), window)
+        pending_now = live.join(
+            window_order_facts(live.lazy(), window)
+            .filter(~settled(window.cutoff))
+            .select("order_id")
+            .collect(),
+            on="order_id",
+            how="semi",
+        )
+        self.write(PENDING, "ids", pending_now.select("order_id").sort("order_id"), replace=True)
+        self.counts.update(orders_pending=pending_now.height)
+        added = order_sums(orders_of_v(live.lazy(), window), window)
         removed = (
             order_sums(orders_of_v(counted_before.lazy(), previous), previous)
             if previous is not None and counted_before.height
             else {}
         )
-        kept = {table: self.read_single(SETTLED, table) for table in ORDER_SUMS}
-        nets = {
-            table: net_sums(
-                table,
-                [added[table], *([kept[table].lazy()] if kept[table] is not None else [])],
-                [removed[table]] if table in removed else [],
-            )
-            for table in ORDER_SUMS
-        }
-        settled_sums = dict(zip(nets, pl.collect_all(list(nets.values())), strict=True))
-        for table, frame in settled_sums.items():
-            self.write(SETTLED, table, frame, replace=True)
-        self.write(PENDING, "ids", pending_now.select("order_id").sort("order_id"), replace=True)
-        counted_now = order_sums(orders_of_v(pending_now.lazy(), window), window)
-        self.counts.update(orders_pending=pending_now.height)
         return {
-            table: net_sums(table, [settled_sums[table].lazy(), counted_now[table]], [])
+            table: sum_changes(table, [added[table]], [removed[table]] if removed else [])
             for table in ORDER_SUMS
         }
 
@@ -442,13 +500,23 @@ class ShardNight:
             return rows.select(
                 orders=pl.len().cast(pl.Int64) * sign,
                 tracked=pl.col("last_event_at").is_not_null().sum().cast(pl.Int64) * sign,
+                sessions=pl.lit(0, pl.Int64),
             )
 
-        kept = self.read_single(SETTLED, HELD)
-        parts = [counts(live, 1), counts(stored, -1), *([kept] if kept is not None else [])]
+        sessions = pl.DataFrame(
+            {"orders": [0], "tracked": [0], "sessions": [self.sessions_counted]},
+            schema={"orders": pl.Int64, "tracked": pl.Int64, "sessions": pl.Int64},
+        )
+        kept = self.read_single(HELD, "counts")
+        parts = [
+            counts(live, 1),
+            counts(stored, -1),
+            sessions,
+            *([kept] if kept is not None else []),
+        ]
         held = pl.concat(parts).sum()
-        self.write(SETTLED, HELD, held, replace=True)
-        self.counts.update(orders=int(held["orders"][0]), tracked=int(held["tracked"][0]))
+        self.write(HELD, "counts", held, replace=True)
+        self.counts.update({name: int(held[name][0]) for name in held.columns})
 
     def write_sums(self, frames: dict[str, pl.LazyFrame]) -> None:
         """The shard's sums of the whole window, for the driver to add up."""

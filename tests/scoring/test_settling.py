@@ -13,8 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipelines.state.shard import ORDER_ROW_SCHEMA
-from scoring.facts import orders_of_v, window_order_facts
-from scoring.settling import ORDER_SUMS, net_sums, order_sums, settled
+from scoring.activity import session_side
+from scoring.facts import dated_sessions, orders_of_v, session_facts, window_order_facts
+from scoring.settling import ORDER_SUMS, net_sums, order_sums, settled, sum_changes
 from scoring.window import Window
 from tests.builders import PAID, complete_rows
 from tests.hypothesis_budget import examples
@@ -139,3 +140,57 @@ def test_net_sums_take_away_exactly_and_drop_keys_left_with_no_order() -> None:
     for table in ORDER_SUMS:
         left = net_sums(table, [both[table]], [second[table]]).collect()
         assert left.to_dicts() == first[table].collect().to_dicts()
+
+
+def test_a_change_keeps_a_key_whose_count_stayed_and_another_sum_moved() -> None:
+    """An order whose pickup fell due between two nights adds the same order but one more due
+    pickup: the night's change must carry that key, though its order count did not move."""
+    order = rows({"promised_ship_at": None})  # never picked up: due once its deadline passes
+    before, after = window(0), window(5)
+    assert not is_settled(order, before)
+    was = order_sums(orders_of_v(order.lazy(), before), before)["orders"]
+    now = order_sums(orders_of_v(order.lazy(), after), after)["orders"]
+    change = sum_changes("orders", [now], [was]).collect()
+    assert change["valid_orders"].to_list() == [0]
+    assert change["pickup_on_time_rate__den"].to_list() == [1]
+    assert net_sums("orders", [now], [was]).collect().height == 0  # a total at zero is dropped
+    assert sum_changes("orders", [now], [now]).collect().height == 0  # nothing changed
+
+
+@settings(max_examples=examples(60), deadline=None)
+@given(
+    starts=st.lists(st.integers(0, 24 * 40 - 1), min_size=1, max_size=30),
+    run_day=st.integers(0, 40),
+    days=st.integers(1, 30),
+)
+def test_session_sums_by_start_date_add_up_to_the_window_sums(
+    starts: list[int], run_day: int, days: int
+) -> None:
+    """The state keeps session sums per start date and adds the window's dates: that must be
+    the sums of C (sessions started in the window), whatever the hours and the zone."""
+    start = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+    sessions = pl.DataFrame(
+        complete_rows(
+            "cs_sessions",
+            [
+                {
+                    "session_id": i,
+                    "shop_id": i % 3,
+                    "started_at": start + h * HOUR,
+                    "closed_at": start + (h + 1) * HOUR,
+                    "first_response_seconds": (i * 37) % 400,
+                }
+                for i, h in enumerate(starts)
+            ],
+        )
+    ).lazy()
+    w = Window(PAID_DATE + dt.timedelta(days=run_day), days, TZ)
+    whole = session_side(session_facts(sessions, w), w).collect()
+    by_day = session_side(dated_sessions(sessions, w.tz), w, ("start_date", "shop_id"))
+    added = (
+        by_day.filter(pl.col("start_date").is_between(w.first_date, w.run_date))
+        .drop("start_date")
+        .pipe(lambda f: net_sums("sessions", [f], []))
+        .collect()
+    )
+    assert added.sort("shop_id").to_dicts() == whole.sort("shop_id").to_dicts()
