@@ -10,6 +10,7 @@ from dataclasses import dataclass, fields
 
 import polars as pl
 
+from scoring.facts import dated_refunds, dated_sessions
 from scoring.indicators import count, ratio_sums
 from scoring.window import Window
 
@@ -54,11 +55,13 @@ def order_side(orders_v: pl.LazyFrame, window: Window) -> pl.LazyFrame:
     )
 
 
-def refund_side(refunds_f: pl.LazyFrame, window: Window) -> pl.LazyFrame:
+def refund_side(
+    refunds_f: pl.LazyFrame, window: Window, by: tuple[str, ...] = ("shop_id",)
+) -> pl.LazyFrame:
     damaged_decided = (
         pl.col("in_r") & (pl.col("reason") == "damaged") & pl.col("seller_decision").is_not_null()
     )
-    return refunds_f.group_by("shop_id").agg(
+    return refunds_f.group_by(*by).agg(
         *ratio_sums("refunds", window.cutoff),
         refunds_in_window=count(pl.col("in_r")),
         help_refunds=count(pl.col("is_help")),
@@ -70,9 +73,7 @@ def refund_side(refunds_f: pl.LazyFrame, window: Window) -> pl.LazyFrame:
 def session_side(
     sessions_c: pl.LazyFrame, window: Window, by: tuple[str, ...] = ("shop_id",)
 ) -> pl.LazyFrame:
-    """Per-shop session sums; `by` ("start_date", "shop_id") splits them by the day that puts
-    the sessions in C (`scoring.facts.dated_sessions`), which is how the window state keeps
-    them: a day's sums are dropped when the day leaves the window."""
+    """Per-shop session sums (or per `by`: see `session_days`)."""
     answered_in_hours = pl.col("in_service_hours") & pl.col("first_response_seconds").is_not_null()
     return sessions_c.group_by(*by).agg(
         *ratio_sums("sessions", window.cutoff),
@@ -83,6 +84,21 @@ def session_side(
         .then(pl.col("first_response_seconds").cast(pl.Int64))
         .sum(),
     )
+
+
+# Sums split by the local day that puts their rows in the window: the window's sums are those of
+# its days, so the window state keeps them per day and drops a day when it leaves the window.
+DAY_KEYS = ("day", "shop_id")
+
+
+def session_days(sessions: pl.LazyFrame, window: Window) -> pl.LazyFrame:
+    """`session_side` per shop and day the sessions started (`scoring.facts.dated_sessions`)."""
+    return session_side(dated_sessions(sessions, window.tz), window, DAY_KEYS)
+
+
+def refund_days(refunds: pl.LazyFrame, window: Window) -> pl.LazyFrame:
+    """`refund_side` per shop and day of the request or help event (`dated_refunds`)."""
+    return refund_side(dated_refunds(refunds, window.tz), window, DAY_KEYS)
 
 
 @dataclass(frozen=True)

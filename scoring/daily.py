@@ -146,21 +146,17 @@ class DayFacts:
 
 
 def part_sums(
-    by_order: dict[str, pl.LazyFrame],
-    refunds: pl.LazyFrame,
-    by_session: pl.LazyFrame,
-    window: Window,
+    by_order: dict[str, pl.LazyFrame], by_refund: pl.LazyFrame, by_session: pl.LazyFrame
 ) -> tuple[ShopSums, pl.LazyFrame]:
     """Per-shop sums and per-item counts of one part of the window: a shard of the window
     state, or all of it. Sums of disjoint parts add up (`add_up`, `merge_item_counts`).
 
-    `by_order` are the part's `scoring.settling.order_sums` and `by_session` its
-    `scoring.activity.session_side` (a shard sends what its night changes in them); `refunds`
-    its current rows.
+    `by_order` are the part's `scoring.settling.order_sums`, `by_refund` its `refund_side` and
+    `by_session` its `session_side` (a shard sends what its night changes in them).
     """
     sums = ShopSums(
         orders=by_order["orders"],
-        refunds=refund_side(refund_facts(refunds, window), window),
+        refunds=by_refund,
         sessions=by_session,
         categories=by_order["categories"],
     )
@@ -172,8 +168,9 @@ def day_facts(inputs: DayInputs, window: Window) -> DayFacts:
     events = inputs.logistics.filter(pl.col("event_at") < pl.lit(window.cutoff))
     tracked = inputs.orders.join(tracking_facts(events), on="order_id", how="left")
     by_order = order_sums(orders_of_v(with_refund_flags(tracked, inputs.refunds), window), window)
+    by_refund = refund_side(refund_facts(inputs.refunds, window), window)
     by_session = session_side(session_facts(inputs.cs_sessions, window), window)
-    sums, items = part_sums(by_order, inputs.refunds, by_session, window)
+    sums, items = part_sums(by_order, by_refund, by_session)
     return DayFacts(window, merge_item_counts(items), shop_activity(sums))
 
 

@@ -243,14 +243,31 @@ def refund_facts(refunds: pl.LazyFrame, window: Window) -> pl.LazyFrame:
     """
     normal = refunds.filter(~pl.col("is_abnormal"))
     in_r = in_window("requested_at", window)
-    is_help = (
-        pl.col("platform_help")
-        & in_window("escalated_at", window)
-        & (pl.col("ruling") != "buyer_responsible").fill_null(True)
-    )
+    is_help = asks_platform_help() & in_window("escalated_at", window)
     return normal.with_columns(in_r=in_r, is_help=is_help).filter(
         pl.col("in_r") | pl.col("is_help")
     )
+
+
+def asks_platform_help() -> pl.Expr:
+    """A refund escalated to the platform and not ruled the buyer's responsibility (a null
+    ruling counts): a help event on the day it was escalated."""
+    return pl.col("platform_help") & (pl.col("ruling") != "buyer_responsible").fill_null(True)
+
+
+def dated_refunds(refunds: pl.LazyFrame, tz: str) -> pl.LazyFrame:
+    """A normal refund's two ways into the sums, each with the local `day` that puts it there:
+    its request (`in_r`) on the day it was requested, and its help event (`is_help`) on the day
+    it was escalated. Over the days of a window they are `refund_facts` of that window."""
+    normal = refunds.filter(~pl.col("is_abnormal"))
+    requested = normal.with_columns(
+        day=local_date("requested_at", tz), in_r=pl.lit(True), is_help=pl.lit(False)
+    )
+    helped = normal.filter(asks_platform_help() & pl.col("escalated_at").is_not_null())
+    helped = helped.with_columns(
+        day=local_date("escalated_at", tz), in_r=pl.lit(False), is_help=pl.lit(True)
+    )
+    return pl.concat([requested, helped])
 
 
 def session_facts(sessions: pl.LazyFrame, window: Window) -> pl.LazyFrame:
@@ -259,11 +276,11 @@ def session_facts(sessions: pl.LazyFrame, window: Window) -> pl.LazyFrame:
 
 
 def dated_sessions(sessions: pl.LazyFrame, tz: str) -> pl.LazyFrame:
-    """Sessions with the local date they started on (the day that puts a session in C) and
+    """Sessions with the local `day` they started on (the day that puts a session in C) and
     whether they started in local service hours."""
     local_hour = pl.col("started_at").dt.convert_time_zone(tz).dt.hour()
     start, end = SERVICE_HOURS
     return sessions.with_columns(
-        start_date=local_date("started_at", tz),
+        day=local_date("started_at", tz),
         in_service_hours=(local_hour >= start) & (local_hour < end),
     )

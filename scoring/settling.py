@@ -79,12 +79,16 @@ def order_sums(orders_v: pl.LazyFrame, window: Window) -> dict[str, pl.LazyFrame
     }
 
 
-# Every sum the window state keeps from night to night: the order-side ones, and the sessions'
-# (per shop, and per shop and the day that puts the sessions in C).
-KEPT_SUMS: dict[str, tuple[list[str], str]] = {
+# Every sum the window state keeps from night to night: per table, the columns that key a row
+# and the count that says a key still counts rows (None: a key whose sums are all zero counts
+# nothing). The order-side ones; the sessions' and refunds' per shop, and per shop and the day
+# that puts them in the window (`scoring.activity.DAY_KEYS`).
+KEPT_SUMS: dict[str, tuple[list[str], str | None]] = {
     **ORDER_SUMS,
     "sessions": (["shop_id"], "sessions_in_window"),
-    "session_days": (["start_date", "shop_id"], "sessions_in_window"),
+    "session_days": (["day", "shop_id"], "sessions_in_window"),
+    "refunds": (["shop_id"], None),
+    "refund_days": (["day", "shop_id"], None),
 }
 
 
@@ -93,7 +97,8 @@ def net_sums(table: str, added: list[pl.LazyFrame], removed: list[pl.LazyFrame])
     keys left with nothing counted are dropped. Every column is an integer (or decimal) sum,
     so this is exact."""
     counted = KEPT_SUMS[table][1]
-    return sum_changes(table, added, removed).filter(pl.col(counted) != 0)
+    changes = sum_changes(table, added, removed)
+    return changes if counted is None else changes.filter(pl.col(counted) != 0)
 
 
 def sum_changes(table: str, added: list[pl.LazyFrame], removed: list[pl.LazyFrame]) -> pl.LazyFrame:

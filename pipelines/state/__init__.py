@@ -52,6 +52,8 @@ from pipelines.state.ingest import (
 from pipelines.state.shard import (
     GONE,
     ORDER_ROW_SCHEMA,
+    REFUND_ROW_SCHEMA,
+    REFUNDS_CURRENT,
     ShardDone,
     ShardNight,
     ShardTask,
@@ -76,7 +78,7 @@ EXCHANGE_DIR = "exchange"
 FORMAT = "v2.4"
 QUARANTINE = "quarantine"  # the manifest's files entry of the quarantined rows, by log and dt
 TOTALS = "totals"  # the manifest's files entry of the window's sums kept by the driver
-TOTALED = (*ORDER_SUMS, "sessions")  # the `scoring.settling.KEPT_SUMS` tables kept there
+TOTALED = (*ORDER_SUMS, "refunds", "sessions")  # the `scoring.settling.KEPT_SUMS` kept there
 # Order versions per shard when the shard count is chosen (at the state's first build).
 ORDERS_PER_SHARD = 4_000_000
 MAX_SHARDS = 1024
@@ -481,6 +483,9 @@ def current_state(location: str) -> dict[str, pl.DataFrame]:
         orders = night.read_keyed("orders", ORDER_ROW_SCHEMA, night.keys("orders"))
         parts["orders"].append(orders.drop("_key", GONE))
         parts["logistics"].append(night.current("events", "logistics"))
-        parts["refunds"].append(night.kept_current("refunds", "refunds"))
+        refunds = night.read_keyed(
+            REFUNDS_CURRENT, REFUND_ROW_SCHEMA, night.keys(REFUNDS_CURRENT), identity="refund_id"
+        )
+        parts["refunds"].append(refunds.drop("_key", GONE))
         parts["cs_sessions"].append(night.current("sessions", "cs_sessions"))
     return {log: pl.concat(frames) for log, frames in parts.items()}

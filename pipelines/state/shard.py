@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -54,11 +55,10 @@ from pipelines.exchange import Exchange
 from pipelines.schemas import LOGS
 from pipelines.state.ingest import inbox_part, log_schema
 from pipelines.state.store import StateStore
-from scoring.activity import session_side
+from scoring.activity import refund_days, session_days
 from scoring.current import current_rows
 from scoring.daily import part_sums
 from scoring.facts import (
-    dated_sessions,
     later_events_only,
     local_date,
     merge_tracking,
@@ -111,9 +111,11 @@ MAX_FILES_PER_DATE = 4
 ROW_GROUP = 32_768
 SUMS = ("orders", "refunds", "sessions", "categories", "items")
 PENDING = "pending"  # table of the orders not settled at the last cutoff (key `ids`)
-HELD = "held"  # table counting the orders and sessions the shard holds (key `counts`)
-SESSION_DAYS = "session_days"  # per-shop session sums by the day that puts them in C
-SESSION_DAY = ("start_date", "shop_id")
+HELD = "held"  # table counting the orders, refunds and sessions the shard holds (key `counts`)
+SESSION_DAYS = "session_days"  # per shop, the sums of the sessions started on the key's day
+REFUND_DAYS = "refund_days"  # per shop, the sums of the refunds requested or escalated that day
+REFUNDS_CURRENT = "refunds_current"  # the current refunds, under the dt of their version
+REFUND_ROW_SCHEMA = {**log_schema("refunds"), GONE: pl.Boolean}
 
 Files = dict[str, dict[str, dict[str, int]]]  # table -> key -> file -> size
 
@@ -160,7 +162,7 @@ class ShardNight:
         self.inbox = Exchange(task.inbox)
         self.files: Files = {table: dict(keys) for table, keys in task.files.items()}
         self.counts: dict[str, int] = {}
-        self.sessions_counted = 0  # the change tonight in the sessions counted (`store_sessions`)
+        self.counted: dict[str, int] = {}  # per log, the change tonight in its current rows
 
     # ---------------------------------------------------------------------------------------
     # reading
@@ -179,25 +181,25 @@ class ShardNight:
         schema: dict[str, pl.DataType],
         keys: list[str],
         ids: pl.Series | None = None,
+        identity: str = "order_id",
     ) -> pl.DataFrame:
-        """The live rows of `table` under `keys`: per key, each order's row from its newest file.
+        """The live rows of `table` under `keys`: per key, each row's newest version, the row
+        of its `identity` from the newest file that has one.
 
-        Rows carry their key in `_key`; rows marked `_gone` are dropped. With `ids`, only the
-        rows of those orders are read.
+        Rows carry their key in `_key`; rows marked `_gone` are dropped. With `ids` (sorted),
+        only the rows of those orders are read (the files are sorted by order_id).
         """
         parts = []
         for key in keys:
             match = None if ids is None else ("order_id", ids)
             frames = [f.cast(schema) for f in self.store.read(self.files[table][key], match=match)]
-            # a row is replaced by any later file's row of its order: an anti join per file
+            # a row is replaced by any later file's row of its identity: an anti join per file
             # (most dates have one or two files) costs less than a unique over every row
             newer: pl.DataFrame | None = None
             rows = []
             for frame in reversed(frames):
-                rows.append(
-                    frame if newer is None else frame.join(newer, on="order_id", how="anti")
-                )
-                replacing = frame.select("order_id")
+                rows.append(frame if newer is None else frame.join(newer, on=identity, how="anti"))
+                replacing = frame.select(identity)
                 newer = replacing if newer is None else pl.concat([newer, replacing])
             live = pl.concat(rows).filter(~pl.col(GONE))
             parts.append(live.with_columns(_key=pl.lit(key)))
@@ -253,18 +255,21 @@ class ShardNight:
         ]
         return pl.concat(frames) if frames else pl.DataFrame(schema={c: pl.Int64 for c in columns})
 
-    def write_keyed_changes(self, table: str, changed: pl.DataFrame, schema: dict) -> None:
-        """Each key's changed rows (and `_gone` markers) as a delta file, or the key compacted.
+    def write_keyed_changes(
+        self, table: str, changed: pl.DataFrame, schema: dict, identity: str = "order_id"
+    ) -> None:
+        """Each key's changed rows (and `_gone` markers) as a delta file sorted by order_id, or
+        the key compacted.
 
         A key that would have more than `MAX_FILES_PER_DATE` files is read whole and written
         as one file of its live rows.
         """
         for (key,), delta in changed.partition_by("_key", as_dict=True).items():
             if len(self.files.get(table, {}).get(key, {})) + 1 > MAX_FILES_PER_DATE:
-                stored = self.read_keyed(table, schema, [key])
+                stored = self.read_keyed(table, schema, [key], identity=identity)
                 rows = pl.concat(
                     [
-                        stored.join(delta.select("order_id"), on="order_id", how="anti").select(
+                        stored.join(delta.select(identity), on=identity, how="anti").select(
                             list(schema)
                         ),
                         delta.filter(~pl.col(GONE)).select(list(schema)),
@@ -290,7 +295,7 @@ class ShardNight:
         new_events = self.arrived("logistics")
         # what leaves the window tonight: its orders are looked up with the night's
         events_leaving = self.read_before("events", first, ["order_id"])
-        refunds, refunds_changed = self.store_refunds(first)
+        by_refund, refunds_changed = self.store_refunds(first)
         by_session = self.store_sessions(first)
 
         pending = self.read_single(PENDING, "ids")
@@ -317,7 +322,7 @@ class ShardNight:
         )
         orders, left, entered = self.fold_orders(new_orders, stored)
         orders, orphans_now = self.fold_events(orders, new_events, left, entered)
-        orders = self.refund_flags(orders, refunds)
+        orders = self.refund_flags(orders, pl.concat([refunds_changed, entered]))
         self.write_orders(orders)
         self.write_by_partition("events", new_events, "order_id")
         self.drop_keys_before("events", first)
@@ -327,134 +332,151 @@ class ShardNight:
 
         live = orders.filter(~pl.col(GONE)).drop(GONE, "_key", "_changed")
         by_order = self.order_changes(live, stored.drop(GONE, "_key"))
-        sums, items = part_sums(by_order, refunds.lazy(), by_session, self.window)
+        sums, items = part_sums(by_order, by_refund, by_session)
         self.write_sums({**sums.frames(), "items": items})
         self.count_held(live, stored)
-        self.counts.update(refunds=refunds.height)
         return self.files
 
     # ---------------------------------------------------------------------------------------
     # refunds and sessions
 
-    def store_refunds(self, first: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-        """Store tonight's refund versions; the current refunds, and the orders whose refunds
-        may have changed (a new version, or a current version leaving the window)."""
-        current, new, before = self.keep_current("refunds", "refunds", first)
-        # every order a changed refund names, before and after: a version may move a refund
-        changed = pl.concat([new.select("order_id"), before.select("order_id")])
-        # and the orders the changed refunds' current rows name now (a fallback to a version
-        # that stays may name another order than the version that left)
-        keys = pl.concat([new.select("refund_id"), before.select("refund_id")])
-        now = current.join(keys, on="refund_id", how="semi").select("order_id")
-        changed = pl.concat([changed, now])
-        return current, changed
+    def store_refunds(self, first: str) -> tuple[pl.LazyFrame, pl.DataFrame]:
+        """Store tonight's refund versions; return what the night changes in the window's
+        refund sums, and the orders whose current refunds changed (their flags may move).
+
+        The current refunds are also kept whole (`refunds_current/<dt>`, sorted by order_id) for
+        the flags of the orders that need them (`refund_flags`): a night writes the rows that
+        became current and a marker where one stopped being current.
+        """
+        before, after = self.current_changes("refunds", "refunds", first)
+        change = self.day_sums_change(REFUND_DAYS, "refunds", refund_days, before, after)
+        columns = list(REFUND_ROW_SCHEMA)[:-1]
+        stopped = before.join(after, on=columns, how="anti", nulls_equal=True)
+        became = after.join(before, on=columns, how="anti", nulls_equal=True)
+        dated = pl.col("dt").cast(pl.String).alias("_key")
+        new_rows = became.with_columns(dated, pl.lit(False).alias(GONE))
+        markers = (
+            stopped.with_columns(dated, pl.lit(True).alias(GONE))
+            .join(new_rows.select("refund_id", "_key"), on=["refund_id", "_key"], how="anti")
+            .filter(pl.col("_key") >= first)
+        )
+        self.drop_keys_before(REFUNDS_CURRENT, first)
+        changed = pl.concat([new_rows, markers])
+        if changed.height:
+            self.write_keyed_changes(
+                REFUNDS_CURRENT, changed, REFUND_ROW_SCHEMA, identity="refund_id"
+            )
+        orders = pl.concat([stopped.select("order_id"), became.select("order_id")]).unique()
+        return change, orders
 
     def store_sessions(self, first: str) -> pl.LazyFrame:
-        """Store tonight's sessions; return what the night changes in the window's session sums.
+        """Store tonight's sessions; return what the night changes in the window's session sums."""
+        before, after = self.current_changes("sessions", "cs_sessions", first)
+        return self.day_sums_change(SESSION_DAYS, "sessions", session_days, before, after)
 
-        A session counts once, by its copy of the first partition in the window (2.5), in the
-        sums of the day it started on (`session_days/<start date>`, per shop). Only tonight's
-        sessions and those of the partitions leaving the window can change which copy counts:
-        their stored copies are looked up, and what their counted copies add now is set against
-        what they added last night. The driver keeps the window's totals, so the shard sends
-        the change: tonight's changes to the days of the window, plus the days that enter it,
-        less the days that leave it.
-        """
-        log, key, columns = LOGS["cs_sessions"], "session_id", log_schema("cs_sessions")
-        window, previous = self.window, self.task.previous
-        new = self.arrived("cs_sessions")
-        leaving = self.read_before("sessions", first, list(columns)).cast(columns)
-        wanted = pl.concat([new.select(key), leaving.select(key)])[key].unique().sort()
-        stored = self.read_by_partition("sessions", columns, (key, wanted))
-        before = current_rows(pl.concat([leaving, stored]), key, None, log.column_names)
-        after = current_rows(pl.concat([stored, new]), key, None, log.column_names)
-        self.write_by_partition("sessions", new, key)
-        self.drop_keys_before("sessions", first)
-
-        def by_day(sessions: pl.DataFrame) -> pl.LazyFrame:
-            return session_side(dated_sessions(sessions.lazy(), window.tz), window, SESSION_DAY)
-
-        changes = sum_changes(SESSION_DAYS, [by_day(after)], [by_day(before)]).collect()
-        last = window.run_date.isoformat()
-        was_in = (
-            (lambda day: previous.first_date.isoformat() <= day <= previous.run_date.isoformat())
-            if previous is not None
-            else (lambda day: False)
-        )
-        days = self.keys(SESSION_DAYS)
-        entering = [day for day in days if first <= day <= last and not was_in(day)]
-        leaving_days = [day for day in days if was_in(day) and not first <= day <= last]
-
-        def kept(day: str) -> pl.LazyFrame:
-            return self.read_single(SESSION_DAYS, day).lazy().drop("start_date")  # type: ignore[union-attr]
-
-        in_window = pl.col("start_date").is_between(self.first, window.run_date)
-        change = sum_changes(
-            "sessions",
-            [changes.filter(in_window).drop("start_date").lazy(), *map(kept, entering)],
-            [kept(day) for day in leaving_days],
-        )
-        for (day,), part in (
-            changes.filter(pl.col("start_date") >= self.first)
-            .partition_by("start_date", as_dict=True)
-            .items()
-        ):
-            stored_day = self.read_single(SESSION_DAYS, day.isoformat())
-            sums = net_sums(
-                SESSION_DAYS,
-                [part.lazy(), *([stored_day.lazy()] if stored_day is not None else [])],
-                [],
-            ).collect()
-            if sums.height:
-                self.write(SESSION_DAYS, day.isoformat(), sums, replace=True)
-            else:
-                self.files.get(SESSION_DAYS, {}).pop(day.isoformat(), None)
-        self.drop_keys_before(SESSION_DAYS, first)
-        self.sessions_counted = after.height - before.height
-        return change
-
-    def keep_current(
+    def current_changes(
         self, table: str, log: str, first: str
-    ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-        """Store tonight's rows of `log` and bring its current rows (2.5) up to tonight.
+    ) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Store tonight's rows of `log`; return the current rows (2.5), as of last night and of
+        tonight, of the keys that tonight's rows or the partitions leaving the window can change.
 
-        The current rows are kept (`<table>_current`), so a night takes the current row of a
-        key from last night's, tonight's rows and, only for a key whose current row came from
-        a partition that leaves the window, the key's versions in the partitions that stay.
-        Returns the current rows, tonight's rows, and last night's current rows of the keys
-        tonight's rows or the window's move can change.
+        Only those keys can change which of their rows is current; their stored rows are looked
+        up by key in the partitions that stay. Last night's current rows are the best of the
+        stored and leaving ones, tonight's the best of the stored and new ones.
         """
         schema, columns = LOGS[log], log_schema(log)
-        key, version = schema.key, schema.version_column if schema.change_log else None
+        key = schema.key
+        version = schema.version_column if schema.change_log else None
         new = self.arrived(log)
+        leaving = self.read_before(table, first, list(columns)).cast(columns)
+        wanted = pl.concat([new.select(key), leaving.select(key)])[key].unique().sort()
+        stored = self.read_by_partition(table, columns, (key, wanted))
+        before = current_rows(pl.concat([leaving, stored]), key, version, schema.column_names)
+        after = current_rows(pl.concat([stored, new]), key, version, schema.column_names)
         self.write_by_partition(table, new, key)
         self.drop_keys_before(table, first)
-        kept = self.kept_current(table, log)
-        leaving = kept.filter(pl.col("dt") < self.first)
-        fallback = (
-            self.read_by_partition(table, columns, (key, leaving[key].unique().sort()))
-            if leaving.height
-            else pl.DataFrame(schema=columns)
-        )
-        rows = pl.concat([kept.filter(pl.col("dt") >= self.first), fallback, new])
-        current = current_rows(rows, key, version, schema.column_names)
-        self.write(f"{table}_current", "all", current.sort(key), replace=True)
-        before = kept.join(pl.concat([new.select(key), leaving.select(key)]), on=key, how="semi")
-        return current, new, before
+        self.counted[log] = after.height - before.height
+        return before, after
 
-    def refund_flags(self, orders: pl.DataFrame, refunds: pl.DataFrame) -> pl.DataFrame:
-        """The order rows with the flags of their current refunds; a row whose flags changed
-        is marked to be written."""
+    def day_sums_change(
+        self,
+        days_table: str,
+        total: str,
+        by_day: Callable[[pl.LazyFrame, Window], pl.LazyFrame],
+        before: pl.DataFrame,
+        after: pl.DataFrame,
+    ) -> pl.LazyFrame:
+        """Keep the sums per day (`days_table/<day>`) of the changed rows; return what the
+        night changes in the window's sums of `total`.
+
+        A row adds the same to its day's sums whatever the window, once its day is in it, so the
+        window's sums are those of its days. The change: what tonight's rows change in the days
+        of the window, plus the days that enter it, less the days that leave it.
+        """
+        window, previous = self.window, self.task.previous
+        changes = sum_changes(
+            days_table, [by_day(after.lazy(), window)], [by_day(before.lazy(), window)]
+        ).collect()
+        first, last = self.first.isoformat(), window.run_date.isoformat()
+
+        def was_in(day: str) -> bool:
+            return previous is not None and (
+                previous.first_date.isoformat() <= day <= previous.run_date.isoformat()
+            )
+
+        days = self.keys(days_table)
+        entering = [d for d in days if first <= d <= last and not was_in(d)]
+        leaving = [d for d in days if was_in(d) and not first <= d <= last]
+
+        def kept(day: str) -> pl.LazyFrame:
+            return self.read_single(days_table, day).lazy().drop("day")  # type: ignore[union-attr]
+
+        in_window = pl.col("day").is_between(self.first, window.run_date)
+        change = sum_changes(
+            total,
+            [changes.filter(in_window).drop("day").lazy(), *map(kept, entering)],
+            [kept(day) for day in leaving],
+        )
+        kept_days = changes.filter(pl.col("day") >= self.first)
+        for (day,), part in kept_days.partition_by("day", as_dict=True).items():
+            stored = self.read_single(days_table, day.isoformat())
+            sums = net_sums(
+                days_table, [part.lazy(), *([stored.lazy()] if stored is not None else [])], []
+            ).collect()
+            if sums.height:
+                self.write(days_table, day.isoformat(), sums, replace=True)
+            else:
+                self.files.get(days_table, {}).pop(day.isoformat(), None)
+        self.drop_keys_before(days_table, first)
+        return change
+
+    def refund_flags(self, orders: pl.DataFrame, need: pl.DataFrame) -> pl.DataFrame:
+        """The order rows, with the flags of their current refunds taken anew for the orders in
+        `need` (their refunds changed, or they have just got their row); a row whose flags
+        changed is marked to be written. Every other row keeps the flags it was stored with."""
+        ids = orders.select("order_id").join(need, on="order_id", how="semi")["order_id"]
+        ids = ids.unique().sort()
+        refunds = self.read_keyed(
+            REFUNDS_CURRENT,
+            REFUND_ROW_SCHEMA,
+            self.keys(REFUNDS_CURRENT),
+            ids,
+            identity="refund_id",
+        )
         flags = (
-            order_refund_flags(refunds.lazy().join(orders.lazy(), on="order_id", how="semi"))
-            .collect()
+            ids.to_frame()
+            .join(order_refund_flags(refunds.lazy()).collect(), on="order_id", how="left")
             .cast(REFUND_FLAGS_SCHEMA)
+            .with_columns(_taken=pl.lit(True))
         )
         joined = orders.join(flags, on="order_id", how="left", suffix="_now")
+        taken = pl.col("_taken").fill_null(False)
         differs = pl.any_horizontal(~pl.col(f).eq_missing(pl.col(f"{f}_now")) for f in REFUND_FLAGS)
+        now = {
+            f: pl.when(taken).then(pl.col(f"{f}_now")).otherwise(pl.col(f)) for f in REFUND_FLAGS
+        }
         return joined.with_columns(
-            _changed=pl.col("_changed") | (differs & ~pl.col(GONE)),
-            **{f: pl.col(f"{f}_now") for f in REFUND_FLAGS},
+            _changed=pl.col("_changed") | (taken & differs & ~pl.col(GONE)), **now
         ).select(orders.columns)
 
     # ---------------------------------------------------------------------------------------
@@ -493,25 +515,30 @@ class ShardNight:
         }
 
     def count_held(self, live: pl.DataFrame, stored: pl.DataFrame) -> None:
-        """The orders the shard holds, and those with tracking events: kept as counts, less the
-        rows read tonight, plus the rows they are now."""
+        """The orders the shard holds, those with tracking events, and its current refunds and
+        sessions: kept as counts, less the rows read tonight, plus the rows they are now."""
 
         def counts(rows: pl.DataFrame, sign: int) -> pl.DataFrame:
             return rows.select(
                 orders=pl.len().cast(pl.Int64) * sign,
                 tracked=pl.col("last_event_at").is_not_null().sum().cast(pl.Int64) * sign,
+                refunds=pl.lit(0, pl.Int64),
                 sessions=pl.lit(0, pl.Int64),
             )
 
-        sessions = pl.DataFrame(
-            {"orders": [0], "tracked": [0], "sessions": [self.sessions_counted]},
-            schema={"orders": pl.Int64, "tracked": pl.Int64, "sessions": pl.Int64},
+        logs = {
+            "refunds": self.counted.get("refunds", 0),
+            "sessions": self.counted.get("cs_sessions", 0),
+        }
+        changed = pl.DataFrame(
+            {"orders": [0], "tracked": [0], **{name: [n] for name, n in logs.items()}},
+            schema=dict.fromkeys(["orders", "tracked", *logs], pl.Int64),
         )
         kept = self.read_single(HELD, "counts")
         parts = [
             counts(live, 1),
             counts(stored, -1),
-            sessions,
+            changed,
             *([kept] if kept is not None else []),
         ]
         held = pl.concat(parts).sum()
@@ -519,16 +546,11 @@ class ShardNight:
         self.counts.update({name: int(held[name][0]) for name in held.columns})
 
     def write_sums(self, frames: dict[str, pl.LazyFrame]) -> None:
-        """The shard's sums of the whole window, for the driver to add up."""
+        """What the shard's night changes in the window's sums, for the driver to add up."""
         collected = pl.collect_all(list(frames.values()))
         part = f"part-{self.task.shard:05d}.parquet"
         for name, frame in zip(frames, collected, strict=True):
             self.inbox.write_parquet(frame.to_arrow(), "sums", name, part)
-
-    def kept_current(self, table: str, log: str) -> pl.DataFrame:
-        """The current rows of `log` the shard keeps (for inspection and the tests)."""
-        kept = self.read_single(f"{table}_current", "all")
-        return pl.DataFrame(schema=log_schema(log)) if kept is None else kept.cast(log_schema(log))
 
     def read_single(self, table: str, key: str) -> pl.DataFrame | None:
         """The one file of a table kept whole (replaced each night), or None before the first."""

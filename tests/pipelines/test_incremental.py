@@ -509,7 +509,6 @@ def test_window_lengths_from_a_week_to_two_months(tmp_path: Path, window_days: i
 @pytest.mark.parametrize(
     "table",
     [
-        "refunds_current",  # read whole every night
         "orders",  # the last paid date's rows: pending, so looked up every night
         "totals",  # the window's sums the driver keeps
     ],
