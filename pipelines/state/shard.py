@@ -16,7 +16,10 @@ key (a date) so that the window moves by dropping keys:
     orphans/<dt>            orders that have stored events but no order row (yet, or any more)
     refunds/<dt>            the good refund versions of raw partition dt
     sessions/<dt>           the good sessions of raw partition dt
-    refunds_current/all     the current refunds (2.5), replaced each night
+    refunds_current/<dt>    the current refunds (2.5) whose version came in partition dt,
+                            sorted by order_id, as delta files like the orders'
+    refund_days/<date>      per shop, the sums of the current refunds requested (and of the
+                            help events escalated) on that local date
     session_days/<date>     per shop, the sums of the counted sessions started on that date
 
     pending/ids             the orders whose contribution could still move with the cutoff
@@ -34,10 +37,10 @@ tonight changes in them, what the rows it read add at tonight's window less what
 last night's. Its other rows have settled (`scoring.settling`) and were not touched, so they
 add the same as last night; the orders that have not settled are read again every night (the
 pending ones). Order rows carry their refund flags, so what a row adds depends on the row and
-the cutoff alone. Sessions are kept the same way, by the day they started (`store_sessions`).
-Refunds are a few percent of the rows: their current rows are kept whole and brought up to each
-night by its rows (a key whose current row leaves the window falls back to its versions that
-stay), and their sums are taken anew from them.
+the cutoff alone. A refund or a session adds the same once its day is in the window, so their
+sums are kept per day (`day_sums_change`): only the keys of tonight's rows and of the partitions
+leaving can change which row is current, and the night sets what their current rows add now
+against what they added last night.
 Every sum is made by `scoring.settling.order_sums` and `scoring.activity.ShopSums`, the
 functions a from-scratch computation of the whole window uses.
 """
