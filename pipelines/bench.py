@@ -64,6 +64,7 @@ import typer
 
 from pipelines.errors import ExpscoreError, InputError
 from pipelines.load import column_list, sql_literal
+from pipelines.options import LogFormatOption, use_log_format
 from pipelines.published import partition_files, scan_day
 from pipelines.run import manifest_path
 from pipelines.schemas import LOGS
@@ -1279,6 +1280,7 @@ def bench(
             "(estimated from the sizes measured at M).",
         ),
     ] = True,
+    log_format: LogFormatOption = None,
 ) -> None:
     """Time a full backfill and a nightly run against the floor of reading the input once.
 
@@ -1286,6 +1288,7 @@ def bench(
     come from the run manifests. Prints a short table and writes a JSON result. Not a test: CI
     does not run it.
     """
+    use_log_format(log_format)
     chosen = SCALES[scale]
 
     def echo(message: str) -> None:

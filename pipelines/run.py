@@ -154,6 +154,10 @@ def previous_outputs(out: Path, run_date: dt.date) -> History:
     return History(frames["shop_labels"], frames["shop_traffic_weights"], used)
 
 
+# Called as a stage of a run ends: its name (state, score, publish) and its seconds and counts.
+OnStage = Callable[[str, dict[str, object]], None]
+
+
 class HeldError(ExpscoreError):
     """A quality gate held publication; the previous tables stay. Exit 3 (see --force)."""
 
@@ -168,17 +172,24 @@ def run_day(
     publish: bool = True,
     force: bool = False,
     state: StateOptions = DEFAULT_STATE,
+    on_stage: OnStage | None = None,
 ) -> RunResult:
     """Score one business date and publish its tables atomically, holding the output lock.
 
     With `publish=False` nothing under `out` changes: not the tables, not the state.
+    `on_stage(name, fields)` is called as each stage (state, score, publish) ends, with its
+    seconds and counts: the CLI logs a line for it while the run goes on.
     """
     if not publish:
         state = replace(state, rebuild=False, keep=False)
-        return _run_day(raw, out, rules, run_date, publish=False, force=force, state=state)
+        return _run_day(
+            raw, out, rules, run_date, publish=False, force=force, state=state, on_stage=on_stage
+        )
     with output_lock(out):
         clean_stale(out)
-        return _run_day(raw, out, rules, run_date, publish=True, force=force, state=state)
+        return _run_day(
+            raw, out, rules, run_date, publish=True, force=force, state=state, on_stage=on_stage
+        )
 
 
 def _run_day(
@@ -189,15 +200,18 @@ def _run_day(
     publish: bool,
     force: bool,
     state: StateOptions,
+    on_stage: OnStage | None = None,
 ) -> RunResult:
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
-    def lap(stage: str) -> None:
+    def lap(stage: str, **counts: object) -> None:
         nonlocal clock
         now = time.perf_counter()
         timings[stage] = round(now - clock, 4)
         clock = now
+        if on_stage is not None:
+            on_stage(stage, {"seconds": timings[stage], **counts})
 
     run_date = run_date or latest_partition_date(raw)
     window = rules_window(rules, run_date)
@@ -205,12 +219,23 @@ def _run_day(
     with state_for_run(out, state) as location:
         night = window_facts(raw, window, location, state)
     loaded = night.load
-    lap("state")
+    lap(
+        "state",
+        files_read=night.state.get("files_read"),
+        rebuilt_because=night.state.get("rebuilt_because"),
+        rows_read=sum(loaded.rows_read.values()),
+        rows_rejected=sum(sum(r.values()) for r in loaded.rejected.values()),
+    )
     history = previous_outputs(out, run_date)
     lazy = score_facts(night.facts, rules, history.labels, history.weights)
     names = list(lazy)
     tables = dict(zip(names, pl.collect_all([lazy[n] for n in names]), strict=True))
-    lap("score")
+    lap(
+        "score",
+        shops=tables["shop_scores"].height,
+        items=tables["item_scores"].height,
+        labels=tables["shop_labels"].height,
+    )
 
     quarantine = loaded.quarantine.with_columns(
         dt=pl.lit(run_date, pl.Date), rules_version=pl.lit(rules.version)
@@ -242,7 +267,7 @@ def _run_day(
     for name in TABLE_SCHEMAS:
         publish_partition(out, name, run_date, tables[name])
     publish_partition(out, QUARANTINE_TABLE, run_date, quarantine)
-    lap("publish")
+    lap("publish", status=status, gates_failed=len(failed), tables=len(manifest["outputs"]))
     manifest["timings_seconds"] = timings
     write_json_atomic(manifest_path(out, run_date), manifest)
     held_manifest_path(out, run_date).unlink(missing_ok=True)
