@@ -79,7 +79,8 @@ def query(
 
     Views: shop_scores, shop_indicators, item_scores, shop_labels, shop_traffic_weights,
     item_traffic_weights, quarantine (each with `dt` DATE, all dates) and manifests
-    (dt, manifest JSON).
+    (dt, held, status, run_id, code_version, started_at, finished_at, rules_version,
+    rules_sha256, previous_run_id, manifest JSON).
     """
     from pipelines.query import format_table, run_query, write_csv, write_parquet
 

@@ -8,9 +8,7 @@ line on stderr, never a traceback (set EXPSCORE_DEBUG=1 to see one).
 from __future__ import annotations
 
 import datetime as dt
-import importlib.metadata
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -24,6 +22,7 @@ from pipelines.executors import ExecutorOptions
 from pipelines.options import LogFormatOption, parse_date, use_log_format
 from pipelines.run import RunResult, StateOptions, backfill, load_rules, run_day
 from pipelines.state import MAX_SHARDS
+from pipelines.version import code_version
 from scoring.catalog import BANDS
 
 app = typer.Typer(
@@ -36,19 +35,9 @@ app = typer.Typer(
 
 def version_text() -> str:
     """`expscore <package version>`, with the git commit when run from a checkout."""
-    try:
-        version = importlib.metadata.version("expscore")
-    except importlib.metadata.PackageNotFoundError:
-        version = "unknown"
-    root = Path(__file__).resolve().parents[1]
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, timeout=5, check=True,
-        ).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
-    return f"expscore {version}" + (f" (commit {commit})" if commit else "")
+    version = code_version()
+    commit = f" (commit {version.commit}{', modified' if version.dirty else ''})"
+    return f"expscore {version.package}" + (commit if version.commit else "")
 
 
 def _show_version(value: bool) -> None:

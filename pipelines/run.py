@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import shutil
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
+from pipelines import logs
 from pipelines.errors import ExpscoreError, InputError
 from pipelines.executors import executor_session
 from pipelines.gates import (
@@ -43,6 +45,7 @@ from pipelines.state import (
     state_for_run,
     window_facts,
 )
+from pipelines.version import code_version
 from scoring.daily import (
     PREVIOUS_LABELS_SCHEMA,
     PREVIOUS_WEIGHTS_SCHEMA,
@@ -62,24 +65,27 @@ MANIFEST_DIR = "manifests"
 def load_rules(path: Path | None) -> Rules:
     """The rules file at `path`, or the shipped defaults (SCORING.md 11)."""
     if path is None:
-        text = resources.files("pipelines.config").joinpath(DEFAULT_RULES).read_text("utf-8")
+        content = resources.files("pipelines.config").joinpath(DEFAULT_RULES).read_bytes()
         source = f"<default {DEFAULT_RULES}>"
     else:
         try:
-            text = Path(path).read_text("utf-8")
+            content = Path(path).read_bytes()
         except OSError as exc:
             raise InputError(f"rules file {path}: cannot be read ({exc.strerror})") from exc
         source = str(path)
     try:
-        data = tomllib.loads(text)
+        data = tomllib.loads(content.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise InputError(f"rules file {source}: not UTF-8 text ({exc.reason})") from exc
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"rules file {source}: not valid TOML ({exc})") from exc
     except RecursionError as exc:
         raise InputError(f"rules file {source}: nested too deeply to be a rules file") from exc
     try:
-        return parse_rules(data, source)
+        rules = parse_rules(data, source)
     except RulesError as exc:
         raise InputError(str(exc)) from exc
+    return replace(rules, sha256=hashlib.sha256(content).hexdigest())
 
 
 @dataclass
@@ -95,8 +101,9 @@ class RunResult:
 class History:
     """What the run published for D-1 that D builds on (8, 9): held labels and weights.
 
-    `used` says, per table, which partition was read and its rows (None: nothing was published
-    for D-1, as on a first run); the manifest records it.
+    `used` says, per table, which partition was read, its rows and the run id of the run that
+    published it (None: nothing was published for D-1, as on a first run); the manifest records
+    it, since labels (hysteresis) and weights (the daily clamp) depend on it (12.17).
     """
 
     labels: pl.LazyFrame
@@ -117,6 +124,8 @@ def previous_outputs(out: Path, run_date: dt.date) -> History:
     """
     day = run_date - dt.timedelta(days=1)
     published = manifest_path(out, day).is_file()
+    # the run that published D-1 (null for a manifest written before runs had ids)
+    previous_run = (_published_manifest(out, day) or {}).get("run_id") if published else None
     frames, used = {}, {}
     for table, schema in HISTORY.items():
         folder = partition_dir(out, table, day)
@@ -150,7 +159,12 @@ def previous_outputs(out: Path, run_date: dt.date) -> History:
                 f"unique (files: {', '.join(files)}); a partition holds one file per run"
             )
         frames[table] = frame.lazy().select([pl.col(c).cast(t) for c, t in schema.items()])
-        used[table] = {"dt": day.isoformat(), "path": f"{table}/dt={day}", "rows": frame.height}
+        used[table] = {
+            "dt": day.isoformat(),
+            "path": f"{table}/dt={day}",
+            "rows": frame.height,
+            "run_id": previous_run,
+        }
     return History(frames["shop_labels"], frames["shop_traffic_weights"], used)
 
 
@@ -180,16 +194,24 @@ def run_day(
     `on_stage(name, fields)` is called as each stage (state, score, publish) ends, with its
     seconds and counts: the CLI logs a line for it while the run goes on.
     """
+    run_id = invocation_run_id()
     if not publish:
         state = replace(state, rebuild=False, keep=False)
         return _run_day(
-            raw, out, rules, run_date, publish=False, force=force, state=state, on_stage=on_stage
+            raw, out, rules, run_date, False, force, state, on_stage=on_stage, run_id=run_id
         )
     with output_lock(out):
         clean_stale(out)
         return _run_day(
-            raw, out, rules, run_date, publish=True, force=force, state=state, on_stage=on_stage
+            raw, out, rules, run_date, True, force, state, on_stage=on_stage, run_id=run_id
         )
+
+
+def invocation_run_id() -> str:
+    """The run id of this invocation (the CLI's, which its log lines carry), or a new one when
+    the pipeline is called as a library."""
+    context = logs.bound()
+    return (context or logs.RunContext.new(None)).run_id
 
 
 def _run_day(
@@ -201,7 +223,9 @@ def _run_day(
     force: bool,
     state: StateOptions,
     on_stage: OnStage | None = None,
+    run_id: str | None = None,
 ) -> RunResult:
+    started_at = logs.utc_now()
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -244,6 +268,13 @@ def _run_day(
     failed = [g for g in gates if not g.passed]
     status = "published" if not failed else ("forced" if force else "held")
     manifest = build_manifest(run_date, raw, out, rules, loaded, tables, quarantine, timings)
+    manifest.update(
+        run_id=run_id or invocation_run_id(),
+        code_version=str(code_version()),
+        started_at=logs.iso_utc(started_at),
+        finished_at=None,  # set as the manifest is written, after the last table
+        previous_run_id=_previous_run_id(history.used),
+    )
     manifest["status"] = status
     manifest["gates"] = [g.to_dict() for g in gates]
     manifest["previous"] = history.used
@@ -251,8 +282,10 @@ def _run_day(
     manifest["execution"] = night.execution
     result = RunResult(run_date, out, tables, manifest, timings)
     if not publish:
+        manifest["finished_at"] = logs.iso_utc(logs.utc_now())
         return result
     if status == "held":
+        manifest["finished_at"] = logs.iso_utc(logs.utc_now())
         write_json_atomic(held_manifest_path(out, run_date), manifest)
         reasons = "; ".join(g.message for g in failed)
         raise HeldError(
@@ -269,6 +302,7 @@ def _run_day(
     publish_partition(out, QUARANTINE_TABLE, run_date, quarantine)
     lap("publish", status=status, gates_failed=len(failed), tables=len(manifest["outputs"]))
     manifest["timings_seconds"] = timings
+    manifest["finished_at"] = logs.iso_utc(logs.utc_now())
     write_json_atomic(manifest_path(out, run_date), manifest)
     held_manifest_path(out, run_date).unlink(missing_ok=True)
     return result
@@ -373,11 +407,22 @@ def build_manifest(
     quarantine: pl.DataFrame,
     timings: dict[str, float],
 ) -> dict:
-    """What went in, what was rejected and why, what came out: the run's audit record."""
+    """What went in, what was rejected and why, what came out: the run's audit record.
+
+    The provenance keys (`run_id`, `code_version`, `started_at`, `finished_at`,
+    `previous_run_id`) are filled in by the run; they come first, so a reader sees them first.
+    """
     return {
+        "run_id": None,
         "run_date": run_date.isoformat(),
+        "status": None,
+        "code_version": None,
+        "started_at": None,
+        "finished_at": None,
         "rules_version": rules.version,
         "rules_source": rules.source,
+        "rules_sha256": rules.sha256,
+        "previous_run_id": None,
         "raw": str(raw),
         "out": str(out),
         "inputs": {
@@ -390,7 +435,7 @@ def build_manifest(
             }
             for log in loaded.rows_read
         },
-        "files": loaded.files,
+        "files": [{**entry, **_file_stat(raw / entry["path"])} for entry in loaded.files],
         "rejected_by_reason": {log: reasons for log, reasons in loaded.rejected.items() if reasons},
         "outputs": {
             name: {"rows": frame.height, "path": f"{name}/dt={run_date.isoformat()}"}
@@ -398,6 +443,23 @@ def build_manifest(
         },
         "timings_seconds": timings,
     }
+
+
+def _file_stat(path: Path) -> dict[str, object]:
+    """A raw file's size in bytes and modification time (UTC) as the run found it; nulls for a
+    file gone since it was read. (The state tells a changed file by its Parquet footer too.)"""
+    try:
+        st = path.stat()
+    except OSError:
+        return {"size": None, "mtime": None}
+    mtime = dt.datetime.fromtimestamp(st.st_mtime, dt.UTC)
+    return {"size": st.st_size, "mtime": logs.iso_utc(mtime)}
+
+
+def _previous_run_id(used: dict[str, dict | None]) -> str | None:
+    """The run id of the D-1 run whose labels and weights this date built on (None: none)."""
+    ids = {entry["run_id"] for entry in used.values() if entry is not None}
+    return next(iter(ids)) if len(ids) == 1 else None
 
 
 def backfill(
@@ -421,11 +483,12 @@ def backfill(
     if end < start:
         raise InputError(f"backfill: --end {end} is before --start {start}")
     manifests = []
+    run_id = invocation_run_id()  # one invocation, one run id: every day's manifest has it
     with output_lock(out), executor_session(state.executor):
         clean_stale(out)
         day = start
         while day <= end:
-            result = _run_day(raw, out, rules, day, publish=True, force=force, state=state)
+            result = _run_day(raw, out, rules, day, True, force, state, run_id=run_id)
             state = replace(state, rebuild=False)  # rebuild only once
             manifests.append(result.manifest)
             if on_day:

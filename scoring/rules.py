@@ -112,6 +112,9 @@ class Rules:
     campaign_min_pxi: float
     gates: GateRules = field(default_factory=GateRules)
     source: str = field(default="<rules>", compare=False)
+    # SHA-256 of the file's bytes (set by whoever read the file): two files may carry the same
+    # `version` and differ, and the manifest must tell them apart
+    sha256: str | None = field(default=None, compare=False)
 
     def rule_set(self, category_id: int | None) -> RuleSet:
         """Rules for a shop of this main category (12.10: no main category -> the defaults)."""
