@@ -10,13 +10,14 @@ SAMPLE := data_samples/raw
 OUT    ?= output
 SCALE  ?= S
 
-.PHONY: install run test test-thorough lint golden bench clean help
+.PHONY: install run test test-thorough lint golden schema bench clean help
 
 help:
 	@echo "make run     install, then score the sample marketplace (data_samples/) into $(OUT)/"
 	@echo "make test    install, then lint and run the test suite"
 	@echo "make test-thorough  the Hypothesis properties with many more random examples (under an hour)"
 	@echo "make golden  deliberately regenerate data_samples/expected/ from the current code"
+	@echo "make schema  regenerate docs/rules.schema.json from the rules' definition (scoring/rules.py)"
 	@echo "make bench   time backfill and nightly run vs the read-once floor (SCALE=S|M|L, BENCH_ARGS=...)"
 
 $(RUN_STAMP): pyproject.toml
@@ -52,6 +53,10 @@ lint: $(STAMP)
 # Golden files change only on purpose: review `git diff data_samples/expected` before committing.
 golden: $(STAMP)
 	$(BIN)/python -m tests.golden regenerate
+
+# The JSON Schema of rules files, generated from scoring/rules.py; a test fails when it is stale.
+schema: $(RUN_STAMP)
+	$(BIN)/expscore rules schema --out docs/rules.schema.json
 
 # Not a test: CI never runs it. Data and outputs go to .bench/ (reused); M takes tens of minutes.
 bench: $(STAMP)

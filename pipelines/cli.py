@@ -358,3 +358,7 @@ whatif.register(app)
 from pipelines import bench  # noqa: E402
 
 bench.register(app)
+
+from pipelines import rules_cli  # noqa: E402
+
+rules_cli.register(app)

@@ -62,8 +62,18 @@ QUARANTINE_TABLE = "quarantine"
 MANIFEST_DIR = "manifests"
 
 
+class RulesFileError(InputError):
+    """A rules file that cannot be used (exit 2). `str()` is one line with every problem, for
+    the error line of `run`; `lines` has one line per problem, for `expscore rules check`."""
+
+    def __init__(self, message: str, lines: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.lines = lines or [message]
+
+
 def load_rules(path: Path | None) -> Rules:
-    """The rules file at `path`, or the shipped defaults (SCORING.md 11)."""
+    """The rules file at `path`, or the shipped defaults (SCORING.md 11), validated by
+    `scoring.rules.parse_rules`: `run`, `rules check` and the analyst commands share it."""
     if path is None:
         content = resources.files("pipelines.config").joinpath(DEFAULT_RULES).read_bytes()
         source = f"<default {DEFAULT_RULES}>"
@@ -71,20 +81,25 @@ def load_rules(path: Path | None) -> Rules:
         try:
             content = Path(path).read_bytes()
         except OSError as exc:
-            raise InputError(f"rules file {path}: cannot be read ({exc.strerror})") from exc
+            raise RulesFileError(f"rules file {path}: cannot be read ({exc.strerror})") from exc
         source = str(path)
     try:
         data = tomllib.loads(content.decode("utf-8"))
     except UnicodeDecodeError as exc:
-        raise InputError(f"rules file {source}: not UTF-8 text ({exc.reason})") from exc
+        raise RulesFileError(f"rules file {source}: not UTF-8 text ({exc.reason})") from exc
     except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"rules file {source}: not valid TOML ({exc})") from exc
+        raise RulesFileError(f"rules file {source}: not valid TOML ({exc})") from exc
     except RecursionError as exc:
-        raise InputError(f"rules file {source}: nested too deeply to be a rules file") from exc
+        raise RulesFileError(f"rules file {source}: nested too deeply to be a rules file") from exc
     try:
         rules = parse_rules(data, source)
     except RulesError as exc:
-        raise InputError(str(exc)) from exc
+        hint = (
+            f" (each on a line of its own: expscore rules check {path})"
+            if len(exc.problems) > 1
+            else ""
+        )
+        raise RulesFileError(str(exc) + hint, exc.lines()) from exc
     return replace(rules, sha256=hashlib.sha256(content).hexdigest())
 
 
