@@ -253,7 +253,11 @@ def backfill_command(
     state: StateOption = None,
     log_format: LogFormatOption = None,
 ) -> None:
-    """Run every date from --start to --end in order (labels and weights carry over)."""
+    """Run every date from --start to --end in order (labels and weights carry over).
+
+    A date whose window has no partition of any log is skipped with a line saying so; the
+    backfill goes on (exit 2 only when every date was skipped).
+    """
     from pipelines.progress import backfill_progress
 
     use_log_format(log_format)
@@ -268,6 +272,7 @@ def backfill_command(
             on_day=lambda r: progress.day_done(r, summary_lines(r)[0]),
             force=force,
             state=state_options(rebuild, shards, executor, workers, ray_address, exchange, state),
+            on_skip=progress.day_skipped,
         )
 
 

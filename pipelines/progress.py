@@ -179,9 +179,23 @@ class BackfillProgress:
     def day_done(self, result: Any, summary: str) -> None:
         sys.stdout.write(summary + "\n")  # resolved now: Rich may have redirected it
         sys.stdout.flush()
-        following = result.run_date + dt.timedelta(days=1)
-        upcoming = f"backfill {following}" if following <= self.last else "backfill done"
-        self.task.advance(description=upcoming, step_event="day", **day_fields(result))
+        self.task.advance(
+            description=self._upcoming(result.run_date), step_event="day", **day_fields(result)
+        )
+        self.task.result(published=self.task.results.get("published", 0) + 1)
+
+    def day_skipped(self, day: dt.date, reason: str) -> None:
+        """A date whose window has no input: a summary line, a `backfill_skipped` event, on."""
+        sys.stdout.write(f"expscore {day}: skipped, no partition of any log in its window\n")
+        sys.stdout.flush()
+        self.task.advance(
+            description=self._upcoming(day), step_event="skipped", day=day, reason=reason
+        )
+        self.task.result(skipped=self.task.results.get("skipped", 0) + 1)
+
+    def _upcoming(self, day: dt.date) -> str:
+        following = day + dt.timedelta(days=1)
+        return f"backfill {following}" if following <= self.last else "backfill done"
 
 
 @contextmanager

@@ -332,10 +332,15 @@ def require_input(raw: Path, window: Window) -> None:
         raise InputError(f"{raw}: raw folder does not exist")
     dates = set(window.partition_dates())
     if not any(d in dates for log in LOGS for d in list_partitions(raw, log)):
-        raise InputError(
+        raise NoInputError(
             f"{raw}: no partition of any log in the window {window.first_date}..{window.run_date}"
             " (expected <raw>/<log>/dt=YYYY-MM-DD/); nothing is published"
         )
+
+
+class NoInputError(InputError):
+    """A date whose window holds no partition of any log (exit 2 for `run`; `backfill` skips
+    the date and goes on, see `backfill`)."""
 
 
 def evaluate_gates(
@@ -486,6 +491,7 @@ def backfill(
     on_day: Callable[[RunResult], None] | None = None,
     force: bool = False,
     state: StateOptions = DEFAULT_STATE,
+    on_skip: Callable[[dt.date, str], None] | None = None,
 ) -> list[dict]:
     """Run every date from start to end in order: labels and weights carry over day to day.
 
@@ -494,20 +500,40 @@ def backfill(
     after 30 days), so its memory would grow with its length.
 
     A held day stops the backfill: the days after it would build on its missing tables.
+    A day whose window has no partition of any log is skipped, reported to `on_skip` (the day
+    and why), and the backfill goes on: nothing could be published for it, and the day after
+    loses nothing by it (its own window then holds only its own partition, so it is a first
+    run, exactly as it would be had the day been published empty). Such days are typically
+    the start of a range reaching back before the logs begin, or its end past them. Nothing
+    published at all (every day skipped) is an input error, as for `run`. Any other error stops
+    the backfill; the days before it stay published.
     """
     if end < start:
         raise InputError(f"backfill: --end {end} is before --start {start}")
-    manifests = []
+    manifests: list[dict] = []
+    skipped: list[dt.date] = []
     run_id = invocation_run_id()  # one invocation, one run id: every day's manifest has it
     with output_lock(out), executor_session(state.executor):
         clean_stale(out)
         day = start
         while day <= end:
-            result = _run_day(raw, out, rules, day, True, force, state, run_id=run_id)
+            try:
+                result = _run_day(raw, out, rules, day, True, force, state, run_id=run_id)
+            except NoInputError as exc:
+                skipped.append(day)
+                if on_skip:
+                    on_skip(day, str(exc))
+                day += dt.timedelta(days=1)
+                continue
             state = replace(state, rebuild=False)  # rebuild only once
             manifests.append(result.manifest)
             if on_day:
                 on_day(result)
             del result  # the next day runs without this day's tables
             day += dt.timedelta(days=1)
+    if not manifests:
+        raise NoInputError(
+            f"{raw}: no partition of any log in the window of any date {start}..{end} "
+            f"({len(skipped)} date{'s' * (len(skipped) != 1)} skipped); nothing is published"
+        )
     return manifests

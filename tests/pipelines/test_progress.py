@@ -18,6 +18,7 @@ from pipelines.logs import format_event, resolve_format
 from pipelines.progress import Reporter
 from tests.builders import tiny_raw
 from tests.pipelines.analyst_support import cli
+from tests.pipelines.cli_runner import error_lines
 
 ANSI = re.compile(r"\x1b\[")
 LOGFMT = re.compile(
@@ -232,7 +233,7 @@ def test_run_json_from_the_environment_the_error_too(monkeypatch, capsys, raw, t
     assert len({r["run_id"] for r in records}) == 1
     failed, error = records[1:]
     assert failed["level"] == "error" and failed["exit_code"] == 2
-    assert failed["error"] == "InputError" and "no partition of any log" in failed["message"]
+    assert failed["error"] == "NoInputError" and "no partition of any log" in failed["message"]
     assert error["kind"] == "error" and error["exit_code"] == 2
     assert error["message"] == failed["message"]
 
@@ -245,3 +246,47 @@ def test_run_text_lines_by_default_off_a_terminal(monkeypatch, capsys, raw, tmp_
     assert lines and all(LOGFMT.match(line) for line in lines), lines
     assert not ANSI.search(stderr)
     assert re.search(r"event=run_done run_id=\S+ command=run ", lines[-1])
+
+
+def test_backfill_skips_dates_without_input_and_goes_on(monkeypatch, capsys, raw, tmp_path):
+    """2026-02-27 and 02-28 reach back before the logs begin (their windows hold no partition):
+    each is reported and skipped, and the dates with input are published (issue 21)."""
+    monkeypatch.setenv("EXPSCORE_LOG_FORMAT", "json")
+    out = tmp_path / "out"
+    code, stdout, stderr = cli(
+        monkeypatch, capsys, "backfill", "--start", "2026-02-27", "--end", "2026-03-02",
+        "--raw", str(raw), "--out", str(out),
+    )  # fmt: skip
+    assert code == 0
+    assert [line.split(":")[0:2] for line in stdout.splitlines()] == [
+        ["expscore 2026-02-27", " skipped, no partition of any log in its window"],
+        ["expscore 2026-02-28", " skipped, no partition of any log in its window"],
+        ["expscore 2026-03-01", " 1 shops (0 scored), 1 items"],
+        ["expscore 2026-03-02", " 1 shops (0 scored), 1 items"],
+    ]
+    records = [json.loads(line) for line in stderr.splitlines()]
+    skipped = [r for r in records if r["event"] == "backfill_skipped"]
+    assert [r["day"] for r in skipped] == ["2026-02-27", "2026-02-28"]
+    assert all("no partition of any log in the window" in r["reason"] for r in skipped)
+    done = records[-1]
+    assert done["event"] == "backfill_done" and (done["published"], done["skipped"]) == (2, 2)
+    assert sorted(p.name for p in (out / "shop_scores").iterdir()) == [
+        "dt=2026-03-01", "dt=2026-03-02",
+    ]  # fmt: skip
+    assert not (out / "manifests" / "dt=2026-02-28.json").exists()
+
+
+def test_backfill_with_no_input_on_any_date_is_an_input_error(monkeypatch, capsys, raw, tmp_path):
+    monkeypatch.delenv("EXPSCORE_LOG_FORMAT", raising=False)
+    out = tmp_path / "out"
+    code, stdout, stderr = cli(
+        monkeypatch, capsys, "backfill", "--start", "2025-01-01", "--end", "2025-01-03",
+        "--raw", str(raw), "--out", str(out),
+    )  # fmt: skip
+    assert code == 2
+    assert len(stdout.splitlines()) == 3 and all("skipped" in line for line in stdout.splitlines())
+    assert error_lines(stderr) == [
+        f"expscore: error: {raw}: no partition of any log in the window of any date "
+        "2025-01-01..2025-01-03 (3 dates skipped); nothing is published"
+    ]
+    assert not (out / "shop_scores").exists()
