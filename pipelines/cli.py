@@ -316,39 +316,30 @@ def main() -> None:
         logs.teardown()
 
 
-def _say(kind: str, message: str = "", code: int = 1) -> None:
-    """The one line an ending command writes: `expscore: <kind>: <message>` on stderr; with JSON
-    logs, a JSON `error` event instead, so that every line of stderr parses."""
-    if logs.active_format() == "json":
-        logs.event("error", level="error", kind=kind, message=message, exit_code=code)
-    else:
-        typer.echo(f"expscore: {kind}: {message}" if message else f"expscore: {kind}", err=True)
-
-
 def _main() -> None:
     try:
         code = app(standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)
     except ExpscoreError as exc:
-        _say("error", str(exc), exc.exit_code)
+        logs.say("error", str(exc), exc.exit_code)
         sys.exit(exc.exit_code)
     except (typer.Exit, SystemExit) as exc:
         if getattr(exc, "code", None) == 130:  # typer turns Ctrl-C into exit 130, silently
-            _say("interrupted", code=130)
+            logs.say("interrupted", code=130)
         raise exc
     except (typer.Abort, KeyboardInterrupt):
-        _say("interrupted", code=130)
+        logs.say("interrupted", code=130)
         sys.exit(130)
     except typer.TyperException as exc:  # usage errors: bad option, missing argument
         exc.show()
         sys.exit(getattr(exc, "exit_code", 2))
     except Exception as exc:
         if logs.is_interrupt(exc):
-            _say("interrupted", code=130)
+            logs.say("interrupted", code=130)
             sys.exit(130)
         if os.environ.get("EXPSCORE_DEBUG"):
             raise
-        _say("internal error", f"{type(exc).__name__}: {exc}", 1)
+        logs.say("internal error", f"{type(exc).__name__}: {exc}", 1)
         sys.exit(1)
 
 

@@ -238,6 +238,17 @@ def is_interrupt(exc: BaseException) -> bool:
     )
 
 
+def say(kind: str, message: str = "", code: int = 1) -> None:
+    """A line that ends a command: `expscore: <kind>: <message>` on stderr; with JSON logs an
+    `error` event instead (`kind`, `message`, `exit_code`), so that every line of stderr parses."""
+    if active_format() == "json":
+        event("error", level="error", kind=kind, message=message, exit_code=code)
+    else:
+        text = f"expscore: {kind}: {message}" if message else f"expscore: {kind}"
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+
 def exit_code_of(exc: BaseException) -> int:
     """The exit code the CLI gives for `exc` (README, "Exit codes"), for failure events."""
     if isinstance(exc, ExpscoreError):

@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 
+from pipelines import logs
 from pipelines.options import LogFormatOption, use_log_format
 from pipelines.publish import write_text_atomic
 from pipelines.run import RulesFileError, load_rules
@@ -45,8 +46,8 @@ def check(
     try:
         rules = load_rules(file)
     except RulesFileError as exc:
-        for line in exc.lines:
-            typer.echo(f"expscore: error: {line}", err=True)
+        for line in exc.lines:  # one error line per problem (a JSON event each with JSON logs)
+            logs.say("error", line, exc.exit_code)
         raise typer.Exit(exc.exit_code) from None
     overrides = len(rules.categories)
     typer.echo(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -212,13 +213,19 @@ def run_day(
     run_id = invocation_run_id()
     if not publish:
         state = replace(state, rebuild=False, keep=False)
+    with output_lock(out) if publish else contextlib.nullcontext():
+        if publish:
+            clean_stale(out)
         return _run_day(
-            raw, out, rules, run_date, False, force, state, on_stage=on_stage, run_id=run_id
-        )
-    with output_lock(out):
-        clean_stale(out)
-        return _run_day(
-            raw, out, rules, run_date, True, force, state, on_stage=on_stage, run_id=run_id
+            raw,
+            out,
+            rules,
+            run_date,
+            publish=publish,
+            force=force,
+            state=state,
+            on_stage=on_stage,
+            run_id=run_id,
         )
 
 
@@ -518,7 +525,9 @@ def backfill(
         day = start
         while day <= end:
             try:
-                result = _run_day(raw, out, rules, day, True, force, state, run_id=run_id)
+                result = _run_day(
+                    raw, out, rules, day, publish=True, force=force, state=state, run_id=run_id
+                )
             except NoInputError as exc:
                 skipped.append(day)
                 if on_skip:

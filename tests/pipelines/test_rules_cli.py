@@ -90,3 +90,12 @@ def test_schema_command_prints_it(monkeypatch, capsys, tmp_path) -> None:
     target = tmp_path / "schema.json"
     code, stdout, _ = cli(monkeypatch, capsys, "rules", "schema", "--out", str(target))
     assert code == 0 and target.read_text("utf-8") == schema_text()
+
+
+def test_check_with_json_logs_writes_one_json_error_per_problem(monkeypatch, capsys, tmp_path):
+    path = bad_rules(tmp_path)
+    code, _, stderr = cli(monkeypatch, capsys, "rules", "check", str(path), "--log-format", "json")
+    assert code == 2
+    records = [json.loads(line) for line in stderr.splitlines()]
+    assert [(r["event"], r["exit_code"]) for r in records] == [("error", 2)] * 3
+    assert records[1]["message"].startswith(f"rules file {path}: dimension_weights: ")
