@@ -1,33 +1,48 @@
 # Two commands set everything up on a fresh clone:  make run   and   make test
+# Both install from uv.lock, which pins every package (runtime and dev): two machines get the same
+# versions. uv itself comes from the package registry, pinned, into a small venv of its own.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+UV_VERSION := 0.13.10
+TOOLS  := .tools
+UV     := $(TOOLS)/bin/uv
+# uv creates .venv with $(PYTHON) (never a Python it downloads) and installs the project editable
+UV_SYNC := UV_PROJECT_ENVIRONMENT=$(VENV) UV_PYTHON_DOWNLOADS=never $(UV) sync --locked \
+	--python $(PYTHON) --quiet
 # `make run` installs what running needs; `make test` and the developer targets add the dev
-# tools (pytest, hypothesis, ruff, Ray and moto for the executor tests): about 1 GB more.
+# tools (pytest, hypothesis, ruff, pandas, Ray and moto for the executor tests): about 1 GB more.
 RUN_STAMP := $(VENV)/.installed-run
 STAMP     := $(VENV)/.installed-dev
 SAMPLE := data_samples/raw
 OUT    ?= output
 SCALE  ?= S
 
-.PHONY: install run test test-thorough lint golden bench clean help
+.PHONY: install run test test-thorough lint golden schema lock bench clean help
 
 help:
 	@echo "make run     install, then score the sample marketplace (data_samples/) into $(OUT)/"
 	@echo "make test    install, then lint and run the test suite"
 	@echo "make test-thorough  the Hypothesis properties with many more random examples (under an hour)"
 	@echo "make golden  deliberately regenerate data_samples/expected/ from the current code"
+	@echo "make schema  regenerate docs/rules.schema.json from the rules' definition (scoring/rules.py)"
+	@echo "make lock    update uv.lock after changing the dependencies in pyproject.toml"
 	@echo "make bench   time backfill and nightly run vs the read-once floor (SCALE=S|M|L, BENCH_ARGS=...)"
 
-$(RUN_STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e .
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
+
+# Runtime packages only. --inexact: a dev install already there is kept (make test), never
+# removed; on a fresh clone the venv holds exactly the runtime packages.
+$(RUN_STAMP): pyproject.toml uv.lock | $(UV)
+	$(UV_SYNC) --inexact
 	touch $(RUN_STAMP)
 
-$(STAMP): $(RUN_STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+# Runtime and dev packages, exactly as locked (anything else in the venv is removed).
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	$(UV_SYNC) --extra dev
+	touch $(STAMP) $(RUN_STAMP)
 
 install: $(STAMP)
 
@@ -52,6 +67,14 @@ lint: $(STAMP)
 # Golden files change only on purpose: review `git diff data_samples/expected` before committing.
 golden: $(STAMP)
 	$(BIN)/python -m tests.golden regenerate
+
+# The JSON Schema of rules files, generated from scoring/rules.py; a test fails when it is stale.
+schema: $(RUN_STAMP)
+	$(BIN)/expscore rules schema --out docs/rules.schema.json
+
+# After changing the dependencies in pyproject.toml; `make run` and `make test` refuse a stale lock.
+lock: | $(UV)
+	$(UV) lock
 
 # Not a test: CI never runs it. Data and outputs go to .bench/ (reused); M takes tens of minutes.
 bench: $(STAMP)

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from pipelines.errors import InputError
-from pipelines.options import parse_date
+from pipelines.options import LogFormatOption, parse_date, use_log_format
 
 OutOption = Annotated[
     Path, typer.Option("--out", help="Published tables: <out>/<table>/dt=YYYY-MM-DD/.")
@@ -40,6 +40,7 @@ def explain(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of plain text.")] = False,
+    log_format: LogFormatOption = None,
 ) -> None:
     """Take a shop's score (or an item's PXI) apart, with next-tier targets.
 
@@ -50,6 +51,7 @@ def explain(
     from pipelines.explain import explain_item, explain_shop, to_json_text
     from pipelines.run import load_rules
 
+    use_log_format(log_format)
     if (shop is None) == (item is None):
         raise InputError("explain: give exactly one of --shop ID or --item ID")
     loaded = load_rules(rules)
@@ -71,15 +73,18 @@ def query(
     max_rows: Annotated[
         int, typer.Option("--max-rows", min=1, help="Rows shown in the table output.")
     ] = 50,
+    log_format: LogFormatOption = None,
 ) -> None:
     """Run SQL (DuckDB) over the published tables.
 
     Views: shop_scores, shop_indicators, item_scores, shop_labels, shop_traffic_weights,
     item_traffic_weights, quarantine (each with `dt` DATE, all dates) and manifests
-    (dt, manifest JSON).
+    (dt, held, status, run_id, code_version, started_at, finished_at, rules_version,
+    rules_sha256, previous_run_id, manifest JSON).
     """
     from pipelines.query import format_table, run_query, write_csv, write_parquet
 
+    use_log_format(log_format)
     if csv and parquet is not None:
         raise InputError("query: give --csv or --parquet, not both")
     result = run_query(out, sql)
@@ -101,6 +106,7 @@ def report(
         int, typer.Option("--days", min=1, help="Days of history in the time charts.")
     ] = 30,
     out: OutOption = Path("output"),
+    log_format: LogFormatOption = None,
 ) -> None:
     """Write a self-contained HTML report with charts (opens offline).
 
@@ -109,6 +115,7 @@ def report(
     """
     from pipelines.report import HEADLINE_BAND, write_report
 
+    use_log_format(log_format)
     data = write_report(out, html, parse_date(date), days)
     shares = data.band_shares.filter(
         (data.band_shares["dt"] == data.day) & (data.band_shares["band"] == HEADLINE_BAND)

@@ -59,12 +59,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
-import polars as pl
 import pyarrow.parquet as pq
 import typer
 
 from pipelines.errors import ExpscoreError, InputError
 from pipelines.load import column_list, sql_literal
+from pipelines.options import LogFormatOption, use_log_format
+from pipelines.published import partition_files, scan_day
 from pipelines.run import manifest_path
 from pipelines.schemas import LOGS
 from scoring.daily import TABLE_SCHEMAS
@@ -699,18 +700,18 @@ def compare_outputs(a: Path, b: Path, day: dt.date) -> dict[str, Any]:
     """
     tables: dict[str, Any] = {}
     for table in PUBLISHED_TABLES:
-        frames = []
-        for root in (a, b):
-            files = sorted((root / table / f"dt={day.isoformat()}").glob("*.parquet"))
-            frames.append(
-                pl.read_parquet(files, hive_partitioning=False) if files else pl.DataFrame()
-            )
-        left, right = frames
-        same_schema = left.schema == right.schema
-        identical = same_schema and (
-            left.height == 0
-            or left.sort(left.columns, nulls_last=True).equals(
-                right.sort(right.columns, nulls_last=True), null_equal=True
+        # `dt` from the folder name, as every reader gets it (the files hold no `dt`)
+        left, right = (scan_day(root, table, day).collect() for root in (a, b))
+        present = {bool(partition_files(root, table, day)) for root in (a, b)}
+        same_schema = left.schema == right.schema and len(present) == 1
+        identical = (
+            same_schema
+            and left.height == right.height
+            and (
+                left.height == 0
+                or left.sort(left.columns, nulls_last=True).equals(
+                    right.sort(right.columns, nulls_last=True), null_equal=True
+                )
             )
         )
         tables[table] = {
@@ -1279,6 +1280,7 @@ def bench(
             "(estimated from the sizes measured at M).",
         ),
     ] = True,
+    log_format: LogFormatOption = None,
 ) -> None:
     """Time a full backfill and a nightly run against the floor of reading the input once.
 
@@ -1286,6 +1288,7 @@ def bench(
     come from the run manifests. Prints a short table and writes a JSON result. Not a test: CI
     does not run it.
     """
+    use_log_format(log_format)
     chosen = SCALES[scale]
 
     def echo(message: str) -> None:

@@ -8,22 +8,21 @@ line on stderr, never a traceback (set EXPSCORE_DEBUG=1 to see one).
 from __future__ import annotations
 
 import datetime as dt
-import importlib.metadata
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
 
-import duckdb
 import polars as pl
 import typer
 
+from pipelines import logs
 from pipelines.errors import ExpscoreError
 from pipelines.executors import ExecutorOptions
-from pipelines.options import parse_date
+from pipelines.options import LogFormatOption, parse_date, use_log_format
 from pipelines.run import RunResult, StateOptions, backfill, load_rules, run_day
 from pipelines.state import MAX_SHARDS
+from pipelines.version import code_version
 from scoring.catalog import BANDS
 
 app = typer.Typer(
@@ -36,19 +35,9 @@ app = typer.Typer(
 
 def version_text() -> str:
     """`expscore <package version>`, with the git commit when run from a checkout."""
-    try:
-        version = importlib.metadata.version("expscore")
-    except importlib.metadata.PackageNotFoundError:
-        version = "unknown"
-    root = Path(__file__).resolve().parents[1]
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, timeout=5, check=True,
-        ).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
-    return f"expscore {version}" + (f" (commit {commit})" if commit else "")
+    version = code_version()
+    commit = f" (commit {version.commit}{', modified' if version.dirty else ''})"
+    return f"expscore {version.package}" + (commit if version.commit else "")
 
 
 def _show_version(value: bool) -> None:
@@ -59,14 +48,19 @@ def _show_version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[
         bool,
         typer.Option(
             "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
         ),
     ] = False,
+    log_format: LogFormatOption = None,
 ) -> None:
     """Shop and product experience scores: load raw logs, score, publish Parquet tables."""
+    # one logging setup for every command: a run id, the command's name, the line format (every
+    # command takes --log-format too, which switches it)
+    logs.setup(ctx.invoked_subcommand, None if log_format is None else log_format.value)
 
 
 RawOption = Annotated[
@@ -214,16 +208,31 @@ def run(
     ray_address: RayAddressOption = None,
     exchange: ExchangeOption = None,
     state: StateOption = None,
+    log_format: LogFormatOption = None,
 ) -> None:
     """Score one business date and publish its tables, quarantine and manifest."""
-    result = run_day(
-        raw,
-        out,
-        load_rules(rules),
-        parse_date(date, "--date"),
-        force=force,
-        state=state_options(rebuild, shards, executor, workers, ray_address, exchange, state),
-    )
+    from pipelines.progress import run_progress
+
+    use_log_format(log_format)
+    day = parse_date(date, "--date")
+    fields = {
+        "date": day,
+        "raw": raw,
+        "out": out,
+        "rules": rules or "default",
+        "executor": executor,
+    }
+    with run_progress(fields) as progress:
+        result = run_day(
+            raw,
+            out,
+            load_rules(rules),
+            day,
+            force=force,
+            state=state_options(rebuild, shards, executor, workers, ray_address, exchange, state),
+            on_stage=progress.stage,
+        )
+        progress.finished(result)
     typer.echo("\n".join(summary_lines(result)))
 
 
@@ -242,10 +251,16 @@ def backfill_command(
     ray_address: RayAddressOption = None,
     exchange: ExchangeOption = None,
     state: StateOption = None,
+    log_format: LogFormatOption = None,
 ) -> None:
-    """Run every date from --start to --end in order (labels and weights carry over)."""
+    """Run every date from --start to --end in order (labels and weights carry over).
+
+    A date whose window has no partition of any log is skipped with a line saying so; the
+    backfill goes on (exit 2 only when every date was skipped).
+    """
     from pipelines.progress import backfill_progress
 
+    use_log_format(log_format)
     first, last = parse_date(start, "--start"), parse_date(end, "--end")
     with backfill_progress(first, last) as progress:
         backfill(
@@ -257,6 +272,7 @@ def backfill_command(
             on_day=lambda r: progress.day_done(r, summary_lines(r)[0]),
             force=force,
             state=state_options(rebuild, shards, executor, workers, ray_address, exchange, state),
+            on_skip=progress.day_skipped,
         )
 
 
@@ -280,46 +296,50 @@ def generate(
             "reason (at least one row a partition); 0 writes clean data.",
         ),
     ] = 0.002,
+    log_format: LogFormatOption = None,
 ) -> None:
     """Write realistic synthetic raw logs in the spec's layout."""
     from pipelines.generate import generate_raw
+
+    use_log_format(log_format)
 
     day = parse_date(start, "--start")
     counts = generate_raw(out, day, days, shops, orders_per_day, seed, bad_rows=bad_rows)
     typer.echo(f"wrote {out}: " + ", ".join(f"{log} {n:,} rows" for log, n in counts.items()))
 
 
-def _interrupted(exc: Exception) -> bool:
-    """Ctrl-C during a DuckDB query: DuckDB cancels the query and raises its own error instead
-    of KeyboardInterrupt (an InterruptException, or "Query interrupted" through an Arrow stream)."""
-    return isinstance(exc, duckdb.InterruptException) or str(exc) == "Query interrupted"
-
-
 def main() -> None:
     """Console entry point: run the app, turning known failures into one line and an exit code."""
+    try:
+        _main()
+    finally:
+        logs.teardown()
+
+
+def _main() -> None:
     try:
         code = app(standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)
     except ExpscoreError as exc:
-        typer.echo(f"expscore: error: {exc}", err=True)
+        logs.say("error", str(exc), exc.exit_code)
         sys.exit(exc.exit_code)
     except (typer.Exit, SystemExit) as exc:
         if getattr(exc, "code", None) == 130:  # typer turns Ctrl-C into exit 130, silently
-            typer.echo("expscore: interrupted", err=True)
+            logs.say("interrupted", code=130)
         raise exc
     except (typer.Abort, KeyboardInterrupt):
-        typer.echo("expscore: interrupted", err=True)
+        logs.say("interrupted", code=130)
         sys.exit(130)
     except typer.TyperException as exc:  # usage errors: bad option, missing argument
         exc.show()
         sys.exit(getattr(exc, "exit_code", 2))
     except Exception as exc:
-        if _interrupted(exc):
-            typer.echo("expscore: interrupted", err=True)
+        if logs.is_interrupt(exc):
+            logs.say("interrupted", code=130)
             sys.exit(130)
         if os.environ.get("EXPSCORE_DEBUG"):
             raise
-        typer.echo(f"expscore: internal error: {type(exc).__name__}: {exc}", err=True)
+        logs.say("internal error", f"{type(exc).__name__}: {exc}", 1)
         sys.exit(1)
 
 
@@ -334,3 +354,7 @@ whatif.register(app)
 from pipelines import bench  # noqa: E402
 
 bench.register(app)
+
+from pipelines import rules_cli  # noqa: E402
+
+rules_cli.register(app)

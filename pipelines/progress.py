@@ -2,13 +2,14 @@
 
 A person at a terminal wants to see that a 30-day backfill is moving and how long is left; the
 nightly scheduler wants one parseable line per step in its log, with no cursor tricks or colour
-codes in it. So the format follows where the progress goes (stderr):
+codes in it. The lines go through the one logging setup of every command (pipelines/logs.py),
+so they carry the run id and the command and follow its format:
 
-- `rich`  — a live progress bar (stderr is a terminal);
-- `plain` — logfmt lines, `ts=… level=info event=backfill_day day=2026-10-08 done=1 total=3 …`;
-- `json`  — the same fields as one JSON object a line, for log shippers.
+- `rich` — a live progress bar (stderr is a terminal);
+- `text` — logfmt lines, `ts=… level=info event=backfill_day run_id=… command=backfill day=…`;
+- `json` — the same fields as one JSON object a line, for log shippers.
 
-`EXPSCORE_LOG_FORMAT` (auto | rich | plain | json) overrides the choice; `auto` is the default.
+`--log-format` (text | json) or `EXPSCORE_LOG_FORMAT` (auto | text | json | rich) choose it.
 Results meant for the reader (the per-day summary) still go to stdout in every format, so a pipe
 or a cron mail gets the same lines it got before.
 """
@@ -16,81 +17,42 @@ or a cron mail gets the same lines it got before.
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal, TextIO
+from typing import Any, TextIO
 
-from pipelines.errors import InputError
-
-LogFormat = Literal["rich", "plain", "json"]
-ENV_VAR = "EXPSCORE_LOG_FORMAT"
-FORMATS: tuple[str, ...] = ("auto", "rich", "plain", "json")
-
-
-def resolve_format(stream: TextIO, env: Mapping[str, str] | None = None) -> LogFormat:
-    """The format for progress written to `stream`: the env override, else rich on a TTY."""
-    value = (os.environ if env is None else env).get(ENV_VAR, "auto").strip().lower() or "auto"
-    if value not in FORMATS:
-        raise InputError(f"{ENV_VAR}={value!r}: expected one of {', '.join(FORMATS)}")
-    if value == "auto":
-        isatty = getattr(stream, "isatty", None)
-        return "rich" if isatty is not None and isatty() else "plain"
-    return value  # type: ignore[return-value]
-
-
-def _utc_now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _logfmt_value(value: Any) -> str:
-    text = "null" if value is None else str(value)
-    if text == "" or any(c in text for c in ' "=\\\n\t'):
-        return json.dumps(text, ensure_ascii=False)
-    return text
-
-
-def format_event(
-    fmt: LogFormat, event: str, fields: Mapping[str, Any], level: str = "info", ts: str = ""
-) -> str:
-    """One log line (without newline) for `event` in the plain (logfmt) or json format."""
-    record = {"ts": ts or _utc_now(), "level": level, "event": event, **fields}
-    if fmt == "json":
-        return json.dumps(record, ensure_ascii=False, default=str)
-    return " ".join(f"{key}={_logfmt_value(value)}" for key, value in record.items())
+from pipelines import logs
+from pipelines.logs import LogFormat
 
 
 @dataclass
 class Reporter:
-    """Writes progress to `stream` (stderr by default) in the resolved format.
+    """Reports a command's progress: events through the logging setup, or a bar.
 
-    `clock` returns UTC ISO timestamps for log lines; tests pass a fixed one.
+    `fmt` defaults to the running setup's format; `stream` is where a bar draws (stderr).
     """
 
-    stream: TextIO = field(default_factory=lambda: sys.stderr)
     fmt: LogFormat | None = None
-    clock: Callable[[], str] = _utc_now
+    stream: TextIO | None = None
 
     def __post_init__(self) -> None:
         if self.fmt is None:
-            self.fmt = resolve_format(self.stream)
+            self.fmt = logs.current_format(self.stream)
 
     def event(self, event: str, level: str = "info", **fields: Any) -> None:
-        """A structured line in plain/json; nothing in rich mode (the bar says it)."""
+        """A structured line in text/json; nothing in rich mode (the bar says it)."""
         if self.fmt == "rich":
             return
-        assert self.fmt is not None
-        self.stream.write(format_event(self.fmt, event, fields, level, self.clock()) + "\n")
-        self.stream.flush()
+        logs.event(event, level, **fields)
 
     @contextmanager
     def task(self, name: str, total: int, description: str = "", **fields: Any) -> Iterator[Task]:
         """A unit of work with `total` steps. Logs `<name>_start` (with `fields`),
-        `<name>_done` (or `<name>_failed` with how far it got, then re-raises) around it."""
+        `<name>_done` (with what `Task.result` added) or `<name>_failed` (how far it got, the
+        error, its message and exit code; then re-raises) around it."""
         started = time.perf_counter()
         task = Task(self, name, total)
         self.event(f"{name}_start", total=total, **fields)
@@ -107,6 +69,8 @@ class Reporter:
                 done=task.done,
                 total=total,
                 error=type(exc).__name__,
+                exit_code=logs.exit_code_of(exc),
+                message=" ".join(str(exc).split()),
                 seconds=round(time.perf_counter() - started, 3),
             )
             raise
@@ -115,6 +79,7 @@ class Reporter:
             done=task.done,
             total=total,
             seconds=round(time.perf_counter() - started, 3),
+            **task.results,
         )
 
 
@@ -126,8 +91,13 @@ class Task:
     name: str
     total: int
     done: int = 0
+    results: dict[str, Any] = field(default_factory=dict)
     _progress: Any = None
     _task_id: Any = None
+
+    def result(self, **fields: Any) -> None:
+        """Fields for the task's `<name>_done` line (what the work came to)."""
+        self.results.update(fields)
 
     @contextmanager
     def live(self, description: str) -> Iterator[None]:
@@ -142,7 +112,8 @@ class Task:
             TimeRemainingColumn,
         )
 
-        console = Console(file=self.reporter.stream, stderr=self.reporter.stream is sys.stderr)
+        stream = self.reporter.stream or sys.stderr
+        console = Console(file=stream, stderr=stream is sys.stderr)
         progress = Progress(
             SpinnerColumn(),
             TextColumn("[progress.description]{task.description}"),
@@ -184,12 +155,13 @@ class Task:
 # backfill
 
 
-def _day_fields(result: Any) -> dict[str, Any]:
+def day_fields(result: Any) -> dict[str, Any]:
     """The numbers of one run worth a log line: counts from the manifest, stage seconds."""
     outputs = result.manifest["outputs"]
     rejected = sum(sum(r.values()) for r in result.manifest["rejected_by_reason"].values())
     return {
         "day": result.run_date.isoformat(),
+        "status": result.manifest["status"],
         "shops": outputs["shop_scores"]["rows"],
         "items": outputs["item_scores"]["rows"],
         "quarantined": rejected,
@@ -207,9 +179,23 @@ class BackfillProgress:
     def day_done(self, result: Any, summary: str) -> None:
         sys.stdout.write(summary + "\n")  # resolved now: Rich may have redirected it
         sys.stdout.flush()
-        following = result.run_date + dt.timedelta(days=1)
-        upcoming = f"backfill {following}" if following <= self.last else "backfill done"
-        self.task.advance(description=upcoming, step_event="day", **_day_fields(result))
+        self.task.advance(
+            description=self._upcoming(result.run_date), step_event="day", **day_fields(result)
+        )
+        self.task.result(published=self.task.results.get("published", 0) + 1)
+
+    def day_skipped(self, day: dt.date, reason: str) -> None:
+        """A date whose window has no input: a summary line, a `backfill_skipped` event, on."""
+        sys.stdout.write(f"expscore {day}: skipped, no partition of any log in its window\n")
+        sys.stdout.flush()
+        self.task.advance(
+            description=self._upcoming(day), step_event="skipped", day=day, reason=reason
+        )
+        self.task.result(skipped=self.task.results.get("skipped", 0) + 1)
+
+    def _upcoming(self, day: dt.date) -> str:
+        following = day + dt.timedelta(days=1)
+        return f"backfill {following}" if following <= self.last else "backfill done"
 
 
 @contextmanager
@@ -223,3 +209,35 @@ def backfill_progress(
         "backfill", total, description=f"backfill {start}", start=start, end=end
     ) as task:
         yield BackfillProgress(task, end)
+
+
+# --------------------------------------------------------------------------------------------
+# run
+
+
+RUN_STAGES = ("state", "score", "publish")
+
+
+@dataclass
+class RunProgress:
+    """The `on_stage` side of one run: a line (or a step of the bar) as each stage ends."""
+
+    task: Task
+
+    def stage(self, name: str, fields: dict[str, Any]) -> None:
+        following = RUN_STAGES.index(name) + 1
+        upcoming = f"run: {RUN_STAGES[following]}" if following < len(RUN_STAGES) else "run: done"
+        self.task.advance(description=upcoming, step_event="stage", stage=name, **fields)
+
+    def finished(self, result: Any) -> None:
+        self.task.result(**day_fields(result))
+
+
+@contextmanager
+def run_progress(fields: dict[str, Any], reporter: Reporter | None = None) -> Iterator[RunProgress]:
+    """Progress of one `run`: `run_start` (with `fields`), `run_stage` per stage (state, score,
+    publish, each with its seconds and counts), then `run_done` with the day's numbers, or
+    `run_failed` with the error and its exit code (a held run: `HeldError`, 3)."""
+    reporter = reporter or Reporter()
+    with reporter.task("run", len(RUN_STAGES), description="run: state", **fields) as task:
+        yield RunProgress(task)

@@ -25,6 +25,9 @@ from typing import Any
 
 import polars as pl
 
+# The hive partition key: `<table>/dt=YYYY-MM-DD/`. Readers take it from the folder name.
+PARTITION_KEY = "dt"
+
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 
@@ -74,7 +77,17 @@ def clean_stale_staging(table_dir: Path) -> None:
 
 
 def publish_partition(out: Path, table: str, day: dt.date, frame: pl.DataFrame) -> Path:
-    """Replace `<out>/<table>/dt=<day>/` with a partition holding exactly `frame`."""
+    """Replace `<out>/<table>/dt=<day>/` with a partition holding exactly `frame`.
+
+    `dt` is written in the folder's name only, never as a column of the file: a date column in
+    the files beside the hive key in the path makes pandas and pyarrow refuse the whole table
+    ("Unable to merge: Field dt has incompatible types", issue 21). A `dt` column in `frame`
+    must say `day` (it is how the scoring code carries the date) and is dropped here.
+    """
+    if PARTITION_KEY in frame.columns:
+        if frame.height and not (frame[PARTITION_KEY] == day).all():
+            raise ValueError(f"{table}: rows of another date than {day} in its partition")
+        frame = frame.drop(PARTITION_KEY)
     table_dir = out / table
     table_dir.mkdir(parents=True, exist_ok=True)
     clean_stale_staging(table_dir)
@@ -122,9 +135,14 @@ def write_json_atomic(path: Path, payload: dict) -> None:
 
 
 def read_partition(out: Path, table: str, day: dt.date) -> pl.DataFrame | None:
-    """A published partition, or None when that date was never published."""
+    """A published partition with `dt` taken from its folder, or None when that date was never
+    published. A `dt` column inside the files (written by versions before issue 21) is
+    replaced by the folder's, so old and new partitions read alike."""
     folder = partition_dir(out, table, day)
     files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
     if not files:
         return None
-    return pl.read_parquet(files)
+    frame = pl.read_parquet(files, hive_partitioning=False)
+    return frame.drop(PARTITION_KEY, strict=False).with_columns(
+        pl.lit(day, pl.Date).alias(PARTITION_KEY)
+    )

@@ -15,6 +15,7 @@ import polars as pl
 
 from pipelines.errors import InputError
 from pipelines.load import QUARANTINE_SCHEMA
+from pipelines.publish import PARTITION_KEY
 from pipelines.run import QUARANTINE_TABLE, manifest_path
 from scoring.daily import TABLE_SCHEMAS
 
@@ -22,7 +23,7 @@ from scoring.daily import TABLE_SCHEMAS
 PUBLISHED_TABLES: tuple[str, ...] = (*TABLE_SCHEMAS, QUARANTINE_TABLE)
 
 # The published columns of each table, for an empty frame where a date has no partition.
-_EXTRA = {"dt": pl.Date, "rules_version": pl.String}
+_EXTRA = {PARTITION_KEY: pl.Date, "rules_version": pl.String}
 PUBLISHED_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     **{name: {**schema, **_EXTRA} for name, schema in TABLE_SCHEMAS.items()},
     QUARANTINE_TABLE: {**QUARANTINE_SCHEMA, **_EXTRA},
@@ -87,9 +88,24 @@ def scan_day(out: Path, table: str, day: dt.date) -> pl.LazyFrame:
 
 
 def scan_days(out: Path, table: str, days: list[dt.date]) -> pl.LazyFrame:
-    """The partitions of `table` for the given dates that exist, stacked (`dt` is a column of
-    every published file); an empty frame of the table's schema when none exists."""
-    files = [f for day in days for f in partition_files(out, table, day)]
-    if not files:
+    """The partitions of `table` for the given dates that exist, stacked, with `dt` (a date)
+    taken from each partition's folder name; an empty frame of the table's schema when none
+    exists.
+
+    `dt` is not a column of the published files (issue 21); a file written before that which
+    still holds one has it replaced by the folder's. Columns come in the order of the tables
+    `run` builds (`dt` before `rules_version`). Partitions are stacked diagonally, so a period
+    that spans an upgrade which added a column reads with nulls where the older dates lack it.
+    """
+    scans = [
+        pl.scan_parquet(files, hive_partitioning=False).select(
+            pl.exclude(PARTITION_KEY, "rules_version"),
+            pl.lit(day, pl.Date).alias(PARTITION_KEY),
+            pl.col("rules_version"),
+        )
+        for day in days
+        if (files := partition_files(out, table, day))
+    ]
+    if not scans:
         return pl.LazyFrame(schema=PUBLISHED_SCHEMAS[table])
-    return pl.scan_parquet(files)
+    return scans[0] if len(scans) == 1 else pl.concat(scans, how="diagonal_relaxed")

@@ -3,7 +3,9 @@
 Every table under `--out` becomes a view over all its date partitions, so an analyst writes
 `SELECT … FROM shop_scores WHERE dt = DATE '2026-10-10'` without knowing the layout. `dt` is read
 from the hive folder name with an explicit DATE type (never inferred, engineering notes), and a
-filter on it prunes whole partitions. `manifests` is a view of the run manifests as JSON.
+filter on it prunes whole partitions. `manifests` is a view of the run manifests: the date, whether
+it was held, the provenance of each run as columns (run id, code version, start and end, rules
+version and hash, the run id of the D-1 it built on) and the whole manifest as JSON.
 
 Results come back as Arrow, never through Python objects: DuckDB 2's `.fetchall()` needs pytz for
 zone-aware timestamps, and Arrow keeps types exact for `--parquet`.
@@ -26,6 +28,17 @@ from pipelines.published import PUBLISHED_TABLES, published_dates
 from pipelines.run import MANIFEST_DIR
 
 MANIFESTS_VIEW = "manifests"
+# The manifest keys the `manifests` view has as columns, with their SQL types.
+MANIFEST_COLUMNS: dict[str, str] = {
+    "status": "VARCHAR",
+    "run_id": "VARCHAR",
+    "code_version": "VARCHAR",
+    "started_at": "TIMESTAMPTZ",
+    "finished_at": "TIMESTAMPTZ",
+    "rules_version": "VARCHAR",
+    "rules_sha256": "VARCHAR",
+    "previous_run_id": "VARCHAR",
+}
 DEFAULT_MAX_ROWS = 50
 
 
@@ -49,12 +62,18 @@ def view_sql(out: Path) -> dict[str, str]:
         # dt=D.json for a published run, dt=D.held.json for a run a quality gate held
         glob = sql_literal(str(Path(out) / MANIFEST_DIR / "dt=*.json"))
         day = "[0-9]{4}-[0-9]{2}-[0-9]{2}"
+        # provenance as typed columns (null in manifests written before they had it), and the
+        # whole manifest as JSON for the rest
+        columns = ", ".join(
+            f"CAST(manifest->>'{key}' AS {sql_type}) AS {key}"
+            for key, sql_type in MANIFEST_COLUMNS.items()
+        )
         statements[MANIFESTS_VIEW] = (
-            f"CREATE OR REPLACE VIEW {MANIFESTS_VIEW} AS SELECT "
-            f"CAST(regexp_extract(filename, 'dt=({day})', 1) AS DATE) AS dt, "
+            f"CREATE OR REPLACE VIEW {MANIFESTS_VIEW} AS SELECT dt, held, {columns}, manifest "
+            f"FROM (SELECT CAST(regexp_extract(filename, 'dt=({day})', 1) AS DATE) AS dt, "
             f"filename LIKE '%.held.json' AS held, CAST(content AS JSON) AS manifest "
             f"FROM read_text({glob}) "
-            f"WHERE regexp_matches(filename, 'dt={day}([.]held)?[.]json$')"
+            f"WHERE regexp_matches(filename, 'dt={day}([.]held)?[.]json$'))"
         )
     return statements
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import hashlib
 import json
 import shutil
 import time
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import polars as pl
 
+from pipelines import logs
 from pipelines.errors import ExpscoreError, InputError
 from pipelines.executors import executor_session
 from pipelines.gates import (
@@ -43,6 +46,7 @@ from pipelines.state import (
     state_for_run,
     window_facts,
 )
+from pipelines.version import code_version
 from scoring.daily import (
     PREVIOUS_LABELS_SCHEMA,
     PREVIOUS_WEIGHTS_SCHEMA,
@@ -59,27 +63,45 @@ QUARANTINE_TABLE = "quarantine"
 MANIFEST_DIR = "manifests"
 
 
+class RulesFileError(InputError):
+    """A rules file that cannot be used (exit 2). `str()` is one line with every problem, for
+    the error line of `run`; `lines` has one line per problem, for `expscore rules check`."""
+
+    def __init__(self, message: str, lines: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.lines = lines or [message]
+
+
 def load_rules(path: Path | None) -> Rules:
-    """The rules file at `path`, or the shipped defaults (SCORING.md 11)."""
+    """The rules file at `path`, or the shipped defaults (SCORING.md 11), validated by
+    `scoring.rules.parse_rules`: `run`, `rules check` and the analyst commands share it."""
     if path is None:
-        text = resources.files("pipelines.config").joinpath(DEFAULT_RULES).read_text("utf-8")
+        content = resources.files("pipelines.config").joinpath(DEFAULT_RULES).read_bytes()
         source = f"<default {DEFAULT_RULES}>"
     else:
         try:
-            text = Path(path).read_text("utf-8")
+            content = Path(path).read_bytes()
         except OSError as exc:
-            raise InputError(f"rules file {path}: cannot be read ({exc.strerror})") from exc
+            raise RulesFileError(f"rules file {path}: cannot be read ({exc.strerror})") from exc
         source = str(path)
     try:
-        data = tomllib.loads(text)
+        data = tomllib.loads(content.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise RulesFileError(f"rules file {source}: not UTF-8 text ({exc.reason})") from exc
     except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"rules file {source}: not valid TOML ({exc})") from exc
+        raise RulesFileError(f"rules file {source}: not valid TOML ({exc})") from exc
     except RecursionError as exc:
-        raise InputError(f"rules file {source}: nested too deeply to be a rules file") from exc
+        raise RulesFileError(f"rules file {source}: nested too deeply to be a rules file") from exc
     try:
-        return parse_rules(data, source)
+        rules = parse_rules(data, source)
     except RulesError as exc:
-        raise InputError(str(exc)) from exc
+        hint = (
+            f" (each on a line of its own: expscore rules check {path})"
+            if len(exc.problems) > 1
+            else ""
+        )
+        raise RulesFileError(str(exc) + hint, exc.lines()) from exc
+    return replace(rules, sha256=hashlib.sha256(content).hexdigest())
 
 
 @dataclass
@@ -95,8 +117,9 @@ class RunResult:
 class History:
     """What the run published for D-1 that D builds on (8, 9): held labels and weights.
 
-    `used` says, per table, which partition was read and its rows (None: nothing was published
-    for D-1, as on a first run); the manifest records it.
+    `used` says, per table, which partition was read, its rows and the run id of the run that
+    published it (None: nothing was published for D-1, as on a first run); the manifest records
+    it, since labels (hysteresis) and weights (the daily clamp) depend on it (12.17).
     """
 
     labels: pl.LazyFrame
@@ -117,6 +140,8 @@ def previous_outputs(out: Path, run_date: dt.date) -> History:
     """
     day = run_date - dt.timedelta(days=1)
     published = manifest_path(out, day).is_file()
+    # the run that published D-1 (null for a manifest written before runs had ids)
+    previous_run = (_published_manifest(out, day) or {}).get("run_id") if published else None
     frames, used = {}, {}
     for table, schema in HISTORY.items():
         folder = partition_dir(out, table, day)
@@ -150,8 +175,17 @@ def previous_outputs(out: Path, run_date: dt.date) -> History:
                 f"unique (files: {', '.join(files)}); a partition holds one file per run"
             )
         frames[table] = frame.lazy().select([pl.col(c).cast(t) for c, t in schema.items()])
-        used[table] = {"dt": day.isoformat(), "path": f"{table}/dt={day}", "rows": frame.height}
+        used[table] = {
+            "dt": day.isoformat(),
+            "path": f"{table}/dt={day}",
+            "rows": frame.height,
+            "run_id": previous_run,
+        }
     return History(frames["shop_labels"], frames["shop_traffic_weights"], used)
+
+
+# Called as a stage of a run ends: its name (state, score, publish) and its seconds and counts.
+OnStage = Callable[[str, dict[str, object]], None]
 
 
 class HeldError(ExpscoreError):
@@ -168,17 +202,38 @@ def run_day(
     publish: bool = True,
     force: bool = False,
     state: StateOptions = DEFAULT_STATE,
+    on_stage: OnStage | None = None,
 ) -> RunResult:
     """Score one business date and publish its tables atomically, holding the output lock.
 
     With `publish=False` nothing under `out` changes: not the tables, not the state.
+    `on_stage(name, fields)` is called as each stage (state, score, publish) ends, with its
+    seconds and counts: the CLI logs a line for it while the run goes on.
     """
+    run_id = invocation_run_id()
     if not publish:
         state = replace(state, rebuild=False, keep=False)
-        return _run_day(raw, out, rules, run_date, publish=False, force=force, state=state)
-    with output_lock(out):
-        clean_stale(out)
-        return _run_day(raw, out, rules, run_date, publish=True, force=force, state=state)
+    with output_lock(out) if publish else contextlib.nullcontext():
+        if publish:
+            clean_stale(out)
+        return _run_day(
+            raw,
+            out,
+            rules,
+            run_date,
+            publish=publish,
+            force=force,
+            state=state,
+            on_stage=on_stage,
+            run_id=run_id,
+        )
+
+
+def invocation_run_id() -> str:
+    """The run id of this invocation (the CLI's, which its log lines carry), or a new one when
+    the pipeline is called as a library."""
+    context = logs.bound()
+    return (context or logs.RunContext.new(None)).run_id
 
 
 def _run_day(
@@ -189,15 +244,20 @@ def _run_day(
     publish: bool,
     force: bool,
     state: StateOptions,
+    on_stage: OnStage | None = None,
+    run_id: str | None = None,
 ) -> RunResult:
+    started_at = logs.utc_now()
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
-    def lap(stage: str) -> None:
+    def lap(stage: str, **counts: object) -> None:
         nonlocal clock
         now = time.perf_counter()
         timings[stage] = round(now - clock, 4)
         clock = now
+        if on_stage is not None:
+            on_stage(stage, {"seconds": timings[stage], **counts})
 
     run_date = run_date or latest_partition_date(raw)
     window = rules_window(rules, run_date)
@@ -205,12 +265,23 @@ def _run_day(
     with state_for_run(out, state) as location:
         night = window_facts(raw, window, location, state)
     loaded = night.load
-    lap("state")
+    lap(
+        "state",
+        files_read=night.state.get("files_read"),
+        rebuilt_because=night.state.get("rebuilt_because"),
+        rows_read=sum(loaded.rows_read.values()),
+        rows_rejected=sum(sum(r.values()) for r in loaded.rejected.values()),
+    )
     history = previous_outputs(out, run_date)
     lazy = score_facts(night.facts, rules, history.labels, history.weights)
     names = list(lazy)
     tables = dict(zip(names, pl.collect_all([lazy[n] for n in names]), strict=True))
-    lap("score")
+    lap(
+        "score",
+        shops=tables["shop_scores"].height,
+        items=tables["item_scores"].height,
+        labels=tables["shop_labels"].height,
+    )
 
     quarantine = loaded.quarantine.with_columns(
         dt=pl.lit(run_date, pl.Date), rules_version=pl.lit(rules.version)
@@ -219,6 +290,13 @@ def _run_day(
     failed = [g for g in gates if not g.passed]
     status = "published" if not failed else ("forced" if force else "held")
     manifest = build_manifest(run_date, raw, out, rules, loaded, tables, quarantine, timings)
+    manifest.update(
+        run_id=run_id or invocation_run_id(),
+        code_version=str(code_version()),
+        started_at=logs.iso_utc(started_at),
+        finished_at=None,  # set as the manifest is written, after the last table
+        previous_run_id=_previous_run_id(history.used),
+    )
     manifest["status"] = status
     manifest["gates"] = [g.to_dict() for g in gates]
     manifest["previous"] = history.used
@@ -226,8 +304,10 @@ def _run_day(
     manifest["execution"] = night.execution
     result = RunResult(run_date, out, tables, manifest, timings)
     if not publish:
+        manifest["finished_at"] = logs.iso_utc(logs.utc_now())
         return result
     if status == "held":
+        manifest["finished_at"] = logs.iso_utc(logs.utc_now())
         write_json_atomic(held_manifest_path(out, run_date), manifest)
         reasons = "; ".join(g.message for g in failed)
         raise HeldError(
@@ -242,8 +322,9 @@ def _run_day(
     for name in TABLE_SCHEMAS:
         publish_partition(out, name, run_date, tables[name])
     publish_partition(out, QUARANTINE_TABLE, run_date, quarantine)
-    lap("publish")
+    lap("publish", status=status, gates_failed=len(failed), tables=len(manifest["outputs"]))
     manifest["timings_seconds"] = timings
+    manifest["finished_at"] = logs.iso_utc(logs.utc_now())
     write_json_atomic(manifest_path(out, run_date), manifest)
     held_manifest_path(out, run_date).unlink(missing_ok=True)
     return result
@@ -258,10 +339,15 @@ def require_input(raw: Path, window: Window) -> None:
         raise InputError(f"{raw}: raw folder does not exist")
     dates = set(window.partition_dates())
     if not any(d in dates for log in LOGS for d in list_partitions(raw, log)):
-        raise InputError(
+        raise NoInputError(
             f"{raw}: no partition of any log in the window {window.first_date}..{window.run_date}"
             " (expected <raw>/<log>/dt=YYYY-MM-DD/); nothing is published"
         )
+
+
+class NoInputError(InputError):
+    """A date whose window holds no partition of any log (exit 2 for `run`; `backfill` skips
+    the date and goes on, see `backfill`)."""
 
 
 def evaluate_gates(
@@ -348,11 +434,22 @@ def build_manifest(
     quarantine: pl.DataFrame,
     timings: dict[str, float],
 ) -> dict:
-    """What went in, what was rejected and why, what came out: the run's audit record."""
+    """What went in, what was rejected and why, what came out: the run's audit record.
+
+    The provenance keys (`run_id`, `code_version`, `started_at`, `finished_at`,
+    `previous_run_id`) are filled in by the run; they come first, so a reader sees them first.
+    """
     return {
+        "run_id": None,
         "run_date": run_date.isoformat(),
+        "status": None,
+        "code_version": None,
+        "started_at": None,
+        "finished_at": None,
         "rules_version": rules.version,
         "rules_source": rules.source,
+        "rules_sha256": rules.sha256,
+        "previous_run_id": None,
         "raw": str(raw),
         "out": str(out),
         "inputs": {
@@ -365,7 +462,7 @@ def build_manifest(
             }
             for log in loaded.rows_read
         },
-        "files": loaded.files,
+        "files": [{**entry, **_file_stat(raw / entry["path"])} for entry in loaded.files],
         "rejected_by_reason": {log: reasons for log, reasons in loaded.rejected.items() if reasons},
         "outputs": {
             name: {"rows": frame.height, "path": f"{name}/dt={run_date.isoformat()}"}
@@ -373,6 +470,23 @@ def build_manifest(
         },
         "timings_seconds": timings,
     }
+
+
+def _file_stat(path: Path) -> dict[str, object]:
+    """A raw file's size in bytes and modification time (UTC) as the run found it; nulls for a
+    file gone since it was read. (The state tells a changed file by its Parquet footer too.)"""
+    try:
+        st = path.stat()
+    except OSError:
+        return {"size": None, "mtime": None}
+    mtime = dt.datetime.fromtimestamp(st.st_mtime, dt.UTC)
+    return {"size": st.st_size, "mtime": logs.iso_utc(mtime)}
+
+
+def _previous_run_id(used: dict[str, dict | None]) -> str | None:
+    """The run id of the D-1 run whose labels and weights this date built on (None: none)."""
+    ids = {entry["run_id"] for entry in used.values() if entry is not None}
+    return next(iter(ids)) if len(ids) == 1 else None
 
 
 def backfill(
@@ -384,6 +498,7 @@ def backfill(
     on_day: Callable[[RunResult], None] | None = None,
     force: bool = False,
     state: StateOptions = DEFAULT_STATE,
+    on_skip: Callable[[dt.date, str], None] | None = None,
 ) -> list[dict]:
     """Run every date from start to end in order: labels and weights carry over day to day.
 
@@ -392,19 +507,42 @@ def backfill(
     after 30 days), so its memory would grow with its length.
 
     A held day stops the backfill: the days after it would build on its missing tables.
+    A day whose window has no partition of any log is skipped, reported to `on_skip` (the day
+    and why), and the backfill goes on: nothing could be published for it, and the day after
+    loses nothing by it (its own window then holds only its own partition, so it is a first
+    run, exactly as it would be had the day been published empty). Such days are typically
+    the start of a range reaching back before the logs begin, or its end past them. Nothing
+    published at all (every day skipped) is an input error, as for `run`. Any other error stops
+    the backfill; the days before it stay published.
     """
     if end < start:
         raise InputError(f"backfill: --end {end} is before --start {start}")
-    manifests = []
+    manifests: list[dict] = []
+    skipped: list[dt.date] = []
+    run_id = invocation_run_id()  # one invocation, one run id: every day's manifest has it
     with output_lock(out), executor_session(state.executor):
         clean_stale(out)
         day = start
         while day <= end:
-            result = _run_day(raw, out, rules, day, publish=True, force=force, state=state)
+            try:
+                result = _run_day(
+                    raw, out, rules, day, publish=True, force=force, state=state, run_id=run_id
+                )
+            except NoInputError as exc:
+                skipped.append(day)
+                if on_skip:
+                    on_skip(day, str(exc))
+                day += dt.timedelta(days=1)
+                continue
             state = replace(state, rebuild=False)  # rebuild only once
             manifests.append(result.manifest)
             if on_day:
                 on_day(result)
             del result  # the next day runs without this day's tables
             day += dt.timedelta(days=1)
+    if not manifests:
+        raise NoInputError(
+            f"{raw}: no partition of any log in the window of any date {start}..{end} "
+            f"({len(skipped)} date{'s' * (len(skipped) != 1)} skipped); nothing is published"
+        )
     return manifests

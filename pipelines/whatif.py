@@ -29,7 +29,7 @@ import typer
 
 from pipelines.errors import InputError
 from pipelines.load import latest_partition_date
-from pipelines.options import parse_date
+from pipelines.options import LogFormatOption, parse_date, use_log_format
 from pipelines.publish import partition_dir, write_json_atomic, write_text_atomic
 from pipelines.run import DEFAULT_RULES, load_rules, previous_outputs
 from pipelines.state import StateOptions, window_facts
@@ -942,11 +942,13 @@ def whatif(
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Write the report as JSON (for review tools).")
     ] = None,
+    log_format: LogFormatOption = None,
 ) -> None:
     """What-if: score a date under the base and the new rules, show who wins and who loses.
 
     Publishes nothing; --out is only read (D-1's labels and weights, as a run would).
     """
+    use_log_format(log_format)
     _outside_out(html_path, out, "--html")
     _outside_out(json_path, out, "--json")
     report = run_whatif(raw, out, rules, base, parse_date(date))

@@ -1,8 +1,25 @@
-"""Rules as data: the validated, typed form of a rules TOML file (SCORING.md section 11).
+"""Rules as data: what a rules TOML file may hold (SCORING.md section 11), and its typed form.
 
 Parsing is strict on purpose. A rules file moves traffic between real shops, so a typo'd key, a
 weight set that does not sum to 1 or a knot list that turns the wrong way must stop the run with a
 message that says what is wrong and where, never silently fall back to a default.
+
+The file is defined once, by the pydantic models below (`RulesFile` and its tables): they
+validate a parsed file, reporting **every** problem at once with its key path (`expscore rules
+check`), and they generate the JSON Schema that ships as docs/rules.schema.json for editors
+(`rules_json_schema`). pydantic (v2, already installed with typer) does both from one
+definition; a hand-written validator plus a hand-written schema would be two definitions that
+drift. What a schema cannot say (weights summing to 1, knots monotone in the indicator's
+direction, a label's exit on the easy side of its enter, a category's merged weights) is checked
+by validators on the smallest table that holds the numbers, so a problem in one table never hides
+one in another. The validated file becomes `Rules`, the frozen dataclasses the scoring code uses
+(category overrides applied). No I/O here: reading the file and writing the schema are the
+pipeline's.
+
+Adding a table (say `[[exemptions]]`, SCORING.md 13.3) is one model and one field of
+`RulesFile` (`exemptions: list[Exemption] = []`, with its checks as validators on `Exemption`
+and the list), one field of `Rules`, and the schema regenerated (`make schema`); the error
+reporting, `rules check` and the schema follow by themselves.
 """
 
 from __future__ import annotations
@@ -10,12 +27,26 @@ from __future__ import annotations
 import math
 import re
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from itertools import pairwise
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 
 import polars as pl
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    WithJsonSchema,
+    create_model,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from scoring.catalog import (
     BONUS_ITEMS,
@@ -23,16 +54,13 @@ from scoring.catalog import (
     INDICATOR_BY_ID,
     INDICATORS,
     LABEL_BY_ID,
+    LABELS,
     RAW_LOGS,
+    Direction,
 )
 
 Knots = tuple[tuple[float, float], ...]
 WEIGHT_TOLERANCE = 1e-9
-
-
-class RulesError(ValueError):
-    """A rules file that cannot be used; the message names the file and the key."""
-
 
 # Integers in a rules file stay within what the run can use: a window of more than a year is a
 # typo, and nothing counts past int32 (window_days = 10**20 once ended in an OverflowError).
@@ -43,6 +71,41 @@ CATEGORY_KEY = re.compile(r"0|[1-9][0-9]*")
 # A traffic weight multiplies a shop's or item's search traffic: never negative (a negative
 # knot once published negative weights), and more than 10x is a typo, not a policy.
 TRAFFIC_WEIGHT_RANGE = (0.0, 10.0)
+INDICATOR_SCORE_RANGE = (3.0, 5.0)
+PXI_RANGE = (0.0, 100.0)
+
+
+@dataclass(frozen=True)
+class RuleProblem:
+    """One thing wrong with a rules file: where (a dotted key path, `[i]` for a list item) and
+    what."""
+
+    path: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.path or '<top level>'}: {self.problem}"
+
+
+class RulesError(ValueError):
+    """A rules file that cannot be used: every problem found, each naming its key path.
+
+    `str()` is one line (the run's error line); `lines()` gives one line per problem (`expscore
+    rules check`).
+    """
+
+    def __init__(self, source: str, problems: list[RuleProblem]) -> None:
+        self.source, self.problems = source, problems
+        super().__init__(self._one_line())
+
+    def lines(self) -> list[str]:
+        return [f"rules file {self.source}: {p}" for p in self.problems]
+
+    def _one_line(self) -> str:
+        if len(self.problems) == 1:
+            return self.lines()[0]
+        listed = "; ".join(str(p) for p in self.problems)
+        return f"rules file {self.source}: {len(self.problems)} problems: {listed}"
 
 
 @dataclass(frozen=True)
@@ -112,6 +175,9 @@ class Rules:
     campaign_min_pxi: float
     gates: GateRules = field(default_factory=GateRules)
     source: str = field(default="<rules>", compare=False)
+    # SHA-256 of the file's bytes (set by whoever read the file): two files may carry the same
+    # `version` and differ, and the manifest must tell them apart
+    sha256: str | None = field(default=None, compare=False)
 
     def rule_set(self, category_id: int | None) -> RuleSet:
         """Rules for a shop of this main category (12.10: no main category -> the defaults)."""
@@ -153,322 +219,542 @@ class Rules:
 
 
 # --------------------------------------------------------------------------------------------
-# parsing
+# the file: one definition, for the validation and for the JSON Schema
+
+
+def _problem(text: str) -> PydanticCustomError:
+    """A validator's problem, reported with its key path like pydantic's own errors."""
+    return PydanticCustomError("rules", "{problem}", {"problem": text})
+
+
+class _Table(BaseModel):
+    """A TOML table: known keys only (a typo'd key is an error, never a key ignored)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# An integer or a float, finite (TOML has inf and nan), never a boolean or a string.
+Number = Annotated[StrictFloat, Field(allow_inf_nan=False)]
+NonNegative = Annotated[Number, Field(ge=0.0)]
+Share = Annotated[Number, Field(ge=0.0, le=1.0)]
+Count = Annotated[StrictInt, Field(ge=0, le=MAX_RULES_INTEGER)]
+Knot = tuple[Number, Number]
+
+
+def _knots_check(
+    better: Direction, score_range: tuple[float, float]
+) -> Callable[[list[tuple[float, float]]], Knots]:
+    """Knots sorted by value (12.12); values distinct; scores monotone toward `better` and
+    inside `score_range`."""
+    low, high = score_range
+
+    def check(pairs: list[tuple[float, float]]) -> Knots:
+        ordered = sorted(pairs, key=lambda pair: pair[0])
+        for (x0, y0), (x1, y1) in pairwise(ordered):
+            if x0 == x1:
+                raise _problem(f"two knots at value {x0}")
+            if y1 < y0 if better == "higher" else y1 > y0:
+                raise _problem(
+                    f"knots not monotone: score goes from {y0} at {x0} to {y1} at {x1}, "
+                    f"but {better} values are better"
+                )
+        bad = [y for _, y in ordered if not low <= y <= high]
+        if bad:
+            raise _problem(f"scores must lie in [{low}, {high}], got {bad}")
+        return tuple(ordered)
+
+    return check
+
+
+def _knots(better: Direction, score_range: tuple[float, float], what: str) -> Any:
+    low, high = score_range
+    rises = "rise" if better == "higher" else "fall"
+    return Annotated[
+        list[Knot],
+        Field(
+            min_length=1,
+            description=f"{what}: [value, score] pairs in any order (sorted by value), values "
+            f"distinct, scores in [{low}, {high}] that {rises} as the value rises ({better} "
+            "values are better); linear between knots, flat beyond the ends",
+        ),
+        AfterValidator(_knots_check(better, score_range)),
+    ]
+
+
+IndicatorKnotsHigher = _knots("higher", INDICATOR_SCORE_RANGE, "indicator score knots")
+IndicatorKnotsLower = _knots("lower", INDICATOR_SCORE_RANGE, "indicator score knots")
+PxiKnots = _knots("lower", PXI_RANGE, "PXI by smoothed problem rate")
+WeightKnots = _knots("higher", TRAFFIC_WEIGHT_RANGE, "traffic weight by score")
+
+WEIGHT_HELP = "weight within its dimension; the weights of a dimension's indicators sum to 1"
+K_HELP = "shrinkage toward the main category's prior, in orders (SCORING.md 5)"
+
+
+class HigherIsBetterIndicator(_Table):
+    """An indicator where higher values are better: its knots' scores rise with the value."""
+
+    weight: NonNegative = Field(description=WEIGHT_HELP)
+    k: NonNegative = Field(description=K_HELP)
+    knots: IndicatorKnotsHigher
+
+
+class LowerIsBetterIndicator(_Table):
+    """An indicator where lower values are better: its knots' scores fall as the value rises."""
+
+    weight: NonNegative = Field(description=WEIGHT_HELP)
+    k: NonNegative = Field(description=K_HELP)
+    knots: IndicatorKnotsLower
+
+
+class HigherIsBetterOverride(_Table):
+    """A category's override of a higher-is-better indicator: only the keys it names (12.10)."""
+
+    weight: NonNegative | None = Field(default=None, description=WEIGHT_HELP)
+    k: NonNegative | None = Field(default=None, description=K_HELP)
+    knots: IndicatorKnotsHigher | None = None
+
+
+class LowerIsBetterOverride(_Table):
+    """A category's override of a lower-is-better indicator: only the keys it names (12.10)."""
+
+    weight: NonNegative | None = Field(default=None, description=WEIGHT_HELP)
+    k: NonNegative | None = Field(default=None, description=K_HELP)
+    knots: IndicatorKnotsLower | None = None
+
+
+def _sum_problem(weights: Mapping[str, float], what: str) -> str | None:
+    total = math.fsum(weights.values())
+    if abs(total - 1.0) > WEIGHT_TOLERANCE:
+        return f"{what} must sum to 1, got {total:.12g}"
+    return None
+
+
+def _indicator_weight_problems(weights: Mapping[str, float]) -> list[str]:
+    """Each dimension whose indicators' weights do not sum to 1."""
+    problems = (
+        _sum_problem(
+            {i: w for i, w in weights.items() if INDICATOR_BY_ID[i].dimension == dim},
+            f"{dim} indicator weights",
+        )
+        for dim in DIMENSIONS
+    )
+    return [p for p in problems if p]
+
+
+class _DimensionWeightsSum(_Table):
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> _DimensionWeightsSum:
+        problem = _sum_problem(dict(self), "weights")
+        if problem:
+            raise _problem(problem)
+        return self
+
+
+class _IndicatorWeightsSum(_Table):
+    @model_validator(mode="after")
+    def _sum_to_one_per_dimension(self) -> _IndicatorWeightsSum:
+        problems = _indicator_weight_problems({i: rule.weight for i, rule in self})
+        if problems:
+            raise _problem("; ".join(problems))
+        return self
+
+
+def _indicator_help(ind_id: str) -> str:
+    ind = INDICATOR_BY_ID[ind_id]
+    return f"{ind.dimension} dimension, {ind.better} is better (SCORING.md 4)"
+
+
+DimensionWeights = create_model(
+    "DimensionWeights",
+    __base__=_DimensionWeightsSum,
+    __doc__="Weights of the dimensions in the shop score; they sum to 1.",
+    **{dim: (NonNegative, ...) for dim in DIMENSIONS},
+)
+DimensionWeightsOverride = create_model(
+    "DimensionWeightsOverride",
+    __base__=_Table,
+    __doc__="A category's dimension weights: only those named change; the merged weights sum to 1.",
+    **{dim: (NonNegative | None, None) for dim in DIMENSIONS},
+)
+Indicators = create_model(
+    "Indicators",
+    __base__=_IndicatorWeightsSum,
+    __doc__="Every indicator of SCORING.md 4, each once.",
+    **{
+        ind.id: (
+            HigherIsBetterIndicator if ind.better == "higher" else LowerIsBetterIndicator,
+            Field(description=_indicator_help(ind.id)),
+        )
+        for ind in INDICATORS
+    },
+)
+IndicatorOverrides = create_model(
+    "IndicatorOverrides",
+    __base__=_Table,
+    __doc__="A category's indicator overrides: only the indicators and keys named change.",
+    **{
+        ind.id: (
+            (HigherIsBetterOverride if ind.better == "higher" else LowerIsBetterOverride) | None,
+            Field(default=None, description=_indicator_help(ind.id)),
+        )
+        for ind in INDICATORS
+    },
+)
+
+
+class BonusItem(_Table):
+    """A bonus: `points` for a shop whose share reaches `threshold` (SCORING.md 6)."""
+
+    threshold: Number
+    points: NonNegative
+
+
+Bonus = create_model(
+    "Bonus",
+    __base__=_Table,
+    __doc__="The bonus items of SCORING.md 6, each once.",
+    **{item: (BonusItem, ...) for item in BONUS_ITEMS},
+)
+
+
+class _Label(_Table):
+    better: ClassVar[Direction]
+    enter: Number = Field(description="the value at which a shop gains the label")
+    exit: Number = Field(description="the value at which a shop holding the label loses it")
+    min_n: Count = Field(description="the fewest observations the value needs")
+
+    @model_validator(mode="after")
+    def _exit_on_the_easy_side(self) -> _Label:
+        if self.exit > self.enter if self.better == "higher" else self.exit < self.enter:
+            raise _problem(
+                f"exit {self.exit} is on the wrong side of enter {self.enter} ({self.better} "
+                "values are better, so a label must be easier to keep than to gain)"
+            )
+        return self
+
+
+class HigherIsBetterLabel(_Label):
+    """A label for a high value (SCORING.md 8): exit <= enter (hysteresis)."""
+
+    better: ClassVar[Direction] = "higher"
+
+
+class LowerIsBetterLabel(_Label):
+    """A label for a low value (SCORING.md 8, hours or seconds): exit >= enter (hysteresis)."""
+
+    better: ClassVar[Direction] = "lower"
+
+
+Labels = create_model(
+    "Labels",
+    __base__=_Table,
+    __doc__="The labels of SCORING.md 8, each once.",
+    **{
+        label.id: (HigherIsBetterLabel if label.better == "higher" else LowerIsBetterLabel, ...)
+        for label in LABELS
+    },
+)
+
+
+class Privileges(_Table):
+    """Score thresholds of the refund-only tiers and campaign eligibility (SCORING.md 9)."""
+
+    autonomous_min_score: Number
+    negotiate_first_min_score: Number
+    campaign_min_score: Number
+    campaign_min_pxi: Number
+
+    @model_validator(mode="after")
+    def _tiers_in_order(self) -> Privileges:
+        if self.negotiate_first_min_score > self.autonomous_min_score:
+            raise _problem("negotiate_first_min_score must not exceed autonomous_min_score")
+        return self
+
+
+_GATE_DEFAULTS = GateRules()
+LogName = Literal[RAW_LOGS]  # type: ignore[valid-type]
+
+
+class Gates(_Table):
+    """Quality gates (not in SCORING.md): a run that trips one is held, exit 3, unless --force."""
+
+    trailing_days: Annotated[StrictInt, Field(ge=1, le=MAX_RULES_INTEGER)] = Field(
+        default=_GATE_DEFAULTS.trailing_days,
+        description="compare today's partition with the median of this many days before",
+    )
+    min_rows_vs_median: Share = Field(
+        default=_GATE_DEFAULTS.min_rows_vs_median,
+        description="hold when a log's rows today are below this share of that median",
+    )
+    max_quarantine_share: Share = Field(
+        default=_GATE_DEFAULTS.max_quarantine_share,
+        description="hold when more than this share of a log's rows today are quarantined",
+    )
+    max_band_change_share: Share = Field(
+        default=_GATE_DEFAULTS.max_band_change_share,
+        description="hold when more than this share of scored shops changed band since D-1",
+    )
+    min_rows: dict[LogName, Count] = Field(
+        default_factory=dict, description="per log, the fewest rows today's partition may have"
+    )
+
+
+def _time_zone(name: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        raise _problem(f"unknown time zone {name!r}") from None
+    return name
+
+
+def _category_key(key: str) -> str:
+    # one spelling per id: "+1001" or "01001" would otherwise replace [categories.1001]
+    if not CATEGORY_KEY.fullmatch(key) or int(key) > MAX_CATEGORY_ID:
+        raise _problem(
+            "category keys must be category ids in decimal (0 to 2147483647, no sign, "
+            "no leading zeros)"
+        )
+    return key
+
+
+CategoryKey = Annotated[
+    str,
+    AfterValidator(_category_key),
+    WithJsonSchema({"type": "string", "pattern": f"^({CATEGORY_KEY.pattern})$"}),
+]
+
+
+class CategoryOverride(_Table):
+    """Rules for shops of one main category: the keys named replace the defaults (12.10)."""
+
+    dimension_weights: DimensionWeightsOverride | None = None  # type: ignore[valid-type]
+    indicators: IndicatorOverrides | None = None  # type: ignore[valid-type]
+
+
+class RulesFile(_Table):
+    """An expscore rules file (SCORING.md 11): the weights, knots and thresholds of the scores."""
+
+    model_config = ConfigDict(title="expscore rules file")
+
+    version: Annotated[StrictStr, Field(min_length=1)] = Field(
+        description="the rules' version, published in every row (rules_version)"
+    )
+    timezone: Annotated[StrictStr, AfterValidator(_time_zone)] = Field(
+        description="the business time zone (IANA name), e.g. Asia/Shanghai"
+    )
+    window_days: Annotated[StrictInt, Field(ge=1, le=MAX_WINDOW_DAYS)] = Field(
+        description="days of the window the scores count (SCORING.md 3)"
+    )
+    min_orders: Count = Field(description="valid orders a shop needs to be scored")
+    min_item_orders: Count = Field(description="paid orders an item needs for a PXI")
+    k_item: NonNegative = Field(description="shrinkage of an item's problem rate, in orders")
+    max_daily_change: NonNegative = Field(
+        description="the most a traffic weight may move in a day, as a share (the daily clamp)"
+    )
+    pxi_knots: PxiKnots
+    shop_weight_knots: WeightKnots
+    item_weight_knots: WeightKnots
+    dimension_weights: DimensionWeights  # type: ignore[valid-type]
+    indicators: Indicators  # type: ignore[valid-type]
+    bonus: Bonus  # type: ignore[valid-type]
+    labels: Labels  # type: ignore[valid-type]
+    privileges: Privileges
+    categories: dict[CategoryKey, CategoryOverride] = Field(
+        default_factory=dict,
+        description="overrides by main category id",
+        json_schema_extra={"additionalProperties": False},
+    )
+    gates: Gates = Field(default_factory=Gates)
+
+
+# Tables whose keys are the catalogue's ids: an unknown key there is an unknown id.
+_KNOWN_IDS: dict[str, tuple[str, ...]] = {
+    "indicators": tuple(INDICATOR_BY_ID),
+    "labels": tuple(LABEL_BY_ID),
+    "bonus": BONUS_ITEMS,
+    "dimension_weights": DIMENSIONS,
+}
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    """`indicators.pickup_on_time_rate.knots[2][0]`: the key path of a pydantic location."""
+    path = ""
+    for part in loc:
+        if part == "[key]":  # the key itself is wrong: the path ends at it
+            continue
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def _message(error: Any) -> str:
+    """pydantic's error in the words of this file's other messages."""
+    kind, value, ctx = error["type"], error.get("input"), error.get("ctx") or {}
+    in_knots = any(isinstance(part, str) and part.endswith("knots") for part in error["loc"])
+    if kind == "rules":
+        return str(ctx["problem"])
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return f"must be an integer, got {value!r}"
+    if kind in ("float_type", "float_parsing"):
+        return f"must be a number, got {value!r}"
+    if kind == "finite_number":
+        return f"must be finite, got {value!r}"
+    if kind == "greater_than_equal":
+        return f"must be >= {ctx['ge']}, got {value!r}"
+    if kind == "less_than_equal":
+        return f"must be <= {ctx['le']}, got {value!r}"
+    if kind in ("string_type", "string_too_short"):
+        return f"must be a non-empty string, got {value!r}"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"must be a table, got {value!r}"
+    if in_knots and isinstance(error["loc"][-1], int):
+        return f"must be a [value, score] pair, got {value!r}"
+    if in_knots:
+        return "must be a non-empty list of [value, score] pairs"
+    if kind == "list_type":
+        return f"must be a list, got {value!r}"
+    if kind == "literal_error" and error["loc"][-1] == "[key]":
+        return f"unknown key {value!r} (known: {ctx['expected']})"
+    if kind == "literal_error":
+        return f"must be one of {ctx['expected']}, got {value!r}"
+    return str(error["msg"])
+
+
+def _grouped(path: str, kind: str, keys: list[str]) -> RuleProblem:
+    """Missing or unknown keys of one table, in one problem."""
+    table = path.rsplit(".", 1)[-1]
+    if kind == "missing":
+        what = "id(s)" if table in _KNOWN_IDS else "key(s)"
+        return RuleProblem(path, f"missing {what} {', '.join(keys)}")
+    if table in _KNOWN_IDS:
+        known = ", ".join(_KNOWN_IDS[table])
+        return RuleProblem(path, f"unknown id(s) {', '.join(sorted(keys))}; known: {known}")
+    return RuleProblem(path, f"unknown key(s) {', '.join(sorted(keys))}")
+
+
+def _problems(exc: ValidationError) -> list[RuleProblem]:
+    """Every problem of a failed validation, in the file's order; the missing and the unknown
+    keys of one table are gathered in one problem each."""
+    order: list[RuleProblem | tuple[str, str]] = []
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for error in exc.errors(include_url=False):
+        loc = tuple(error["loc"])
+        if error["type"] in ("missing", "extra_forbidden"):
+            group = (_path(loc[:-1]), error["type"])
+            if group not in grouped:
+                grouped[group] = []
+                order.append(group)
+            grouped[group].append(str(loc[-1]))
+        else:
+            order.append(RuleProblem(_path(loc), _message(error)))
+    return [
+        item if isinstance(item, RuleProblem) else _grouped(*item, grouped[item]) for item in order
+    ]
+
+
+def _rule_set(dimension_weights: Mapping[str, float], indicators: Any) -> RuleSet:
+    return RuleSet(
+        dimension_weights=dict(dimension_weights),
+        indicators={
+            ind_id: IndicatorRule(rule.weight, rule.k, rule.knots) for ind_id, rule in indicators
+        },
+    )
+
+
+def _with_override(default: RuleSet, override: CategoryOverride) -> RuleSet:
+    """12.10: an override replaces only the keys it names."""
+    weights = dict(default.dimension_weights)
+    if override.dimension_weights is not None:
+        weights.update({d: w for d, w in override.dimension_weights if w is not None})
+    indicators = dict(default.indicators)
+    for ind_id, changed in override.indicators or ():
+        if changed is None:
+            continue
+        base = indicators[ind_id]
+        indicators[ind_id] = IndicatorRule(
+            weight=base.weight if changed.weight is None else changed.weight,
+            k=base.k if changed.k is None else changed.k,
+            knots=base.knots if changed.knots is None else changed.knots,
+        )
+    return RuleSet(dimension_weights=weights, indicators=indicators)
 
 
 def parse_rules(data: Mapping[str, Any], source: str = "<rules>") -> Rules:
-    """Validate a parsed TOML mapping and build `Rules`; raise `RulesError` naming the key."""
-    p = _Parser(source)
-    p.keys(
-        data,
-        "",
-        required={
-            "version",
-            "timezone",
-            "window_days",
-            "min_orders",
-            "min_item_orders",
-            "k_item",
-            "max_daily_change",
-            "pxi_knots",
-            "shop_weight_knots",
-            "item_weight_knots",
-            "dimension_weights",
-            "indicators",
-            "bonus",
-            "labels",
-            "privileges",
-        },
-        optional={"categories", "gates"},
-    )
-    version = data["version"]
-    if not isinstance(version, str) or not version:
-        p.fail("version", "must be a non-empty string")
-    tz = data["timezone"]
+    """Validate a parsed TOML mapping and build `Rules`.
+
+    Raises `RulesError` with every problem found, each with its key path: those of the file's
+    tables first, then (once the tables are right) the weights of each category's merged rules.
+    """
     try:
-        zoneinfo.ZoneInfo(str(tz))
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        p.fail("timezone", f"unknown time zone {tz!r}")
-
-    default = RuleSet(
-        dimension_weights=p.dimension_weights(data["dimension_weights"], "dimension_weights"),
-        indicators={
-            ind_id: p.indicator(rule, f"indicators.{ind_id}")
-            for ind_id, rule in p.exact_table(data["indicators"], "indicators", INDICATOR_BY_ID)
-        },
-    )
-    p.dimension_sums(default, "indicators")
-
+        file = RulesFile.model_validate(data)
+    except ValidationError as exc:
+        raise RulesError(source, _problems(exc)) from None
+    default = _rule_set(file.dimension_weights, file.indicators)
     categories: dict[int, RuleSet] = {}
-    for key, override in p.table(data.get("categories", {}), "categories").items():
-        # one spelling per id: "+1001" or "01001" would otherwise replace [categories.1001]
-        if not CATEGORY_KEY.fullmatch(key) or int(key) > MAX_CATEGORY_ID:
-            p.fail(
-                f"categories.{key}",
-                "category keys must be category ids in decimal (0 to 2147483647, no sign, "
-                "no leading zeros)",
-            )
-        category = int(key)
-        categories[category] = p.category_override(default, override, f"categories.{key}")
-
-    privileges = p.table(data["privileges"], "privileges")
-    p.keys(
-        privileges,
-        "privileges",
-        required={
-            "autonomous_min_score",
-            "negotiate_first_min_score",
-            "campaign_min_score",
-            "campaign_min_pxi",
-        },
-    )
-    if privileges["negotiate_first_min_score"] > privileges["autonomous_min_score"]:
-        p.fail("privileges", "negotiate_first_min_score must not exceed autonomous_min_score")
-
+    problems: list[RuleProblem] = []
+    for key, override in file.categories.items():
+        merged = _with_override(default, override)
+        found = [
+            _sum_problem(merged.dimension_weights, "dimension weights"),
+            *_indicator_weight_problems({i: r.weight for i, r in merged.indicators.items()}),
+        ]
+        problems += [RuleProblem(f"categories.{key}", p) for p in found if p]
+        categories[int(key)] = merged
+    if problems:
+        raise RulesError(source, problems)
+    privileges, gates = file.privileges, file.gates
     return Rules(
-        version=version,
-        timezone=str(tz),
-        window_days=p.integer(
-            data["window_days"], "window_days", minimum=1, maximum=MAX_WINDOW_DAYS
-        ),
-        min_orders=p.integer(data["min_orders"], "min_orders", minimum=0),
-        min_item_orders=p.integer(data["min_item_orders"], "min_item_orders", minimum=0),
-        k_item=p.number(data["k_item"], "k_item", minimum=0.0),
-        max_daily_change=p.number(data["max_daily_change"], "max_daily_change", minimum=0.0),
-        pxi_knots=p.knots(data["pxi_knots"], "pxi_knots", "lower", (0.0, 100.0)),
-        shop_weight_knots=p.knots(
-            data["shop_weight_knots"], "shop_weight_knots", "higher", TRAFFIC_WEIGHT_RANGE
-        ),
-        item_weight_knots=p.knots(
-            data["item_weight_knots"], "item_weight_knots", "higher", TRAFFIC_WEIGHT_RANGE
-        ),
+        version=file.version,
+        timezone=file.timezone,
+        window_days=file.window_days,
+        min_orders=file.min_orders,
+        min_item_orders=file.min_item_orders,
+        k_item=file.k_item,
+        max_daily_change=file.max_daily_change,
+        pxi_knots=file.pxi_knots,
+        shop_weight_knots=file.shop_weight_knots,
+        item_weight_knots=file.item_weight_knots,
         default=default,
         categories=categories,
-        bonus={
-            bonus_id: BonusRule(
-                threshold=p.number(b.get("threshold"), f"bonus.{bonus_id}.threshold"),
-                points=p.number(b.get("points"), f"bonus.{bonus_id}.points", minimum=0.0),
-            )
-            for bonus_id, b in p.exact_table(data["bonus"], "bonus", dict.fromkeys(BONUS_ITEMS))
-        },
-        labels={
-            label_id: p.label(rule, f"labels.{label_id}", LABEL_BY_ID[label_id].better)
-            for label_id, rule in p.exact_table(data["labels"], "labels", LABEL_BY_ID)
-        },
-        autonomous_min_score=p.number(
-            privileges["autonomous_min_score"], "privileges.autonomous_min_score"
+        bonus={item: BonusRule(rule.threshold, rule.points) for item, rule in file.bonus},
+        labels={label: LabelRule(rule.enter, rule.exit, rule.min_n) for label, rule in file.labels},
+        autonomous_min_score=privileges.autonomous_min_score,
+        negotiate_first_min_score=privileges.negotiate_first_min_score,
+        campaign_min_score=privileges.campaign_min_score,
+        campaign_min_pxi=privileges.campaign_min_pxi,
+        gates=GateRules(
+            trailing_days=gates.trailing_days,
+            min_rows_vs_median=gates.min_rows_vs_median,
+            max_quarantine_share=gates.max_quarantine_share,
+            max_band_change_share=gates.max_band_change_share,
+            min_rows=dict(gates.min_rows),
         ),
-        negotiate_first_min_score=p.number(
-            privileges["negotiate_first_min_score"], "privileges.negotiate_first_min_score"
-        ),
-        campaign_min_score=p.number(
-            privileges["campaign_min_score"], "privileges.campaign_min_score"
-        ),
-        campaign_min_pxi=p.number(privileges["campaign_min_pxi"], "privileges.campaign_min_pxi"),
-        gates=p.gates(data.get("gates", {})),
         source=source,
     )
 
 
-class _Parser:
-    """Small validators that all report `<source>: <key path>: <problem>`."""
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
-    def __init__(self, source: str) -> None:
-        self.source = source
 
-    def fail(self, where: str, problem: str) -> None:
-        raise RulesError(f"rules file {self.source}: {where or '<top level>'}: {problem}")
+def _without_nulls(node: Any) -> Any:
+    """The schema as TOML needs it: TOML has no null, so an optional key is one that may be
+    left out, not one that may be null (pydantic writes `anyOf: [X, null]`, `default: null`)."""
+    if isinstance(node, list):
+        return [_without_nulls(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    cleaned = {k: _without_nulls(v) for k, v in node.items() if not (k == "default" and v is None)}
+    branches = cleaned.get("anyOf")
+    if isinstance(branches, list):
+        kept = [b for b in branches if b != {"type": "null"}]
+        if len(kept) == 1:
+            del cleaned["anyOf"]
+            cleaned = {**kept[0], **cleaned}
+        else:
+            cleaned["anyOf"] = kept
+    return cleaned
 
-    def table(self, value: Any, where: str) -> Mapping[str, Any]:
-        if not isinstance(value, Mapping):
-            self.fail(where, "must be a table")
-        return value
 
-    def keys(
-        self,
-        value: Mapping[str, Any],
-        where: str,
-        required: set[str],
-        optional: set[str] = frozenset(),
-    ) -> None:
-        missing = sorted(required - value.keys())
-        unknown = sorted(value.keys() - required - optional)
-        if missing:
-            self.fail(where, f"missing key(s) {', '.join(missing)}")
-        if unknown:
-            self.fail(where, f"unknown key(s) {', '.join(map(str, unknown))}")
-
-    def exact_table(
-        self, value: Any, where: str, known: Mapping[str, Any]
-    ) -> list[tuple[str, Any]]:
-        """A table whose keys must be exactly the known ids, in the catalogue's order."""
-        table = self.table(value, where)
-        unknown = sorted(set(table) - set(known))
-        if unknown:
-            self.fail(where, f"unknown id(s) {', '.join(unknown)}; known: {', '.join(known)}")
-        missing = [k for k in known if k not in table]
-        if missing:
-            self.fail(where, f"missing id(s) {', '.join(missing)}")
-        return [(k, self.table(table[k], f"{where}.{k}")) for k in known]
-
-    def number(self, value: Any, where: str, minimum: float | None = None) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            self.fail(where, f"must be a number, got {value!r}")
-        if not math.isfinite(value):
-            self.fail(where, f"must be finite, got {value!r}")
-        if minimum is not None and value < minimum:
-            self.fail(where, f"must be >= {minimum}, got {value!r}")
-        return float(value)
-
-    def integer(
-        self, value: Any, where: str, minimum: int, maximum: int = MAX_RULES_INTEGER
-    ) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(where, f"must be an integer, got {value!r}")
-        if value < minimum:
-            self.fail(where, f"must be >= {minimum}, got {value!r}")
-        if value > maximum:
-            self.fail(where, f"must be <= {maximum}, got {value!r}")
-        return int(value)
-
-    def knots(
-        self,
-        value: Any,
-        where: str,
-        better: str,
-        score_range: tuple[float, float] | None = None,
-    ) -> Knots:
-        """Knots sorted by value (12.12); values distinct; scores monotone toward 'better'."""
-        if not isinstance(value, list) or not value:
-            self.fail(where, "must be a non-empty list of [value, score] pairs")
-        pairs = []
-        for i, pair in enumerate(value):
-            if not isinstance(pair, list) or len(pair) != 2:
-                self.fail(f"{where}[{i}]", f"must be a [value, score] pair, got {pair!r}")
-            pairs.append(
-                (
-                    self.number(pair[0], f"{where}[{i}] value"),
-                    self.number(pair[1], f"{where}[{i}] score"),
-                )
-            )
-        pairs.sort(key=lambda p: p[0])
-        for (x0, y0), (x1, y1) in pairwise(pairs):
-            if x0 == x1:
-                self.fail(where, f"two knots at value {x0}")
-            turns_wrong = y1 < y0 if better == "higher" else y1 > y0
-            if turns_wrong:
-                self.fail(
-                    where,
-                    f"knots not monotone: score goes from {y0} at {x0} to {y1} at {x1}, "
-                    f"but {'higher' if better == 'higher' else 'lower'} values are better",
-                )
-        if score_range is not None:
-            lo, hi = score_range
-            bad = [y for _, y in pairs if not lo <= y <= hi]
-            if bad:
-                self.fail(where, f"scores must lie in [{lo}, {hi}], got {bad}")
-        return tuple(pairs)
-
-    def indicator(self, value: Mapping[str, Any], where: str, partial: bool = False) -> Any:
-        fields = {"weight", "k", "knots"}
-        self.keys(value, where, required=set() if partial else fields, optional=fields)
-        ind_id = where.rsplit(".", 1)[1]
-        parsed = {}
-        if "weight" in value:
-            parsed["weight"] = self.number(value["weight"], f"{where}.weight", minimum=0.0)
-        if "k" in value:
-            parsed["k"] = self.number(value["k"], f"{where}.k", minimum=0.0)
-        if "knots" in value:
-            parsed["knots"] = self.knots(
-                value["knots"], f"{where}.knots", INDICATOR_BY_ID[ind_id].better, (3.0, 5.0)
-            )
-        return parsed if partial else IndicatorRule(**parsed)
-
-    def dimension_weights(self, value: Any, where: str, partial: bool = False) -> dict[str, float]:
-        table = self.table(value, where)
-        self.keys(
-            table, where, required=set() if partial else set(DIMENSIONS), optional=set(DIMENSIONS)
-        )
-        weights = {d: self.number(table[d], f"{where}.{d}", minimum=0.0) for d in table}
-        return weights
-
-    def weights_sum_to_one(self, weights: Mapping[str, float], where: str) -> None:
-        total = sum(weights.values())
-        if abs(total - 1.0) > WEIGHT_TOLERANCE:
-            self.fail(where, f"weights must sum to 1, got {total:.12g}")
-
-    def dimension_sums(self, rule_set: RuleSet, where: str) -> None:
-        self.weights_sum_to_one(rule_set.dimension_weights, f"{where} dimension_weights")
-        for dim in DIMENSIONS:
-            weights = {
-                i: r.weight
-                for i, r in rule_set.indicators.items()
-                if INDICATOR_BY_ID[i].dimension == dim
-            }
-            self.weights_sum_to_one(weights, f"{where} ({dim} indicator weights)")
-
-    def category_override(self, default: RuleSet, value: Any, where: str) -> RuleSet:
-        """12.10: an override replaces only the keys it names."""
-        table = self.table(value, where)
-        self.keys(table, where, required=set(), optional={"indicators", "dimension_weights"})
-        dim_weights = dict(default.dimension_weights)
-        if "dimension_weights" in table:
-            dim_weights.update(
-                self.dimension_weights(
-                    table["dimension_weights"], f"{where}.dimension_weights", True
-                )
-            )
-        indicators = dict(default.indicators)
-        overrides = self.table(table.get("indicators", {}), f"{where}.indicators")
-        for ind_id, ind_value in overrides.items():
-            if ind_id not in INDICATOR_BY_ID:
-                self.fail(f"{where}.indicators", f"unknown indicator {ind_id!r}")
-            parsed = self.indicator(
-                self.table(ind_value, f"{where}.indicators.{ind_id}"),
-                f"{where}.indicators.{ind_id}",
-                partial=True,
-            )
-            base = indicators[ind_id]
-            indicators[ind_id] = IndicatorRule(
-                weight=parsed.get("weight", base.weight),
-                k=parsed.get("k", base.k),
-                knots=parsed.get("knots", base.knots),
-            )
-        rule_set = RuleSet(dimension_weights=dim_weights, indicators=indicators)
-        self.dimension_sums(rule_set, where)
-        return rule_set
-
-    def gates(self, value: Any) -> GateRules:
-        table = self.table(value, "gates")
-        defaults = GateRules()
-        self.keys(table, "gates", required=set(), optional=set(defaults.__dataclass_fields__))
-        shares = ("min_rows_vs_median", "max_quarantine_share", "max_band_change_share")
-        for key in shares:
-            if key in table and not 0.0 <= self.number(table[key], f"gates.{key}") <= 1.0:
-                self.fail(f"gates.{key}", f"must lie in [0, 1], got {table[key]!r}")
-        minimums = self.table(table.get("min_rows", {}), "gates.min_rows")
-        unknown = sorted(set(minimums) - set(RAW_LOGS))
-        if unknown:
-            self.fail(f"gates.min_rows.{unknown[0]}", f"not a log (logs: {', '.join(RAW_LOGS)})")
-        return GateRules(
-            trailing_days=self.integer(
-                table.get("trailing_days", defaults.trailing_days), "gates.trailing_days", 1
-            ),
-            **{k: float(table.get(k, getattr(defaults, k))) for k in shares},
-            min_rows={
-                log: self.integer(n, f"gates.min_rows.{log}", minimum=0)
-                for log, n in minimums.items()
-            },
-        )
-
-    def label(self, value: Mapping[str, Any], where: str, better: str) -> LabelRule:
-        self.keys(value, where, required={"enter", "exit", "min_n"})
-        enter = self.number(value["enter"], f"{where}.enter")
-        exit_ = self.number(value["exit"], f"{where}.exit")
-        if (better == "higher" and exit_ > enter) or (better == "lower" and exit_ < enter):
-            self.fail(
-                where,
-                f"exit {exit_} is on the wrong side of enter {enter} "
-                f"({better} values are better, so a label must be easier to keep than to gain)",
-            )
-        return LabelRule(enter, exit_, self.integer(value["min_n"], f"{where}.min_n", minimum=0))
+def rules_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a rules file, generated from `RulesFile` (shipped as
+    docs/rules.schema.json for editors; a test keeps that file equal to this)."""
+    return {"$schema": JSON_SCHEMA_DIALECT, **_without_nulls(RulesFile.model_json_schema())}

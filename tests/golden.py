@@ -21,6 +21,7 @@ from pathlib import Path
 import polars as pl
 
 from pipelines.load import latest_partition_date
+from pipelines.published import scan_day
 from pipelines.run import QUARANTINE_TABLE, backfill, load_rules
 from scoring.daily import TABLE_KEYS, TABLE_SCHEMAS
 from tests.compare import _same
@@ -49,7 +50,9 @@ def table_path(root: Path, table: str, day: dt.date) -> Path:
 
 
 def read(root: Path, table: str, day: dt.date) -> pl.DataFrame:
-    return pl.read_parquet(table_path(root, table, day))
+    """A table's partition as the analyst commands read it: `dt` from the folder name (the
+    files hold no `dt` column), in the column order `run` builds."""
+    return scan_day(root, table, day).collect()
 
 
 @dataclass(frozen=True)

@@ -15,3 +15,9 @@ def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: s
         main()
     captured = capsys.readouterr()
     return exit_info.value.code, captured.out, captured.err
+
+
+def error_lines(stderr: str) -> list[str]:
+    """stderr without the log lines (logfmt, `ts=…`, the default off a terminal): the lines an
+    error prints, which must be one, and never a traceback."""
+    return [line for line in stderr.splitlines() if not line.startswith("ts=")]

@@ -13,7 +13,7 @@ import pytest
 
 from pipelines.run import RunResult, backfill, load_rules
 from tests.builders import DEFAULT_RULES_PATH, tiny_raw
-from tests.pipelines.cli_runner import cli
+from tests.pipelines.cli_runner import cli, error_lines
 
 
 @pytest.fixture
@@ -52,8 +52,8 @@ def test_missing_column_exits_2_naming_file_and_column(
     out = tmp_path / "out"
     code, _, err = cli(monkeypatch, capsys, "run", "--raw", str(raw), "--out", str(out))
     assert code == 2
-    assert err.count("\n") == 1 and "Traceback" not in err
-    assert "part-0.parquet: missing required column 'shop_id'" in err
+    assert len(error_lines(err)) == 1 and "Traceback" not in err
+    assert "part-0.parquet: missing required column 'shop_id'" in error_lines(err)[0]
     assert not (out / "shop_scores").exists()  # nothing published for that date
 
 
@@ -162,7 +162,8 @@ def test_an_out_that_is_a_file_is_a_usage_error(monkeypatch, capsys, raw, tmp_pa
     target = tmp_path / "a-file"
     target.write_text("not a folder")
     code, _, err = cli(monkeypatch, capsys, "run", "--raw", str(raw), "--out", str(target))
-    assert code == 2 and err == f"expscore: error: --out {target}: not a folder (File exists)\n"
+    assert code == 2
+    assert error_lines(err) == [f"expscore: error: --out {target}: not a folder (File exists)"]
 
 
 def test_an_unwritable_out_is_a_usage_error(monkeypatch, capsys, raw, tmp_path) -> None:
@@ -174,8 +175,10 @@ def test_an_unwritable_out_is_a_usage_error(monkeypatch, capsys, raw, tmp_path) 
         locked = tmp_path / "a-file" / "out"
         (tmp_path / "a-file").write_text("x")
     code, _, err = cli(monkeypatch, capsys, "run", "--raw", str(raw), "--out", str(locked))
-    assert code == 2 and err.startswith(f"expscore: error: --out {locked}: ")
-    assert err.count("\n") == 1
+    lines = error_lines(err)
+    assert (
+        code == 2 and len(lines) == 1 and lines[0].startswith(f"expscore: error: --out {locked}: ")
+    )
 
 
 def test_ctrl_c_exits_130_on_one_line(monkeypatch, capsys, raw, tmp_path) -> None:
@@ -184,7 +187,8 @@ def test_ctrl_c_exits_130_on_one_line(monkeypatch, capsys, raw, tmp_path) -> Non
 
     monkeypatch.setattr("pipelines.cli.run_day", interrupted)
     code, _, err = cli(monkeypatch, capsys, "run", "--raw", str(raw), "--out", str(tmp_path))
-    assert code == 130 and err == "expscore: interrupted\n"
+    assert code == 130 and error_lines(err) == ["expscore: interrupted"]
+    assert "exit_code=130" in err.splitlines()[-2]  # the run's last log line says so too
 
 
 def test_a_quote_in_the_out_path_works_end_to_end(monkeypatch, capsys, raw, tmp_path) -> None:
@@ -215,4 +219,5 @@ def test_ctrl_c_inside_a_duckdb_query_exits_130(monkeypatch, capsys, raw, tmp_pa
 
     monkeypatch.setattr("pipelines.cli.run_day", interrupted)
     code, _, err = cli(monkeypatch, capsys, "run", "--raw", str(raw), "--out", str(tmp_path))
-    assert code == 130 and err == "expscore: interrupted\n"
+    assert code == 130 and error_lines(err) == ["expscore: interrupted"]
+    assert "exit_code=130" in err.splitlines()[-2]  # the run's last log line says so too

@@ -73,7 +73,7 @@ def test_parquet(monkeypatch, capsys, out: Path, tmp_path: Path) -> None:
     written = pl.read_parquet(target)
     assert written.schema == pl.Schema({"dt": pl.Date, "shop_id": pl.Int64, "score": pl.Float64})
     published = (
-        pl.read_parquet(out / "shop_scores" / "*" / "*.parquet")
+        pl.read_parquet(out / "shop_scores", hive_partitioning=True, hive_schema={"dt": pl.Date})
         .filter(pl.col("status") == "scored")
         .select("dt", "shop_id", "score")
         .sort("dt", "shop_id")

@@ -175,7 +175,7 @@ REFUSED = [
     ),
     pytest.param(
         _set("categories.1001.indicators.pickup_rate", {"k": 5}),
-        r"categories\.1001\.indicators.*unknown indicator 'pickup_rate'",
+        r"categories\.1001\.indicators: unknown id\(s\) pickup_rate",
         id="category-override-unknown-indicator",
     ),
     pytest.param(
@@ -292,3 +292,77 @@ def test_the_message_names_the_file_and_the_key():
     with pytest.raises(RulesError) as caught:
         _parse_changed(_set("labels.fast_shipping.exit", 20.0))
     assert re.search(r"rules file test\.toml: labels\.fast_shipping: ", str(caught.value))
+
+
+def test_every_problem_of_a_file_is_reported_at_once_with_its_key_path():
+    """A file with several mistakes needs one edit, not one run per mistake (issue 21)."""
+
+    def many_mistakes(d):
+        d["window_days"] = 30.5
+        d["colour"] = "blue"
+        d["dimension_weights"]["product"] = 0.45
+        d["indicators"]["pickup_on_time_rate"]["knots"][1] = [0.90, 2.0]
+        d["indicators"]["delivery_hours"]["k"] = True
+        d["labels"]["fast_shipping"]["exit"] = 20.0
+        del d["labels"]["door_delivery"]["min_n"]
+        d["gates"] = {"max_quarantine_share": 1.5, "min_rows": {"payments": 10}}
+
+    with pytest.raises(RulesError) as caught:
+        _parse_changed(many_mistakes)
+    problems = {p.path: p.problem for p in caught.value.problems}
+    assert list(problems) == [
+        "window_days",
+        "dimension_weights",
+        "indicators.pickup_on_time_rate.knots",
+        "indicators.delivery_hours.k",
+        "labels.fast_shipping",
+        "labels.door_delivery",
+        "gates.max_quarantine_share",
+        "gates.min_rows.payments",
+        "",
+    ]
+    assert problems["window_days"] == "must be an integer, got 30.5"
+    assert problems["dimension_weights"] == "weights must sum to 1, got 1.1"
+    assert "not monotone" in problems["indicators.pickup_on_time_rate.knots"]
+    assert problems["indicators.delivery_hours.k"] == "must be a number, got True"
+    assert "wrong side" in problems["labels.fast_shipping"]
+    assert problems["labels.door_delivery"] == "missing key(s) min_n"
+    assert problems["gates.max_quarantine_share"] == "must be <= 1.0, got 1.5"
+    assert problems["gates.min_rows.payments"].startswith("unknown key 'payments'")
+    assert problems[""] == "unknown key(s) colour"
+    # one line for a run's error, every problem in it
+    text = str(caught.value)
+    assert text.startswith("rules file test.toml: 9 problems: window_days: ") and "\n" not in text
+    assert caught.value.lines()[-1] == "rules file test.toml: <top level>: unknown key(s) colour"
+
+
+def test_merged_category_weights_are_checked_per_category():
+    def two_bad_categories(d):
+        d["categories"] = {
+            "7": {"dimension_weights": {"product": 0.5}},  # 0.5 + 0.30 + 0.35
+            "8": {"indicators": {"cs_response_rate": {"weight": 0.9}}},  # service 1.7
+        }
+
+    with pytest.raises(RulesError) as caught:
+        _parse_changed(two_bad_categories)
+    assert [(p.path, p.problem) for p in caught.value.problems] == [
+        ("categories.7", "dimension weights must sum to 1, got 1.15"),
+        ("categories.8", "service indicator weights must sum to 1, got 1.7"),
+    ]
+
+
+def test_the_json_schema_accepts_the_shipped_file_and_refuses_a_typo():
+    """The schema editors use says what the parser says about the shape of a file."""
+    import jsonschema
+
+    from scoring.rules import rules_json_schema
+
+    schema = rules_json_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    assert not list(validator.iter_errors(default_rules_dict()))
+    typo = copy.deepcopy(default_rules_dict())
+    typo["indicators"]["pickup_on_time_rate"]["kk"] = 20
+    typo["categories"]["+1001"] = typo["categories"].pop("1001")
+    paths = sorted(list(e.absolute_path) for e in validator.iter_errors(typo))
+    assert paths == [["categories"], ["indicators", "pickup_on_time_rate"]]
