@@ -75,7 +75,7 @@ EXCHANGE_DIR = "exchange"
 # orders' sums kept, order rows with their refund flags, sorted by order_id for lookups.
 # v2.3: the current refunds and sessions kept. v2.4: the driver keeps the window's order and
 # session sums; a shard sends what its night changes in them; sessions summed by start date.
-FORMAT = "v2.4"
+FORMAT = "v2.5"
 QUARANTINE = "quarantine"  # the manifest's files entry of the quarantined rows, by log and dt
 TOTALS = "totals"  # the manifest's files entry of the window's sums kept by the driver
 TOTALED = (*ORDER_SUMS, "refunds", "sessions")  # the `scoring.settling.KEPT_SUMS` kept there
