@@ -75,6 +75,7 @@ EXCHANGE_DIR = "exchange"
 # orders' sums kept, order rows with their refund flags, sorted by order_id for lookups.
 # v2.3: the current refunds and sessions kept. v2.4: the driver keeps the window's order and
 # session sums; a shard sends what its night changes in them; sessions summed by start date.
+# v2.5: refunds summed by day too, and the current refunds kept as delta files.
 FORMAT = "v2.5"
 QUARANTINE = "quarantine"  # the manifest's files entry of the quarantined rows, by log and dt
 TOTALS = "totals"  # the manifest's files entry of the window's sums kept by the driver
