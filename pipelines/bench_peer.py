@@ -389,7 +389,7 @@ def peer_statements(
     ]
 
     # ---- facts per order of V (3, 4)
-    next_day_cutoff = local.format("paid_at")
+    local_paid = local.format("paid_at")
     steps += [
         (
             "facts",
@@ -403,35 +403,29 @@ WHERE paid_at {in_window} AND NOT is_abnormal""",
         (
             "facts",
             f"""
-CREATE TEMP TABLE tracking AS
-WITH ev AS (
-    SELECT e.order_id, e.event_id, e.event_type, e.event_at, e.door_delivery
-    FROM events e SEMI JOIN v ON e.order_id = v.order_id
-    WHERE e.event_at < {cutoff}
-), firsts AS (
+CREATE TEMP TABLE tracking AS  -- per order with events; only V's are used (order_facts)
+WITH orders AS (
     SELECT order_id,
            min(event_at) FILTER (WHERE event_type = 'picked_up') AS pickup_at,
            min(event_at) FILTER (WHERE event_type = 'delivered') AS delivered_at,
            -- the earliest delivered event, smallest event_id on a tie; null is not the door (12.5)
            arg_min(coalesce(door_delivery, false), (event_at, event_id))
                FILTER (WHERE event_type = 'delivered') AS door,
-           bool_or(event_type = 'exception') AS exception
-    FROM ev GROUP BY order_id
-), trail AS (  -- E: events from pickup to delivery (or to cutoff), every type (4, 12.6)
-    SELECT ev.order_id, epoch_us(ev.event_at) AS t,
-           epoch_us(ev.event_at) - lag(epoch_us(ev.event_at))
-               OVER (PARTITION BY ev.order_id ORDER BY ev.event_at) AS gap
-    FROM ev JOIN firsts f ON ev.order_id = f.order_id
-    WHERE f.pickup_at IS NOT NULL AND ev.event_at >= f.pickup_at
-      AND (f.delivered_at IS NULL OR ev.event_at <= f.delivered_at)
-), trails AS (
-    SELECT order_id, max(gap) AS longest_gap, max(t) AS last_t FROM trail GROUP BY order_id
+           bool_or(event_type = 'exception') AS exception,
+           list(epoch_us(event_at)) AS times
+    FROM events WHERE event_at < {cutoff} GROUP BY order_id
+), trails AS (  -- E: the times from pickup to delivery (or to cutoff), every type (4, 12.6)
+    SELECT * EXCLUDE (times),
+           list_sort(list_filter(times, lambda t: t >= epoch_us(pickup_at)
+               AND (delivered_at IS NULL OR t <= epoch_us(delivered_at)))) AS e
+    FROM orders
 )
-SELECT f.order_id, f.pickup_at, f.delivered_at, f.door, f.exception,
-       coalesce(s.longest_gap > {STALL_US}
-                OR (f.delivered_at IS NULL AND epoch_us({cutoff}) - s.last_t > {STALL_US}),
+SELECT order_id, pickup_at, delivered_at, door, exception,
+       -- a gap of more than 72 h in E, or from E's last time to cutoff when not delivered
+       coalesce(list_max(list_transform(range(1, len(e)), lambda i: e[i + 1] - e[i])) > {STALL_US}
+                OR (delivered_at IS NULL AND epoch_us({cutoff}) - e[-1] > {STALL_US}),
                 false) AS stall
-FROM firsts f LEFT JOIN trails s ON f.order_id = s.order_id""",
+FROM trails""",
         ),
         (
             "facts",
@@ -473,7 +467,7 @@ SELECT *,
        pickup_at IS NOT NULL AND (exception OR stall) AS anomaly,
        -- delivered before 00:00 of the second day after the local paid date
        coalesce(delivered_at < timezone({_lit(tz)},
-           CAST(CAST({next_day_cutoff} AS DATE) + 2 AS TIMESTAMP)), false) AS next_day
+           CAST(CAST({local_paid} AS DATE) + 2 AS TIMESTAMP)), false) AS next_day
 FROM due""",
         ),
     ]
@@ -864,6 +858,8 @@ def run(spec: Mapping[str, Any]) -> dict[str, Any]:
     con.execute("SET enable_progress_bar = false")
     con.execute("SET preserve_insertion_order = false")
     con.execute(f"SET temp_directory = {_lit(str(out / '.spill'))}")
+    if spec.get("memory_limit_bytes"):
+        con.execute(f"SET memory_limit = '{int(spec['memory_limit_bytes']) // 2**20}MiB'")
     started = time.perf_counter()
     steps: dict[str, float] = {}
     for step, sql in peer_statements(rules, files, day, out):
