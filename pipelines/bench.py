@@ -64,6 +64,7 @@ import datetime as dt
 import importlib.metadata
 import importlib.util
 import json
+import math
 import os
 import platform
 import re
@@ -91,6 +92,7 @@ from pipelines.options import LogFormatOption, use_log_format
 from pipelines.published import partition_files, scan_day
 from pipelines.run import manifest_path
 from pipelines.schemas import LOGS
+from pipelines.state import MAX_SHARDS, ORDERS_PER_SHARD
 from scoring.daily import TABLE_SCHEMAS
 
 GIB = 1024**3
@@ -1226,6 +1228,18 @@ def _windows(scale: Scale, window_days: Sequence[int] | None) -> tuple[int, ...]
     return days
 
 
+def full_window_shards(order_rows: int) -> int:
+    """The shard count expscore chooses when it first builds a state over a whole window of
+    `order_rows` order versions (`pipelines.state`: about ORDERS_PER_SHARD each).
+
+    The backfill is given it: its first date sees one day of data (nothing is generated before
+    START), and the state would keep the shard count that one day suggests (1 instead of 2 at
+    mid, 8 instead of 10 at M), unlike the from-scratch run and any state an operator builds
+    over a full window. The nightly and Ray runs inherit it from the backfill's state.
+    """
+    return max(1, min(MAX_SHARDS, math.ceil(order_rows / ORDERS_PER_SHARD)))
+
+
 def _ray_missing() -> str | None:
     """Why the ray scenario cannot run here, or None."""
     if importlib.util.find_spec("ray") is None:
@@ -1281,10 +1295,12 @@ def run_bench(
     nightly_files = window_files(layout.raw, nightly_window)
     nightly_rows = window_rows(nightly_files)
     backfill_rows = window_rows(window_files(layout.raw, backfill_dates))
+    shards = full_window_shards(nightly_rows["orders"])
     backfill_args = [
         "backfill",
         f"--start={backfill_dates[0].isoformat()}",
         f"--end={backfill_dates[-1].isoformat()}",
+        f"--shards={shards}",
     ]
     nightly_args = ["run", f"--date={nightly_date.isoformat()}"]
 
@@ -1480,6 +1496,7 @@ def run_bench(
             "rows_total": total_nightly_rows,
             "new_day_rows": day_rows,
             "backfill_rows_total": sum(backfill_rows.values()),
+            "shards": shards,
         },
         "scenarios": scenarios,
         "nightly_vs_scratch": {"speedup": speedup, **identity},
@@ -1508,6 +1525,9 @@ def run_bench(
         "disk_bytes are apparent sizes: the nightly output hard-links the backfill's published "
         "partitions (a run replaces a partition, never writes into one); state is <out>/.state "
         "after the run, its exchange folder left out",
+        f"the backfill builds its state with --shards {shards}, the count expscore chooses for a "
+        "whole window (its first date sees one day of data); nightly and ray keep it, scratch "
+        "and the window runs choose it themselves",
         "peak_rss_bytes is the child's own (exact); peak_tree_rss_bytes the sampled sum over "
         "its process tree, which with --executor ray includes the Ray workers",
         "the peer leaves out what needs D-1 (labels, the clamped shop weight): see peer.skips",
@@ -1723,7 +1743,7 @@ def format_table(result: Mapping[str, Any]) -> str:
         f"nightly window {window['nightly_window'][0]}..{window['nightly_window'][1]}: "
         f"{window['rows_total']:,} raw rows ("
         + ", ".join(f"{log} {n:,}" for log, n in window["rows"].items())
-        + ")",
+        + f"); {window['shards']} shard(s)",
         "",
     ]
     width = max(len(name) for name in scenarios)

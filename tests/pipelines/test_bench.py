@@ -75,6 +75,11 @@ def test_json_reports_every_scenario_with_its_figures(xs_run) -> None:
     assert len(result["scenarios"]["backfill"]["per_day_last_repeat"]) == 2
     prep = result["scenarios"]["window4_prep"]["per_day_last_repeat"]
     assert len(prep) == bench.WINDOW_WARMUP_NIGHTS + 1
+    shards = {
+        name: result["scenarios"][name]["runs"][0]["extra"]["per_day"][-1]["execution"]["shards"]
+        for name in ("backfill", "nightly", "scratch", "ray")
+    }
+    assert set(shards.values()) == {result["window"]["shards"]}  # a whole window's count
     ray_run = result["scenarios"]["ray"]["runs"][0]
     assert ray_run["peak_tree_rss_bytes"] > ray_run["peak_rss_bytes"]  # Ray's own processes
     disk = result["disk_at_start"]
@@ -320,6 +325,12 @@ def _figures(nightly_wall: float, identical: bool, peer_wall: float | None = 60.
         },
         "state": {"nightly": {"bytes": 3_500_000_000, "by_table": {}}},
     }
+
+
+def test_the_backfill_gets_the_shard_count_of_a_whole_window() -> None:
+    assert bench.full_window_shards(0) == 1
+    assert bench.full_window_shards(4_037_156) == 2  # mid: one day alone would give 1
+    assert bench.full_window_shards(42_000_000) == 11
 
 
 def test_targets_are_issue_19_s_and_pass_and_fail_on_the_figures() -> None:
