@@ -1466,7 +1466,7 @@ def run_bench(
         peer["compared_with"] = published[0]
         peer["agreement"] = compare_peer(layout.out("peer"), published[1], nightly_date)
 
-    window_result = run_windows(layout, scale, windows, repeats, limits, echo, runs, failures)
+    window_result = run_windows(layout, scale, windows, repeats, limits, echo, failures)
     scenarios.update(window_result.pop("scenarios"))
     result: dict[str, Any] = {
         "schema_version": JSON_SCHEMA_VERSION,
@@ -1567,7 +1567,6 @@ def run_windows(
     repeats: int,
     limits: Limits,
     echo: Any,
-    runs: dict[str, list[Measurement]],
     failures: dict[str, str],
 ) -> dict[str, Any]:
     """The nightly run of one date under each window length of `windows`.
@@ -1660,14 +1659,17 @@ def run_windows(
                 sum(rows.values()),
             ),
         ):
-            runs[name] = measured[name]
             scenarios[name] = _scenario_summary(
                 name, measured[name], n_rows, floor_s, description, failures, skipped
             )
+        nights = [m for m in measured[night_name] if m.ok]
         legs[str(w)] = {
             "floor_s": floor_s,
             "rows_total": sum(rows.values()),
             "nightly_wall_s": scenarios[night_name].get("wall_s"),
+            "shards": (nights[-1].extra["per_day"][-1].get("execution") or {}).get("shards")
+            if nights
+            else None,
             "state": state,
             "output_bytes": output_bytes,
         }
@@ -1869,6 +1871,7 @@ def _comparison_lines(result: Mapping[str, Any]) -> list[str]:
         figures = ", ".join(
             f"{w} days {leg['nightly_wall_s']:.2f} s"
             + (f" ({leg['nightly_to_smallest']:.2f}x)" if leg.get("nightly_to_smallest") else "")
+            + (f", {leg['shards']} shard(s)" if leg.get("shards") else "")
             + (f", state {_fmt_si(leg['state']['bytes'])}" if leg.get("state") else "")
             for w, leg in legs.items()
             if leg.get("nightly_wall_s")

@@ -133,7 +133,7 @@ def test_window_runs_compare_one_date_under_each_window_length(xs_run) -> None:
     assert windows["date"] == "2026-01-05"
     for w, leg in windows["legs"].items():
         assert leg["nightly_wall_s"] > 0 and leg["floor_s"] > 0, w
-        assert leg["state"]["bytes"] > 0, w
+        assert leg["state"]["bytes"] > 0 and leg["shards"] >= 1, w
         nightly = result["scenarios"][f"window{w}_nightly"]
         assert nightly["runs"][0]["extra"]["per_day"][0]["date"] == "2026-01-05"
     assert windows["legs"]["2"]["nightly_to_smallest"] == 1.0
