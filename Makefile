@@ -27,7 +27,7 @@ help:
 	@echo "make golden  deliberately regenerate data_samples/expected/ from the current code"
 	@echo "make schema  regenerate docs/rules.schema.json from the rules' definition (scoring/rules.py)"
 	@echo "make lock    update uv.lock after changing the dependencies in pyproject.toml"
-	@echo "make bench   time backfill and nightly run vs the read-once floor (SCALE=S|M|L, BENCH_ARGS=...)"
+	@echo "make bench   issue 19's targets: runs vs the read-once floor and the SQL peer (SCALE=S|mid|M|L, BENCH_ARGS=...)"
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -76,7 +76,7 @@ schema: $(RUN_STAMP)
 lock: | $(UV)
 	$(UV) lock
 
-# Not a test: CI never runs it. Data and outputs go to .bench/ (reused); M takes tens of minutes.
+# Not a test: CI never runs it. Data and outputs go to .bench/ (reused); M takes hours.
 bench: $(STAMP)
 	$(BIN)/expscore bench --scale $(SCALE) $(BENCH_ARGS)
 

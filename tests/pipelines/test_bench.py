@@ -1,8 +1,9 @@
 """The benchmark harness end to end at the hidden XS scale (no timing assertions: CI machines vary).
 
-XS generates 3 days of a tiny marketplace and scores them under a 2-day window, so the whole
-harness (generation, floor, backfill, nightly, from-scratch, identity check, JSON, table) runs
-in seconds through the real `expscore bench` command.
+XS generates 5 days of a tiny marketplace and scores them under a 2-day window, so the whole
+harness (generation, floor, backfill, nightly, from-scratch, Ray, the SQL peer, the window runs
+under 2 and 4 days, identity checks, JSON, table) runs in well under a minute through the real
+`expscore bench` command.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import shutil
 import sys
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pytest
 
-from pipelines import bench
+from pipelines import bench, bench_peer
 from pipelines.cli import main
+from scoring.daily import TABLE_SCHEMAS
 
 
 @pytest.fixture(scope="module")
@@ -38,12 +41,17 @@ def xs_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     return work, json.loads(result_path.read_text("utf-8"))
 
 
+WINDOW_SCENARIOS = {"window2_prep", "window2_nightly", "window4_prep", "window4_nightly"}
+
+
 def test_json_reports_every_scenario_with_its_figures(xs_run) -> None:
     _, result = xs_run
     assert result["scale"]["name"] == "XS"
     assert result["scale"]["window_days"] == 2
+    assert result["scale"]["days_generated"] == 5  # the 4-day window run's date is the 5th
     assert set(result["machine"]) >= {"cpu_count", "cpus_usable", "memory_bytes", "packages"}
-    assert set(result["scenarios"]) == {"floor", "floor_day", "backfill", "nightly", "scratch"}
+    assert set(result["scenarios"]) == set(bench.SCENARIOS) | WINDOW_SCENARIOS
+    assert result["skipped"] == {}
     rows = result["window"]["rows_total"]
     assert rows > 0 and set(result["window"]["rows"]) == {
         "orders",
@@ -59,11 +67,21 @@ def test_json_reports_every_scenario_with_its_figures(xs_run) -> None:
         assert scenario["ratio_to_floor"] > 0, name
         assert len(scenario["runs"]) == 1, name
         assert all(r["exit_code"] == 0 for r in scenario["runs"]), name
-    for name in ("backfill", "nightly", "scratch"):
+    for name in ("backfill", "nightly", "scratch", "ray", *WINDOW_SCENARIOS):
         stages = result["scenarios"][name]["stages"]
         assert {"state", "score", "publish"} <= set(stages), name
         assert all(s["seconds"] >= 0 and "rows_per_s" in s for s in stages.values())
+    assert set(result["scenarios"]["peer"]["stages"]) == set(bench_peer.STEPS)
     assert len(result["scenarios"]["backfill"]["per_day_last_repeat"]) == 2
+    prep = result["scenarios"]["window4_prep"]["per_day_last_repeat"]
+    assert len(prep) == bench.WINDOW_WARMUP_NIGHTS + 1
+    shards = {
+        name: result["scenarios"][name]["runs"][0]["extra"]["per_day"][-1]["execution"]["shards"]
+        for name in ("backfill", "nightly", "scratch", "ray")
+    }
+    assert set(shards.values()) == {result["window"]["shards"]}  # a whole window's count
+    ray_run = result["scenarios"]["ray"]["runs"][0]
+    assert ray_run["peak_tree_rss_bytes"] > ray_run["peak_rss_bytes"]  # Ray's own processes
     disk = result["disk_at_start"]
     assert disk["checked"] and 0 < disk["needed_bytes"] < disk["free_bytes"]
 
@@ -86,7 +104,152 @@ def test_nightly_and_from_scratch_tables_are_compared(xs_run) -> None:
     assert comparison["identical"] is True
     assert set(comparison["tables"]) == set(bench.PUBLISHED_TABLES)
     assert comparison["speedup"] > 0
-    assert result["targets"] == []  # the issue's targets are for M and L only
+    assert result["targets"] == []  # issue 19's targets are for M and mid only
+
+
+def test_ray_runs_the_same_night_with_identical_tables(xs_run) -> None:
+    _, result = xs_run
+    ray = result["ray_vs_local"]
+    assert ray["identical"] is True and ray["ratio"] > 0
+    assert set(ray["tables"]) == set(bench.PUBLISHED_TABLES)
+    execution = result["scenarios"]["ray"]["runs"][0]["extra"]["per_day"][0]["execution"]
+    assert execution["executor"] == "ray"
+    assert not (Path(result["work"]) / "runs" / "ray").exists()  # deleted once compared
+
+
+def test_the_state_after_the_night_is_measured(xs_run) -> None:
+    _, result = xs_run
+    state = result["state"]["nightly"]
+    assert state["bytes"] == sum(state["by_table"].values()) > 0
+    assert {"orders", "events", "manifests"} <= set(state["by_table"])
+    assert "exchange" not in state["by_table"]
+    assert result["state"]["scratch"]["bytes"] > 0
+
+
+def test_window_runs_compare_one_date_under_each_window_length(xs_run) -> None:
+    work, result = xs_run
+    windows = result["windows"]
+    assert windows["days"] == [2, 4]
+    assert windows["date"] == "2026-01-05"
+    for w, leg in windows["legs"].items():
+        assert leg["nightly_wall_s"] > 0 and leg["floor_s"] > 0, w
+        assert leg["state"]["bytes"] > 0 and leg["shards"] >= 1, w
+        nightly = result["scenarios"][f"window{w}_nightly"]
+        assert nightly["runs"][0]["extra"]["per_day"][0]["date"] == "2026-01-05"
+    assert windows["legs"]["2"]["nightly_to_smallest"] == 1.0
+    assert windows["legs"]["4"]["rows_total"] > windows["legs"]["2"]["rows_total"]
+    assert (Path(work) / "XS-seed7" / "rules-w4.toml").is_file()
+    assert not list((Path(work) / "XS-seed7" / "runs").glob("window*"))  # deleted once measured
+
+
+def test_the_sql_peer_publishes_what_expscore_publishes(xs_run) -> None:
+    """The peer (plain SQL from SCORING.md) and expscore agree on every value the peer computes
+    for the nightly date: scores, indicators, items, the weights that need no D-1."""
+    _, result = xs_run
+    day = dt.date.fromisoformat(result["window"]["nightly_date"])
+    peer = result["peer"]
+    assert peer["compared_with"] == "nightly"
+    assert peer["agreement"]["all_agree"] is True
+    assert peer["nightly_to_peer"] > 0 and peer["scratch_to_peer"] > 0
+    strict = bench.compare_peer(
+        Path(result["work"]) / "runs" / "peer",
+        Path(result["work"]) / "runs" / "nightly",
+        day,
+        tolerance=1e-9,
+    )
+    assert strict["all_agree"] is True
+    shops = strict["tables"]["shop_scores"]
+    assert shops["rows"]["expscore"] == shops["rows"]["peer"] == shops["rows"]["both"] > 0
+    assert set(shops["columns"]) == set(bench_peer_columns("shop_scores"))
+    assert "weight" not in strict["tables"]["shop_traffic_weights"]["columns"]  # needs D-1
+    scored = pl.read_parquet(Path(result["work"]) / "runs" / "peer" / "shop_scores.parquet")
+    assert scored.filter(pl.col("status") == "scored").height > 0  # scores, not only nulls
+
+
+def bench_peer_columns(table: str) -> list[str]:
+    """The published columns of `table` but its key."""
+    return [c for c in TABLE_SCHEMAS[table] if c not in bench.PEER_KEYS[table]]
+
+
+OVERRIDES = """
+[categories.1002.dimension_weights]
+product = 0.5
+logistics = 0.2
+service = 0.3
+[categories.1002.indicators.quality_refund_rate]
+weight = 0.7
+k = 5
+[categories.1002.indicators.negative_review_rate]
+weight = 0.3
+[categories.1003.indicators.delivery_hours]
+knots = [[12.0, 5.0], [36.0, 4.5], [120.0, 3.0]]
+k = 40
+"""
+
+
+def test_the_sql_peer_follows_the_rules_file(
+    xs_run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rules are data for the peer too: another window, minimums, k and per-category overrides
+    of dimension weights, indicator weights, k and knots give expscore's figures (within 1e-9)."""
+    work, _ = xs_run
+    raw = bench.layout_for(work, bench.SCALES["XS"], bench.DEFAULT_SEED).raw
+    shipped = (Path(bench.__file__).parent / "config" / "rules.default.toml").read_text("utf-8")
+    rules = tmp_path / "rules.toml"
+    text = shipped.replace("window_days = 30", "window_days = 3")
+    text = text.replace("min_orders = 30", "min_orders = 10")
+    text = text.replace("min_item_orders = 5", "min_item_orders = 3").replace(
+        "k_item = 10", "k_item = 4"
+    )
+    rules.write_text(text + OVERRIDES, "utf-8")
+    day = dt.date(2026, 1, 5)
+    out = tmp_path / "out"
+    argv = ["expscore", "run", "--date", day.isoformat(), "--raw", str(raw), "--out", str(out)]
+    monkeypatch.setattr(sys, "argv", [*argv, "--rules", str(rules), "--force"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 0
+    files = bench.raw_partition_files(raw, bench.window_dates(day, 3))
+    spec = {
+        "date": day.isoformat(),
+        "rules": str(rules),
+        "files": files,
+        "out": str(tmp_path / "peer"),
+    }
+    ran = bench_peer.run(spec)
+    assert set(ran["steps"]) == set(bench_peer.STEPS)
+    agreement = bench.compare_peer(tmp_path / "peer", out, day, tolerance=1e-9)
+    assert agreement["all_agree"] is True, agreement
+    shops = pl.read_parquet(tmp_path / "peer" / "shop_scores.parquet")
+    assert set(shops["main_category_id"].drop_nulls()) >= {1002, 1003}  # the overrides apply
+    assert shops.filter(pl.col("status") == "scored").height > shops.height // 2
+
+
+def test_the_peer_refuses_rules_it_does_not_compute(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.toml"
+    shipped = (Path(bench.__file__).parent / "config" / "rules.default.toml").read_text("utf-8")
+    rules.write_text(
+        shipped
+        + '[[exemptions]]\nname = "x"\npaid_from = 2026-02-10\npaid_to = 2026-02-11\n'
+        + 'exclude_from = ["delivery_hours"]\n',
+        "utf-8",
+    )
+    with pytest.raises(bench_peer.PeerRulesError, match="exemptions"):
+        bench_peer.read_rules(rules)
+
+
+def test_interp_sql_is_exact_at_knots_and_flat_beyond() -> None:
+    knots = [[0.3, 0.0], [0.0, 100.0], [0.01, 95.0], [0.06, 60.0]]  # unsorted on purpose
+    expression = bench_peer.interp_sql("x", knots)
+    cases = [-1.0, 0.0, 0.005, 0.01, 0.03, 0.06, 0.2, 0.3, 2.0]
+    values = duckdb.sql(
+        f"SELECT x, {expression} FROM unnest([{', '.join(f'{c!r}e0' for c in cases)}]) t(x)"
+    ).fetchall()
+    got = dict(values)
+    assert got[-1.0] == 100.0 and got[0.0] == 100.0 and got[0.01] == 95.0
+    assert got[0.06] == 60.0 and got[0.3] == 0.0 and got[2.0] == 0.0
+    assert got[0.005] == pytest.approx(97.5) and got[0.03] == pytest.approx(95.0 - 35.0 * 0.4)
+    assert got[0.2] == pytest.approx(60.0 * (0.1 / 0.24))
 
 
 def test_compare_outputs_sees_a_changed_value(xs_run, tmp_path: Path) -> None:
@@ -110,40 +273,114 @@ def test_data_is_reused_and_the_table_is_short(xs_run) -> None:
     work, result = xs_run
     layout = bench.layout_for(work, bench.SCALES["XS"], bench.DEFAULT_SEED)
     reused = bench.ensure_data(layout, bench.SCALES["XS"], bench.DEFAULT_SEED, echo=print)
-    assert reused["reused"] is True
+    assert reused["reused"] is True  # 5 days generated serve the 3 the scale alone needs
+    assert reused["params"]["days"] == 5
     table = bench.format_table(result)
-    assert len(table.splitlines()) < 15
-    for name in bench.SCENARIOS:
+    assert len(table.splitlines()) < 30
+    for name in result["scenarios"]:
         assert any(line.startswith(name) for line in table.splitlines())
+    assert "SQL peer:" in table and "every compared column: yes" in table
+    assert "ray vs local nightly:" in table and "window lengths" in table
 
 
-def test_targets_pass_and_fail_on_the_figures() -> None:
-    def result(nightly_wall: float, identical: bool) -> dict:
-        return {
-            "scenarios": {
-                "nightly": {"wall_s": nightly_wall, "peak_rss_bytes": 2 * bench.GIB},
-                "backfill": {"wall_s": 200.0},
-                "scratch": {"wall_s": 60.0},
-            },
-            "nightly_vs_scratch": {"speedup": 60.0 / nightly_wall, "identical": identical},
-        }
+def test_a_longer_generation_begins_with_the_days_of_a_shorter_one(tmp_path: Path) -> None:
+    """What lets the harness serve a 31-day scenario from 61 generated days."""
+    xs = bench.SCALES["XS"]
+    short, long = (bench.Layout(tmp_path / name) for name in ("short", "long"))
+    bench.ensure_data(short, xs, 11, echo=lambda _: None, days=2)
+    bench.ensure_data(long, xs, 11, echo=lambda _: None, days=4)
+    files = sorted(p.relative_to(short.raw) for p in short.raw.rglob("*.parquet"))
+    assert files and files == sorted(
+        p.relative_to(long.raw)
+        for p in long.raw.rglob("*.parquet")
+        if p.parent.name in {"dt=2026-01-01", "dt=2026-01-02"}
+    )
+    for path in files:
+        assert pl.read_parquet(short.raw / path).equals(pl.read_parquet(long.raw / path)), path
 
-    good = {t["id"]: t["passed"] for t in bench.evaluate_targets("M", result(10.0, True))}
+
+def _figures(nightly_wall: float, identical: bool, peer_wall: float | None = 60.0) -> dict:
+    """A result as run_bench returns it, with only what the targets read."""
+    return {
+        "scenarios": {
+            "nightly": {"wall_s": nightly_wall, "peak_rss_bytes": 2 * bench.GIB},
+            "scratch": {"wall_s": 55.0, "peak_rss_bytes": 6 * bench.GIB},
+            "backfill": {"wall_s": 200.0},
+            "ray": {"wall_s": 1.2 * nightly_wall},
+            "peer": {"wall_s": peer_wall} if peer_wall else {"skipped": "--skip"},
+            "window30_nightly": {"wall_s": nightly_wall},
+            "window60_nightly": {"wall_s": 1.1 * nightly_wall},
+        },
+        "nightly_vs_scratch": {"speedup": 55.0 / nightly_wall, "identical": identical},
+        "ray_vs_local": {"ratio": 1.2, "identical": identical},
+        "peer": {
+            "nightly_to_peer": nightly_wall / peer_wall if peer_wall else None,
+            "scratch_to_peer": 55.0 / peer_wall if peer_wall else None,
+        },
+        "windows": {
+            "legs": {
+                "30": {"nightly_wall_s": nightly_wall},
+                "60": {"nightly_wall_s": 1.1 * nightly_wall},
+            }
+        },
+        "state": {"nightly": {"bytes": 3_500_000_000, "by_table": {}}},
+    }
+
+
+def test_the_backfill_gets_the_shard_count_of_a_whole_window() -> None:
+    assert bench.full_window_shards(0) == 1
+    assert bench.full_window_shards(4_037_156) == 2  # mid: one day alone would give 1
+    assert bench.full_window_shards(42_000_000) == 11
+
+
+def test_targets_are_issue_19_s_and_pass_and_fail_on_the_figures() -> None:
+    good = {t["id"]: t["passed"] for t in bench.evaluate_targets("M", _figures(9.0, True))}
     assert good == dict.fromkeys(
         [
             "m_nightly_wall",
             "m_nightly_rss",
+            "m_scratch_wall",
+            "m_scratch_rss",
             "m_backfill_wall",
-            "m_nightly_speedup",
+            "m_state_disk",
             "m_nightly_identical",
+            "m_window60_ratio",
+            "m_ray_ratio",
+            "m_ray_identical",
         ],
         True,
     )
-    bad = {t["id"]: t["passed"] for t in bench.evaluate_targets("M", result(20.0, False))}
-    assert bad["m_nightly_wall"] is False
-    assert bad["m_nightly_speedup"] is False
-    assert bad["m_nightly_identical"] is False
-    assert bad["m_nightly_rss"] is True
+    bad = {t["id"]: t for t in bench.evaluate_targets("M", _figures(20.0, False))}
+    assert bad["m_nightly_wall"]["passed"] is False
+    assert bad["m_nightly_identical"]["passed"] is False
+    assert bad["m_ray_identical"]["passed"] is False
+    assert bad["m_nightly_rss"]["passed"] is True
+    assert bad["m_state_disk"]["value"] == 3.5  # GB, as the issue states it
+    mid = {t["id"]: t for t in bench.evaluate_targets("mid", _figures(9.0, True))}
+    assert set(mid) == {"mid_nightly_vs_peer", "mid_scratch_vs_peer"}
+    assert mid["mid_nightly_vs_peer"]["value"] == pytest.approx(0.15)
+    assert mid["mid_nightly_vs_peer"]["passed"] is True  # 9 s against 60 s: under 1/6
+    assert mid["mid_scratch_vs_peer"]["passed"] is True
+    slow = {t["id"]: t["passed"] for t in bench.evaluate_targets("mid", _figures(20.0, True))}
+    assert slow["mid_nightly_vs_peer"] is False
+    unmeasured = {
+        t["id"]: t["passed"] for t in bench.evaluate_targets("mid", _figures(9.0, True, None))
+    }
+    assert unmeasured == {"mid_nightly_vs_peer": None, "mid_scratch_vs_peer": None}
+    assert bench.evaluate_targets("S", _figures(9.0, True)) == []
+
+
+def test_the_table_shows_every_target_with_its_verdict(xs_run) -> None:
+    _, result = xs_run
+    at_m = {**result, "targets": bench.evaluate_targets("M", _figures(20.0, False))}
+    at_m["targets"][0]["value"], at_m["targets"][0]["passed"] = None, None
+    lines = bench.format_table(at_m).splitlines()
+    start = lines.index("targets of issue 19 (XS):")
+    verdicts = lines[start + 1 :]
+    assert len(verdicts) == len(at_m["targets"]) == 10
+    assert verdicts[0].startswith("  n/a  nightly run: not measured (<= 10 s)")
+    assert "  FAIL nightly and from-scratch tables identical: False (must be true)" in verdicts
+    assert "  PASS from-scratch run: 55 s (<= 60 s)" in verdicts
 
 
 def test_the_busy_warning_ignores_the_harness_s_own_load_at_the_end() -> None:
@@ -184,7 +421,7 @@ def test_unknown_scale_is_a_usage_error(monkeypatch, capsys, tmp_path: Path) -> 
     with pytest.raises(SystemExit) as exit_info:
         main()
     assert exit_info.value.code == 2
-    assert "S|M|L" in capsys.readouterr().err
+    assert "S|mid|M|L" in capsys.readouterr().err
 
 
 def test_a_child_past_the_timeout_is_killed_and_reported(tmp_path: Path) -> None:
@@ -221,19 +458,27 @@ def test_a_failed_backfill_is_recorded_and_its_dependents_skipped(
         lambda layout, files, tag, limits, name="floor": real_floor(layout, files, tag, name=name),
     )
     result = bench.run_bench(
-        xs, tmp_path, repeats=1, echo=lambda _: None, limits=bench.Limits(timeout_s=0.01)
+        xs,
+        tmp_path,
+        repeats=1,
+        echo=lambda _: None,
+        limits=bench.Limits(timeout_s=0.01),
+        skip=("peer", "window"),
     )
     backfill = result["scenarios"]["backfill"]
     assert "timeout" in backfill["failed"]
     assert backfill["runs"][0]["killed"] == "timeout"
     assert "wall_s" not in backfill  # no medians from a failed scenario
     assert "backfill" in result["scenarios"]["nightly"]["skipped"]
+    assert "backfill" in result["scenarios"]["ray"]["skipped"]
+    assert result["skipped"]["peer"] == result["skipped"]["window"] == "--skip"
     assert result["nightly_vs_scratch"]["identical"] is None
     table = bench.format_table(result)
     assert "backfill  FAILED" in table and "nightly   skipped" in table
     failed_m = {t["id"]: t["passed"] for t in bench.evaluate_targets("M", result)}
     assert failed_m["m_backfill_wall"] is False
     assert failed_m["m_nightly_wall"] is None
+    assert failed_m["m_window60_ratio"] is None
 
 
 def test_copy_output_links_published_partitions_and_copies_the_rest(tmp_path: Path) -> None:
@@ -268,7 +513,10 @@ def test_a_scale_the_disk_cannot_hold_is_refused_before_anything_is_generated(
         main()
     assert exit_info.value.code == 1
     error = capsys.readouterr().err
-    assert "scale M needs about 56 GiB" in error and "10 GiB free" in error
+    layout = bench.layout_for(tmp_path, bench.SCALES["M"], bench.DEFAULT_SEED)
+    need = bench.disk_need(bench.SCALES["M"], layout, 61, (30, 60)).needed_bytes
+    assert need > 100 * 2**30  # 61 days of logs and the 60-day window's runs
+    assert f"scale M needs about {need / 2**30:.0f} GiB" in error and "10 GiB free" in error
     assert "--no-disk-check" in error
     assert list(tmp_path.iterdir()) == []  # nothing generated, nothing created
 
