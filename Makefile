@@ -7,9 +7,12 @@ BIN    := $(VENV)/bin
 UV_VERSION := 0.13.10
 TOOLS  := .tools
 UV     := $(TOOLS)/bin/uv
-# uv creates .venv with $(PYTHON) (never a Python it downloads) and installs the project editable
+# uv creates .venv with $(PYTHON) (never a Python it downloads) and installs the project editable.
+# --compile-bytecode: the packages' bytecode is written once, at install, so a run does not
+# compile some 600 modules from source each time it starts where Python may not cache bytecode
+# (PYTHONDONTWRITEBYTECODE, a read-only venv): measured 1.5 s of every process start here.
 UV_SYNC := UV_PROJECT_ENVIRONMENT=$(VENV) UV_PYTHON_DOWNLOADS=never $(UV) sync --locked \
-	--python $(PYTHON) --quiet
+	--python $(PYTHON) --quiet --compile-bytecode
 # `make run` installs what running needs; `make test` and the developer targets add the dev
 # tools (pytest, hypothesis, ruff, pandas, Ray and moto for the executor tests): about 1 GB more.
 RUN_STAMP := $(VENV)/.installed-run
