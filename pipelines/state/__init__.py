@@ -54,6 +54,7 @@ from pipelines.state.shard import (
     ORDER_ROW_SCHEMA,
     REFUND_ROW_SCHEMA,
     REFUNDS_CURRENT,
+    SUMS,
     ShardDone,
     ShardNight,
     ShardTask,
@@ -64,7 +65,7 @@ from pipelines.state.store import Manifest, StateDamaged, StateStore
 from scoring.activity import ShopSums, add_up, shop_activity
 from scoring.daily import DayFacts
 from scoring.product import merge_item_counts
-from scoring.settling import ORDER_SUMS, net_sums
+from scoring.settling import net_sums
 from scoring.window import Window
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,6 @@ EXCHANGE_DIR = "exchange"
 FORMAT = "v2.5"
 QUARANTINE = "quarantine"  # the manifest's files entry of the quarantined rows, by log and dt
 TOTALS = "totals"  # the manifest's files entry of the window's sums kept by the driver
-TOTALED = (*ORDER_SUMS, "refunds", "sessions")  # the `scoring.settling.KEPT_SUMS` kept there
 # Order versions per shard when the shard count is chosen (at the state's first build).
 ORDERS_PER_SHARD = 4_000_000
 MAX_SHARDS = 1024
@@ -244,7 +244,7 @@ def _night(
     store.commit(committed)
     store.collect_garbage(committed)
     return WindowFacts(
-        facts=_facts({**sums, **totals}, window),
+        facts=_facts(totals, window),
         load=_window_load(store, committed, raw, window, done),
         state=_state_report(store, committed, manifest, plan, reason, done),
         execution=_execution_report(options.executor, done),
@@ -270,9 +270,9 @@ def _window_totals(
             ],
             [],
         )
-        for table in TOTALED
+        for table in SUMS
     ]
-    totals = dict(zip(TOTALED, pl.collect_all(frames), strict=True))
+    totals = dict(zip(SUMS, pl.collect_all(frames), strict=True))
     files = {}
     for table, frame in totals.items():
         name = store.new_file(0, TOTALS, table, version)

@@ -112,6 +112,8 @@ MAX_FILES_PER_DATE = 4
 # Keyed files are sorted by order_id in row groups of this many rows: a lookup of the night's
 # orders skips the row groups whose order_id range holds none of them.
 ROW_GROUP = 32_768
+# What a shard sends the driver: what its night changes in each of the window's sums, which the
+# driver keeps (`scoring.settling.KEPT_SUMS`)
 SUMS = ("orders", "refunds", "sessions", "categories", "items")
 PENDING = "pending"  # table of the orders not settled at the last cutoff (key `ids`)
 HELD = "held"  # table counting the orders, refunds and sessions the shard holds (key `counts`)
