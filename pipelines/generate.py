@@ -1416,8 +1416,18 @@ _INTERNAL_TYPES = {"int": pl.Int64, "timestamp": pl.Int64, "bool": pl.Boolean, "
 
 
 def _internal(rows: pl.DataFrame, log: str) -> pl.DataFrame:
+    """The log's columns in the generator's internal types; an optional column the rows do
+    not carry is written as null, as a file without it reads (13.1)."""
     columns = LOGS[log].columns
-    return rows.select(*[pl.col(c.name).cast(_INTERNAL_TYPES[c.kind]) for c in columns], "_rk")
+    return rows.select(
+        *[
+            (pl.col(c.name) if c.name in rows.columns else pl.lit(None))
+            .cast(_INTERNAL_TYPES[c.kind])
+            .alias(c.name)
+            for c in columns
+        ],
+        "_rk",
+    )
 
 
 def _internal_empty(log: str) -> pl.DataFrame:

@@ -110,10 +110,18 @@ def _type_holds(column: Column, arrow_type: pa.DataType) -> bool:
     return False
 
 
+def column_type(file_schema: pa.Schema, column: Column) -> pa.DataType:
+    """The file's type of `column`; an optional column the file leaves out is all null."""
+    if column.optional and column.name not in file_schema.names:
+        return pa.null()
+    return file_schema.field(column.name).type
+
+
 def check_file(path: Path, schema: LogSchema) -> tuple[pa.Schema, int]:
     """Readable Parquet with every required column of a usable type, or an `InputError`.
 
-    Returns the file's Arrow schema and its row count (from the footer).
+    Returns the file's Arrow schema and its row count (from the footer). An optional column
+    (`ship_to_region`) may be missing: it reads as null.
     """
     try:
         metadata = pq.read_metadata(path)
@@ -121,9 +129,9 @@ def check_file(path: Path, schema: LogSchema) -> tuple[pa.Schema, int]:
     except (OSError, pa.ArrowException) as exc:
         raise InputError(f"{path}: cannot be read as Parquet ({exc})") from exc
     for column in schema.columns:
-        if column.name not in file_schema.names:
+        if column.name not in file_schema.names and not column.optional:
             raise InputError(f"{path}: missing required column '{column.name}'")
-        arrow_type = file_schema.field(column.name).type
+        arrow_type = column_type(file_schema, column)
         if not _type_holds(column, arrow_type):
             raise InputError(
                 f"{path}: column '{column.name}' has type {arrow_type}, "
@@ -174,7 +182,7 @@ def file_select(
     path: Path, source: str, schema: LogSchema, file_schema: pa.Schema, day: dt.date, tz: str
 ) -> str:
     columns = ", ".join(
-        f'{_cast(c, file_schema.field(c.name).type)} AS "{c.name}"' for c in schema.columns
+        f'{_cast(c, column_type(file_schema, c))} AS "{c.name}"' for c in schema.columns
     )
     return (
         f"SELECT {columns}, {sql_literal(day)} AS dt, "
@@ -273,7 +281,7 @@ def check_integer_ranges(
     limits = {"BIGINT": (-(2**63), 2**63 - 1), "INTEGER": (-(2**31), 2**31 - 1)}
     checks = []
     for column in schema.columns:
-        arrow_type = file_schema.field(column.name).type
+        arrow_type = column_type(file_schema, column)
         if column.kind != "int" or column.duck_type not in limits or pa.types.is_null(arrow_type):
             continue
         lo, hi = limits[column.duck_type]

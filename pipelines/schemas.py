@@ -20,6 +20,7 @@ class Column:
     duck_type: str  # canonical DuckDB type after loading
     nullable: bool = False
     enum: tuple[str, ...] | None = None
+    optional: bool = False  # a file may leave the column out: it then reads as all null (13.1)
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class LogSchema:
     columns: tuple[Column, ...]
     change_log: bool  # True: keep the latest version per key; False: append-only, dedupe by key
     version_column: str  # the time that must lie before the partition's cutoff
+    optional: bool = False  # a raw folder may hold no such log: no rows that day (13.1)
 
     @property
     def column_names(self) -> list[str]:
@@ -62,6 +64,8 @@ REFUND_REASONS = (
 )
 SELLER_DECISIONS = ("agreed", "refused", "negotiated")
 RULINGS = ("merchant_responsible", "buyer_responsible", "no_fault")
+APPEAL_SUBJECTS = ("order", "refund", "session")
+APPEAL_OUTCOMES = ("upheld", "rejected")
 EVENT_TYPES = ("picked_up", "in_transit", "out_for_delivery", "delivered", "exception", "returned")
 
 ORDERS = LogSchema(
@@ -84,6 +88,7 @@ ORDERS = LogSchema(
         Column("review_rating", "int", "TINYINT", nullable=True),
         _bool("is_abnormal"),
         _ts("updated_at"),
+        Column("ship_to_region", "string", "VARCHAR", nullable=True, optional=True),
     ),
 )
 
@@ -143,6 +148,24 @@ CS_SESSIONS = LogSchema(
         Column("satisfaction", "int", "TINYINT", nullable=True),
         _bool("escalated_to_platform"),
         _ts("closed_at"),
+    ),
+)
+
+# v1.1 (13.1): the platform's decisions on merchants' appeals; a subject with an upheld appeal
+# counts nowhere, as if abnormal (13.2)
+APPEALS = LogSchema(
+    name="appeals",
+    key="appeal_id",
+    change_log=False,
+    version_column="decided_at",
+    optional=True,
+    columns=(
+        _i64("appeal_id"),
+        _i64("shop_id"),
+        Column("subject", "string", "VARCHAR", enum=APPEAL_SUBJECTS),
+        _i64("subject_id"),
+        Column("outcome", "string", "VARCHAR", enum=APPEAL_OUTCOMES),
+        _ts("decided_at"),
     ),
 )
 

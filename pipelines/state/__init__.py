@@ -77,7 +77,8 @@ EXCHANGE_DIR = "exchange"
 # v2.3: the current refunds and sessions kept. v2.4: the driver keeps the window's order and
 # session sums; a shard sends what its night changes in them; sessions summed by start date.
 # v2.5: refunds summed by day too, and the current refunds kept as delta files.
-FORMAT = "v2.5"
+# v2.6: order rows carry `ship_to_region` (spec v1.1, 13.1).
+FORMAT = "v2.6"
 QUARANTINE = "quarantine"  # the manifest's files entry of the quarantined rows, by log and dt
 TOTALS = "totals"  # the manifest's files entry of the window's sums kept by the driver
 # Order versions per shard when the shard count is chosen (at the state's first build).
