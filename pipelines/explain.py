@@ -21,6 +21,8 @@ import polars as pl
 from pipelines.errors import InputError
 from pipelines.published import resolve_date, scan_day
 from scoring.catalog import DIMENSIONS, INDICATOR_BY_ID
+from scoring.daily import rules_window
+from scoring.exemptions import exempted_by
 from scoring.explain import item_next_tier, points_lost_by_dimension, with_next_tier
 from scoring.rules import Rules
 
@@ -31,6 +33,8 @@ INDICATOR_FIELDS = (
     "better",
     "numerator",
     "denominator",
+    "excluded",
+    "exempted_by",
     "raw_value",
     "prior",
     "smoothed_value",
@@ -135,6 +139,17 @@ class ShopExplanation:
             lines.append(f"labels: {held}")
         else:
             lines.append("labels: none")
+        exempted = self.indicators.filter(pl.col("excluded") > 0)
+        if exempted.height:
+            removed = exempted.select(
+                pl.format("{} {} ({})", "indicator", "excluded", "exempted_by").str.join(", ")
+            ).item()
+            lines.append(f"rows removed by exemptions [豁免]: {removed}")
+        if s.get("appeals_upheld"):
+            lines.append(
+                f"upheld appeals [申诉成立]: {s['appeals_upheld']} orders, refunds or sessions "
+                "removed from the window, as if the platform had flagged them"
+            )
         return "\n".join(lines)
 
 
@@ -304,6 +319,7 @@ def explain_shop(out: Path, shop_id: int, day: dt.date | None, rules: Rules) -> 
     )
     explained = (
         with_next_tier(indicators, rules)
+        .with_columns(exempted_by=exempted_by(rules_window(rules, day)))
         .sort(["points_lost", "indicator"], descending=[True, False], nulls_last=True)
         .select(
             *INDICATOR_FIELDS, "target_value", "target_score", "at_best", "score_gain", "raw_target"

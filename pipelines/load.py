@@ -53,6 +53,7 @@ class WindowLoad:
     rows_current: dict[str, int] = field(default_factory=dict)
     rejected: dict[str, dict[str, int]] = field(default_factory=dict)  # log -> reason -> rows
     missing_partitions: dict[str, list[str]] = field(default_factory=dict)
+    appeals: dict = field(default_factory=dict)  # pipelines.state.appeals.appeals_report
 
 
 # --------------------------------------------------------------------------------------------
@@ -223,7 +224,9 @@ def reject_reason_sql(schema: LogSchema) -> str:
         ("at_or_after_partition_cutoff", [f'"{schema.version_column}" >= part_cutoff']),
         (
             "decision_time_mismatch",
-            ["(seller_decision IS NULL) <> (decided_at IS NULL)"] if "decided_at" in cols else [],
+            ["(seller_decision IS NULL) <> (decided_at IS NULL)"]
+            if "seller_decision" in cols  # the appeals' decided_at has no decision beside it
+            else [],
         ),
     ]
     assert [code for code, _ in rules] == list(REASON_CODES)

@@ -13,6 +13,8 @@ The numbers are computed here with Polars (vectorised), the figures only draw th
 - per-indicator distributions (smoothed value, the scale the knots apply to) by main category;
 - biggest movers: score change from the first to the last date of the period;
 - labels gained and lost day over day;
+- rows removed by exemptions on the date, per indicator and main category (13.3);
+- orders, refunds and sessions removed by upheld appeals, per date (13.2);
 - quarantined rows per run by reason.
 """
 
@@ -48,6 +50,8 @@ CHARTS: dict[str, str] = {
     "indicator-distributions": "Indicators by main category",
     "biggest-movers": "Biggest movers",
     "labels-gained-lost": "Labels gained and lost",
+    "exemptions-applied": "Exemptions applied",
+    "appeals-upheld": "Upheld appeals",
     "quarantine-counts": "Quarantined rows",
 }
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
@@ -69,6 +73,8 @@ class ReportData:
     labels_held: pl.DataFrame  # label, shops (on `day`)
     quarantine: pl.DataFrame  # dt, reason, rows
     items: int  # item_scores rows on `day`
+    exempted: pl.DataFrame  # indicator, main_category_id, rows (removed by exemptions, `day`)
+    appeals: pl.DataFrame  # dt, subjects (removed by upheld appeals, all shops)
 
 
 def period_dates(out: Path, day: dt.date, days: int) -> list[dt.date]:
@@ -148,7 +154,26 @@ def load_report_data(out: Path, day: dt.date | None, days: int) -> ReportData:
         .agg(rows=pl.len())
         .sort("dt", "reason")
     )
-    shares, indicator_rows, mover_rows, changes, held, quarantined, items = pl.collect_all(
+    exempted = (
+        scan_days(out, "shop_indicators", [day])
+        .filter(pl.col("excluded") > 0)
+        .join(today.lazy().select("shop_id", "main_category_id"), on="shop_id")
+        .group_by("indicator", "main_category_id")
+        .agg(rows=pl.col("excluded").sum())
+        .sort("indicator", "main_category_id", nulls_last=True)
+    )
+    appeals = shops.group_by("dt").agg(subjects=pl.col("appeals_upheld").sum()).sort("dt")
+    (
+        shares,
+        indicator_rows,
+        mover_rows,
+        changes,
+        held,
+        quarantined,
+        items,
+        exempted_rows,
+        appeal_rows,
+    ) = pl.collect_all(
         [
             band_shares(shops),
             indicators,
@@ -157,6 +182,8 @@ def load_report_data(out: Path, day: dt.date | None, days: int) -> ReportData:
             labels.filter(pl.col("dt") == day).group_by("label").agg(shops=pl.len()).sort("label"),
             quarantine,
             scan_days(out, "item_scores", [day]).select(pl.len()),
+            exempted,
+            appeals,
         ]
     )
     versions = today["rules_version"].unique().to_list()
@@ -172,6 +199,8 @@ def load_report_data(out: Path, day: dt.date | None, days: int) -> ReportData:
         labels_held=held,
         quarantine=quarantined,
         items=int(items.item()),
+        exempted=exempted_rows,
+        appeals=appeal_rows,
     )
 
 
@@ -362,6 +391,37 @@ def quarantine_figure(data: ReportData) -> go.Figure:
     return fig
 
 
+def exemptions_figure(data: ReportData) -> go.Figure:
+    if data.exempted.height == 0:
+        return _empty("no exemption removed a row on the date")
+    fig = go.Figure()
+    categories = data.exempted.with_columns(
+        category=pl.col("main_category_id").cast(pl.String).fill_null("none")
+    )
+    for category in categories["category"].unique().sort().to_list():
+        rows = categories.filter(pl.col("category") == category)
+        fig.add_trace(
+            go.Bar(
+                x=rows["indicator"].to_list(),
+                y=rows["rows"].to_list(),
+                name=f"main category {category}",
+            )
+        )
+    fig.update_layout(barmode="stack", yaxis_title="rows removed from the indicator")
+    return fig
+
+
+def appeals_figure(data: ReportData) -> go.Figure:
+    if data.appeals.height == 0 or data.appeals["subjects"].sum() == 0:
+        return _empty("no upheld appeal in the period")
+    fig = go.Figure(
+        go.Bar(x=_date_strings(data.appeals["dt"]), y=data.appeals["subjects"].to_list())
+    )
+    fig.update_layout(yaxis_title="orders, refunds and sessions removed")
+    fig.update_xaxes(**_day_axis(data.dates))
+    return fig
+
+
 FIGURES = {
     "score-distribution": score_distribution,
     "band-shares": band_share_figure,
@@ -369,6 +429,8 @@ FIGURES = {
     "indicator-distributions": indicator_figure,
     "biggest-movers": movers_figure,
     "labels-gained-lost": labels_figure,
+    "exemptions-applied": exemptions_figure,
+    "appeals-upheld": appeals_figure,
     "quarantine-counts": quarantine_figure,
 }
 CAPTIONS = {
@@ -383,6 +445,11 @@ CAPTIONS = {
     "first and the last date of the period (shops scored on both).",
     "labels-gained-lost": "Shops that gained or lost each label, day over day, summed over "
     "the period; currently held counts in the table.",
+    "exemptions-applied": "Rows the rules' exemptions took out of each indicator on the date "
+    "(the `excluded` column of shop_indicators), by the shop's main category: what a holiday "
+    "or a disaster exemption changed.",
+    "appeals-upheld": "Orders, refunds and sessions that upheld appeals removed from the "
+    "window, over all shops, per published date (the `appeals_upheld` column of shop_scores).",
     "quarantine-counts": "Raw rows rejected into quarantine, by reason. Each run lists every "
     "rejected row of its 30-day window, so a bad row appears in several runs.",
 }

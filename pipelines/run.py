@@ -55,6 +55,7 @@ from scoring.daily import (
     rules_window,
     score_facts,
 )
+from scoring.exemptions import exemption_account
 from scoring.rules import Rules, RulesError, parse_rules
 from scoring.window import Window
 
@@ -290,6 +291,8 @@ def _run_day(
     failed = [g for g in gates if not g.passed]
     status = "published" if not failed else ("forced" if force else "held")
     manifest = build_manifest(run_date, raw, out, rules, loaded, tables, quarantine, timings)
+    manifest["exemptions"] = exemption_account(night.facts.activity.collect(), rules.exemptions)
+    manifest["appeals"] = loaded.appeals
     manifest.update(
         run_id=run_id or invocation_run_id(),
         code_version=str(code_version()),

@@ -169,4 +169,6 @@ APPEALS = LogSchema(
     ),
 )
 
-LOGS: dict[str, LogSchema] = {s.name: s for s in (ORDERS, REFUNDS, LOGISTICS, CS_SESSIONS)}
+LOGS: dict[str, LogSchema] = {
+    s.name: s for s in (ORDERS, REFUNDS, LOGISTICS, CS_SESSIONS, APPEALS)
+}

@@ -126,9 +126,10 @@ def _notes(report_out: Path, run_date: dt.date, base: Rules, new: Rules, shared:
         )
     else:
         notes.append(
-            f"The rule sets use different windows (base: {base.timezone}, {base.window_days} "
-            f"days; new: {new.timezone}, {new.window_days} days), so the facts were computed "
-            "separately for each; a shop present on one side only shows as 'absent'."
+            f"The rule sets count different rows (base: {base.timezone}, {base.window_days} "
+            f"days, {len(base.exemptions)} exemptions; new: {new.timezone}, "
+            f"{new.window_days} days, {len(new.exemptions)} exemptions), so the facts were "
+            "computed separately for each; a shop present on one side only shows as 'absent'."
         )
     day = run_date - dt.timedelta(days=1)
     if partition_dir(report_out, "shop_traffic_weights", day).is_dir():

@@ -10,6 +10,7 @@ from dataclasses import dataclass, fields
 
 import polars as pl
 
+from scoring.exemptions import matched_counts
 from scoring.facts import dated_refunds, dated_sessions
 from scoring.indicators import count, ratio_sums
 from scoring.window import Window
@@ -41,11 +42,22 @@ def main_category(amounts: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
+def with_appealed(
+    sums: pl.LazyFrame, appealed: pl.LazyFrame, by: tuple[str, ...], name: str
+) -> pl.LazyFrame:
+    """`sums` with `name`: per `by`, the rows of `appealed` (rows an upheld appeal took out of
+    the population, 13.4). A key with appealed rows alone gets zeros in every other sum."""
+    counts = appealed.group_by(*by).agg(pl.len().cast(pl.Int64).alias(name))
+    return pl.concat([sums, counts], how="diagonal").group_by(*by).agg(pl.all().sum())
+
+
 def order_side(orders_v: pl.LazyFrame, window: Window) -> pl.LazyFrame:
+    """Per-shop sums over orders of V (bonus shares and label values beside the ratios)."""
     picked_up = pl.col("pickup_at").is_not_null()
     return orders_v.group_by("shop_id").agg(
         pl.len().cast(pl.Int64).alias("valid_orders"),
-        *ratio_sums("orders", window.cutoff),
+        *ratio_sums("orders", window),
+        *matched_counts("orders", window.exemptions, window.tz),
         return_insured_orders=count(pl.col("return_insurance")),
         next_day_orders=count(pl.col("delivered_next_day")),
         picked_up_orders=count(picked_up),
@@ -58,12 +70,15 @@ def order_side(orders_v: pl.LazyFrame, window: Window) -> pl.LazyFrame:
 def refund_side(
     refunds_f: pl.LazyFrame, window: Window, by: tuple[str, ...] = ("shop_id",)
 ) -> pl.LazyFrame:
+    """Per-shop sums over refund facts (`scoring.facts.refund_facts` or `dated_refunds`)."""
     damaged_decided = (
         pl.col("in_r") & (pl.col("reason") == "damaged") & pl.col("seller_decision").is_not_null()
     )
     return refunds_f.group_by(*by).agg(
-        *ratio_sums("refunds", window.cutoff),
+        *ratio_sums("refunds", window),
+        *matched_counts("refunds", window.exemptions, window.tz, among=pl.col("in_r")),
         refunds_in_window=count(pl.col("in_r")),
+        appealed_refunds=count(pl.col("appealed")),
         help_refunds=count(pl.col("is_help")),
         damaged_decided=count(damaged_decided),
         damaged_agreed=count(damaged_decided & (pl.col("seller_decision") == "agreed")),
@@ -73,10 +88,13 @@ def refund_side(
 def session_side(
     sessions_c: pl.LazyFrame, window: Window, by: tuple[str, ...] = ("shop_id",)
 ) -> pl.LazyFrame:
-    """Per-shop session sums (or per `by`: see `session_days`)."""
+    """Per-shop sums over the sessions of C (or per `by`: see `session_days`); the sessions an
+    upheld appeal took out of C are counted in `appealed_sessions` alone."""
     answered_in_hours = pl.col("in_service_hours") & pl.col("first_response_seconds").is_not_null()
-    return sessions_c.group_by(*by).agg(
-        *ratio_sums("sessions", window.cutoff),
+    in_c = sessions_c.filter(~pl.col("appeal_upheld"))
+    sums = in_c.group_by(*by).agg(
+        *ratio_sums("sessions", window),
+        *matched_counts("sessions", window.exemptions, window.tz),
         sessions_in_window=pl.len().cast(pl.Int64),
         help_sessions=count(pl.col("escalated_to_platform")),
         answered_service_sessions=count(answered_in_hours),
@@ -84,6 +102,8 @@ def session_side(
         .then(pl.col("first_response_seconds").cast(pl.Int64))
         .sum(),
     )
+    appealed = sessions_c.filter(pl.col("appeal_upheld"))
+    return with_appealed(sums, appealed, by, "appealed_sessions")
 
 
 # Sums split by the local day that puts their rows in the window: the window's sums are those of

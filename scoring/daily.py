@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import polars as pl
 
 from scoring.activity import ShopSums, refund_side, session_side, shop_activity
+from scoring.appeals import mark_upheld, upheld_subjects
 from scoring.facts import (
-    orders_of_v,
     refund_facts,
     session_facts,
     tracking_facts,
@@ -33,6 +33,7 @@ TABLE_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "shop_id": pl.Int64,
         "main_category_id": pl.Int64,
         "valid_orders": pl.Int64,
+        "appeals_upheld": pl.Int64,
         "status": pl.String,
         "score": pl.Float64,
         "score_display": pl.Float64,
@@ -49,6 +50,7 @@ TABLE_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "dimension": pl.String,
         "numerator": pl.Float64,
         "denominator": pl.Int64,
+        "excluded": pl.Int64,
         "raw_value": pl.Float64,
         "prior": pl.Float64,
         "smoothed_value": pl.Float64,
@@ -104,7 +106,7 @@ PREVIOUS_WEIGHTS_SCHEMA = {"shop_id": pl.Int64, "weight": pl.Float64}
 
 @dataclass(frozen=True)
 class DayInputs:
-    """Current state of the four logs, and what the run published for D-1 (empty when nothing)."""
+    """Current state of the five logs, and what the run published for D-1 (empty when nothing)."""
 
     orders: pl.LazyFrame
     refunds: pl.LazyFrame
@@ -112,6 +114,7 @@ class DayInputs:
     cs_sessions: pl.LazyFrame
     previous_labels: pl.LazyFrame
     previous_weights: pl.LazyFrame
+    appeals: pl.LazyFrame | None = None  # the window's appeals (13.1); None: none
 
 
 def no_previous() -> tuple[pl.LazyFrame, pl.LazyFrame]:
@@ -136,8 +139,8 @@ def _finish(frame: pl.LazyFrame, table: str, run_date: dt.date, rules: Rules) ->
 class DayFacts:
     """Everything about a date that does not depend on the rules' weights, knots or thresholds.
 
-    Only the window (time zone and length) shapes it, so one `DayFacts` can be scored under
-    several rule sets that share a window (the what-if report does exactly that).
+
+
     """
 
     window: Window
@@ -165,11 +168,15 @@ def part_sums(
 
 def day_facts(inputs: DayInputs, window: Window) -> DayFacts:
     """raw current state -> facts -> per-shop sums: the whole window as one part."""
+    upheld = upheld_subjects(inputs.appeals if inputs.appeals is not None else no_appeals())
     events = inputs.logistics.filter(pl.col("event_at") < pl.lit(window.cutoff))
-    tracked = inputs.orders.join(tracking_facts(events), on="order_id", how="left")
-    by_order = order_sums(orders_of_v(with_refund_flags(tracked, inputs.refunds), window), window)
-    by_refund = refund_side(refund_facts(inputs.refunds, window), window)
-    by_session = session_side(session_facts(inputs.cs_sessions, window), window)
+    orders = mark_upheld(inputs.orders, upheld, "order")
+    refunds = mark_upheld(inputs.refunds, upheld, "refund")
+    sessions = mark_upheld(inputs.cs_sessions, upheld, "session")
+    tracked = orders.join(tracking_facts(events), on="order_id", how="left")
+    by_order = order_sums(with_refund_flags(tracked, refunds), window)
+    by_refund = refund_side(refund_facts(refunds, window), window)
+    by_session = session_side(session_facts(sessions, window), window)
     sums, items = part_sums(by_order, by_refund, by_session)
     return DayFacts(window, merge_item_counts(items), shop_activity(sums))
 
@@ -198,7 +205,12 @@ def score_facts(
 
 
 def rules_window(rules: Rules, run_date: dt.date) -> Window:
-    return Window(run_date, rules.window_days, rules.timezone)
+    return Window(run_date, rules.window_days, rules.timezone, rules.exemptions)
+
+
+def no_appeals() -> pl.LazyFrame:
+    """The appeals log of a window without any (a raw folder may have no `appeals` log)."""
+    return pl.LazyFrame(schema={"subject": pl.String, "subject_id": pl.Int64, "outcome": pl.String})
 
 
 def score_day(inputs: DayInputs, rules: Rules, run_date: dt.date) -> dict[str, pl.LazyFrame]:

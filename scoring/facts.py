@@ -10,7 +10,9 @@ import datetime as dt
 
 import polars as pl
 
-from scoring.window import Window
+from scoring.appeals import counts_nowhere
+from scoring.exemptions import exempt_ship_by
+from scoring.window import Window, local_date
 
 PICKUP_GRACE = dt.timedelta(hours=48)
 STALL_GAP = dt.timedelta(hours=72)
@@ -29,8 +31,16 @@ def in_window(column: str, window: Window) -> pl.Expr:
 
 
 def valid_paid_orders(orders: pl.LazyFrame, window: Window) -> pl.LazyFrame:
-    """V: current orders paid in the window that the risk model did not remove."""
-    return orders.filter(in_window("paid_at", window) & ~pl.col("is_abnormal"))
+    """V: current orders paid in the window that neither the risk model nor an upheld appeal
+    removed (`orders` carry `appeal_upheld`: `scoring.appeals.mark_upheld`)."""
+    return orders.filter(in_window("paid_at", window) & ~counts_nowhere())
+
+
+def appealed_orders(orders: pl.LazyFrame, window: Window) -> pl.LazyFrame:
+    """The orders an upheld appeal took out of V: they would be in it otherwise (13.4)."""
+    return orders.filter(
+        in_window("paid_at", window) & ~pl.col("is_abnormal") & pl.col("appeal_upheld")
+    )
 
 
 def tracking_facts(events: pl.LazyFrame) -> pl.LazyFrame:
@@ -181,7 +191,7 @@ def order_refund_flags(refunds: pl.LazyFrame) -> pl.LazyFrame:
     The problem refund keeps its request time so that "requested before the cutoff" is decided
     per run while the row itself does not depend on the cutoff.
     """
-    normal = refunds.filter(~pl.col("is_abnormal"))
+    normal = refunds.filter(~counts_nowhere())
     return normal.group_by("order_id").agg(
         has_quality_refund=pl.col("reason").is_in(QUALITY_REASONS).any(),
         first_problem_requested_at=pl.col("requested_at")
@@ -190,18 +200,18 @@ def order_refund_flags(refunds: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def pickup_deadline() -> pl.Expr:
-    """deadline(o): the later of paid_at + 48 h and the promised ship-by time, when set."""
+def pickup_deadline(window: Window) -> pl.Expr:
+    """deadline(o): the later of paid_at + 48 h and the promised ship-by time, when set, and
+    of the latest `ship_by` of the exemptions the order matches (13.3)."""
     grace = pl.col("paid_at") + PICKUP_GRACE
-    return (
+    promised = (
         pl.when(pl.col("promised_ship_at") > grace)
         .then(pl.col("promised_ship_at"))
         .otherwise(grace)
     )
-
-
-def local_date(column: str, tz: str) -> pl.Expr:
-    return pl.col(column).dt.convert_time_zone(tz).dt.date()
+    if not any(e.ship_by is not None for e in window.exemptions):
+        return promised
+    return pl.max_horizontal(promised, exempt_ship_by(window.exemptions, window.tz))
 
 
 def with_refund_flags(orders: pl.LazyFrame, refunds: pl.LazyFrame) -> pl.LazyFrame:
@@ -230,22 +240,27 @@ def window_order_facts(orders_v: pl.LazyFrame, window: Window) -> pl.LazyFrame:
         pl.col("has_exception", "has_quality_refund", "delivered_at_door").fill_null(False),
         stalled=stalled(window),
         has_problem_refund=problem_refund.fill_null(False),
-        deadline=pickup_deadline(),
+        deadline=pickup_deadline(window),
         delivered_next_day=(local_date("delivered_at", window.tz) < next_day_end).fill_null(False),
     )
 
 
 def refund_facts(refunds: pl.LazyFrame, window: Window) -> pl.LazyFrame:
-    """Current, normal refunds that count somewhere: in R, or a help event in the window.
+    """Current refunds that count somewhere: in R, a help event in the window, or `appealed`
+    (in R but for an upheld appeal, counted for `appeals_upheld` only).
 
     `in_r`: requested in the window (R). `is_help`: escalated in the window and not ruled the
-    buyer's responsibility (a null ruling counts). Both use the refund's own shop (12.4).
+    buyer's responsibility (a null ruling counts). All use the refund's own shop (12.4).
     """
-    normal = refunds.filter(~pl.col("is_abnormal"))
-    in_r = in_window("requested_at", window)
-    is_help = asks_platform_help() & in_window("escalated_at", window)
-    return normal.with_columns(in_r=in_r, is_help=is_help).filter(
-        pl.col("in_r") | pl.col("is_help")
+    counted = ~counts_nowhere()
+    requested = in_window("requested_at", window) & ~pl.col("is_abnormal")
+    return (
+        refunds.with_columns(
+            in_r=requested & counted,
+            is_help=asks_platform_help() & in_window("escalated_at", window) & counted,
+            appealed=requested & pl.col("appeal_upheld"),
+        )
+        .filter(pl.col("in_r") | pl.col("is_help") | pl.col("appealed"))
     )
 
 
@@ -256,22 +271,30 @@ def asks_platform_help() -> pl.Expr:
 
 
 def dated_refunds(refunds: pl.LazyFrame, tz: str) -> pl.LazyFrame:
-    """A normal refund's two ways into the sums, each with the local `day` that puts it there:
-    its request (`in_r`) on the day it was requested, and its help event (`is_help`) on the day
-    it was escalated. Over the days of a window they are `refund_facts` of that window."""
-    normal = refunds.filter(~pl.col("is_abnormal"))
-    requested = normal.with_columns(
-        day=local_date("requested_at", tz), in_r=pl.lit(True), is_help=pl.lit(False)
+    """A refund's two ways into the sums, each with the local `day` that puts it there: its
+    request (`in_r`, or `appealed` when an upheld appeal removed it) on the day it was
+    requested, and its help event (`is_help`) on the day it was escalated. Over the days of a
+    window they are `refund_facts` of that window."""
+    requested = refunds.filter(~pl.col("is_abnormal")).with_columns(
+        day=local_date("requested_at", tz),
+        in_r=~pl.col("appeal_upheld"),
+        is_help=pl.lit(False),
+        appealed=pl.col("appeal_upheld"),
     )
-    helped = normal.filter(asks_platform_help() & pl.col("escalated_at").is_not_null())
-    helped = helped.with_columns(
-        day=local_date("escalated_at", tz), in_r=pl.lit(False), is_help=pl.lit(True)
+    helped = refunds.filter(
+        ~counts_nowhere() & asks_platform_help() & pl.col("escalated_at").is_not_null()
+    ).with_columns(
+        day=local_date("escalated_at", tz),
+        in_r=pl.lit(False),
+        is_help=pl.lit(True),
+        appealed=pl.lit(False),
     )
     return pl.concat([requested, helped])
 
 
 def session_facts(sessions: pl.LazyFrame, window: Window) -> pl.LazyFrame:
-    """C: sessions started in the window, with whether they started in local service hours."""
+    """Sessions started in the window, with whether they started in local service hours: C,
+    and those an upheld appeal took out of it (`appeal_upheld`, see `session_side`)."""
     return dated_sessions(sessions.filter(in_window("started_at", window)), window.tz)
 
 

@@ -14,7 +14,9 @@ from typing import Literal
 import polars as pl
 
 from scoring.catalog import INDICATOR_BY_ID, INDICATORS
+from scoring.exemptions import excluded
 from scoring.reshape import to_long
+from scoring.window import Window
 
 Source = Literal["orders", "refunds", "sessions"]
 MICROS_PER_HOUR = 3.6e9
@@ -153,24 +155,35 @@ def den_col(indicator: str) -> str:
     return f"{indicator}__den"
 
 
+def excl_col(indicator: str) -> str:
+    return f"{indicator}__excl"
+
+
 def count(mask: pl.Expr) -> pl.Expr:
     """Rows where `mask` holds, as Int64 (never a 32-bit counter)."""
     return mask.fill_null(False).cast(pl.Int64).sum()
 
 
-def ratio_sums(source: Source, cutoff: dt.datetime) -> list[pl.Expr]:
-    """Per-shop aggregations of numerator and denominator for the ratios of one fact table."""
+def ratio_sums(source: Source, window: Window) -> list[pl.Expr]:
+    """Per-shop aggregations of numerator and denominator for the ratios of one fact table.
+
+    A row an exemption takes out of an indicator (13.3) leaves its numerator and denominator
+    and is counted in its `excluded` sum instead, when it would be in the denominator (13.4).
+    """
     sums = []
     for indicator, make in RATIOS.items():
-        ratio = make(cutoff)
+        ratio = make(window.cutoff)
         if ratio.source != source:
             continue
-        numerator = (
-            ratio.numerator.sum() if INDICATOR_BY_ID[indicator].hours else count(ratio.numerator)
-        )
+        out = excluded(indicator, source, window.exemptions, window.tz)
+        if INDICATOR_BY_ID[indicator].hours:
+            numerator = pl.when(~out).then(ratio.numerator).sum()
+        else:
+            numerator = count(ratio.numerator & ~out)
         sums += [
             numerator.alias(num_col(indicator)),
-            count(ratio.denominator).alias(den_col(indicator)),
+            count(ratio.denominator & ~out).alias(den_col(indicator)),
+            count(ratio.denominator & out).alias(excl_col(indicator)),
         ]
     return sums
 
@@ -184,17 +197,20 @@ def indicator_counts(activity: pl.LazyFrame) -> pl.LazyFrame:
     """
     items = {}
     for ind in INDICATORS:
-        if ind.id == "platform_help_rate":
+        if ind.id == "platform_help_rate":  # never exempted (13.3)
             units = pl.col("help_refunds") + pl.col("help_sessions")
             denominator = pl.col("valid_orders")
+            removed = pl.lit(0, pl.Int64)
         else:
             units = pl.col(num_col(ind.id))
             denominator = pl.col(den_col(ind.id))
+            removed = pl.col(excl_col(ind.id))
         scale = MICROS_PER_HOUR if ind.hours else 1.0
         items[ind.id] = {
             "dimension": pl.lit(ind.dimension),
             "numerator": units.cast(pl.Float64) / scale,
             "denominator": denominator.cast(pl.Int64),
+            "excluded": removed.cast(pl.Int64),
             "numerator_units": units.cast(pl.Int64),
             "units_per_numerator": pl.lit(scale),
         }

@@ -2,36 +2,38 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 import polars as pl
 
+from scoring.exemptions import excluded
 from scoring.indicators import pickup_on_time_rate
 from scoring.interp import interp
 from scoring.rules import Rules
 from scoring.shop_score import share_strictly_below
+from scoring.window import Window
 
 
-def late_shipment(cutoff: dt.datetime) -> pl.Expr:
+def late_shipment(window: Window) -> pl.Expr:
     """(c) [延迟发货]: due for pickup and not picked up by the deadline (v1.1).
 
     Exactly the due orders of `pickup_on_time_rate` outside its numerator, so the shop's
-    indicator and its items' problem orders can never disagree about an order.
+    indicator and its items' problem orders can never disagree about an order; an order an
+    exemption takes out of that indicator is not a late shipment either (13.3).
     """
-    pickup = pickup_on_time_rate(cutoff)
-    return pickup.denominator & ~pickup.numerator
+    pickup = pickup_on_time_rate(window.cutoff)
+    exempt = excluded("pickup_on_time_rate", "orders", window.exemptions, window.tz)
+    return pickup.denominator & ~pickup.numerator & ~exempt
 
 
-def problem_order(cutoff: dt.datetime) -> pl.Expr:
+def problem_order(window: Window) -> pl.Expr:
     """(a) a quality / not-as-described / damaged refund, (b) rated 1 or 2, (c) shipped late."""
     return (
         pl.col("has_problem_refund")
         | (pl.col("review_rating") <= 2).fill_null(False)
-        | late_shipment(cutoff)
+        | late_shipment(window)
     )
 
 
-def item_counts(orders_v: pl.LazyFrame, cutoff: dt.datetime) -> pl.LazyFrame:
+def item_counts(orders_v: pl.LazyFrame, window: Window) -> pl.LazyFrame:
     """Paid and problem orders per item, shop and category over orders of V.
 
     Keyed by all three, so that the counts of disjoint parts of V (shards, settled orders)
@@ -39,7 +41,7 @@ def item_counts(orders_v: pl.LazyFrame, cutoff: dt.datetime) -> pl.LazyFrame:
     """
     return orders_v.group_by("item_id", "shop_id", "category_id").agg(
         paid_orders=pl.len().cast(pl.Int64),
-        problem_orders=problem_order(cutoff).cast(pl.Int64).sum(),
+        problem_orders=problem_order(window).cast(pl.Int64).sum(),
     )
 
 

@@ -58,6 +58,7 @@ from scoring.catalog import (
     RAW_LOGS,
     Direction,
 )
+from scoring.exemptions import Exemption
 
 Knots = tuple[tuple[float, float], ...]
 WEIGHT_TOLERANCE = 1e-9
@@ -174,6 +175,7 @@ class Rules:
     campaign_min_score: float
     campaign_min_pxi: float
     gates: GateRules = field(default_factory=GateRules)
+    exemptions: tuple[Exemption, ...] = ()  # 13.3, in the file's order
     source: str = field(default="<rules>", compare=False)
     # SHA-256 of the file's bytes (set by whoever read the file): two files may carry the same
     # `version` and differ, and the manifest must tell them apart

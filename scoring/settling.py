@@ -20,8 +20,9 @@ import datetime as dt
 
 import polars as pl
 
-from scoring.activity import category_amounts, order_side
-from scoring.facts import STALL_GAP
+from scoring.activity import category_amounts, order_side, with_appealed
+from scoring.appeals import counts_nowhere
+from scoring.facts import STALL_GAP, appealed_orders, orders_of_v
 from scoring.product import item_counts
 from scoring.window import Window
 
@@ -52,7 +53,7 @@ def settles_at() -> pl.Expr:
         pl.when(stall_open).then(pl.col("last_trail_event_at") + STALL_GAP),
         pl.col("first_problem_requested_at"),
     ]
-    return pl.when(~pl.col("is_abnormal")).then(pl.max_horizontal(instants))
+    return pl.when(~counts_nowhere()).then(pl.max_horizontal(instants))
 
 
 def settled(cutoff: dt.datetime) -> pl.Expr:
@@ -63,19 +64,31 @@ def settled(cutoff: dt.datetime) -> pl.Expr:
 
 # The order-side sums, per table: the columns that key a row, and the count that says a key
 # still has orders of V once contributions are taken away (a key at zero is dropped).
-ORDER_SUMS: dict[str, tuple[list[str], str]] = {
-    "orders": (["shop_id"], "valid_orders"),
+ORDER_SUMS: dict[str, tuple[list[str], str | None]] = {
+    # None: a shop may have appealed orders alone (`appealed_orders`, 13.4) and no valid one
+    "orders": (["shop_id"], None),
     "categories": (["shop_id", "category_id"], "orders"),
     "items": (["item_id", "shop_id", "category_id"], "paid_orders"),
 }
 
 
-def order_sums(orders_v: pl.LazyFrame, window: Window) -> dict[str, pl.LazyFrame]:
-    """What orders of V add to their shops' sums, categories' amounts and items' counts."""
+def order_sums(orders: pl.LazyFrame, window: Window) -> dict[str, pl.LazyFrame]:
+    """What current orders add to their shops' sums, categories' amounts and items' counts:
+    those of V all of them, those an upheld appeal took out of V their `appealed_orders`.
+
+    `orders` carry their tracking facts, refund flags and `appeal_upheld`.
+    """
+    orders_v = orders_of_v(orders, window)
+    by_shop = with_appealed(
+        order_side(orders_v, window),
+        appealed_orders(orders, window),
+        ("shop_id",),
+        "appealed_orders",
+    )
     return {
-        "orders": order_side(orders_v, window),
+        "orders": by_shop,
         "categories": category_amounts(orders_v),
-        "items": item_counts(orders_v, window.cutoff),
+        "items": item_counts(orders_v, window),
     }
 
 
@@ -85,8 +98,8 @@ def order_sums(orders_v: pl.LazyFrame, window: Window) -> dict[str, pl.LazyFrame
 # that puts them in the window (`scoring.activity.DAY_KEYS`).
 KEPT_SUMS: dict[str, tuple[list[str], str | None]] = {
     **ORDER_SUMS,
-    "sessions": (["shop_id"], "sessions_in_window"),
-    "session_days": (["day", "shop_id"], "sessions_in_window"),
+    "sessions": (["shop_id"], None),  # None: appealed sessions alone still count (13.4)
+    "session_days": (["day", "shop_id"], None),
     "refunds": (["shop_id"], None),
     "refund_days": (["day", "shop_id"], None),
 }

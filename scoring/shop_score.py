@@ -303,6 +303,12 @@ def share_strictly_below(value: str, group: str) -> pl.Expr:
     return pl.when(scored & (n > 1)).then(lower.cast(pl.Float64) / (n - 1).cast(pl.Float64))
 
 
+def appeals_upheld() -> pl.Expr:
+    """The shop's orders, refunds and sessions that upheld appeals took out of V, R and C
+    (13.4): distinct subjects, since each is one order, refund or session."""
+    return pl.col("appealed_orders") + pl.col("appealed_refunds") + pl.col("appealed_sessions")
+
+
 def shop_scores(activity: pl.LazyFrame, dimensions: pl.LazyFrame, rules: Rules) -> pl.LazyFrame:
     """One row per shop: status, score, display score, band, dimension scores, bonus, percentile."""
     scored = pl.col("valid_orders") >= rules.min_orders
@@ -318,6 +324,7 @@ def shop_scores(activity: pl.LazyFrame, dimensions: pl.LazyFrame, rules: Rules) 
         .with_columns(
             status=pl.when(scored).then(pl.lit("scored")).otherwise(pl.lit("insufficient_orders")),
             score=score,
+            appeals_upheld=appeals_upheld(),
         )
         .with_columns(
             score_display=(pl.col("score") * 10).floor() / 10,

@@ -43,11 +43,16 @@ _WEIGHT_COLUMNS = ("target_weight", "weight", "refund_only_tier", "campaign_elig
 
 
 def same_window(base: Rules, new: Rules) -> bool:
-    """Whether both rule sets see the same facts: the facts depend only on zone and window length.
+    """Whether both rule sets see the same facts: the facts depend only on zone, window length
+    and exemptions (which change which rows the sums count, 13.3).
 
     Only then can one `DayFacts` be scored under both; otherwise each side needs its own.
     """
-    return base.timezone == new.timezone and base.window_days == new.window_days
+    return (
+        base.timezone == new.timezone
+        and base.window_days == new.window_days
+        and base.exemptions == new.exemptions
+    )
 
 
 def migration_bands(facts_shared: bool) -> tuple[str, ...]:
@@ -495,6 +500,8 @@ def _rules_leaves(rules: Rules) -> dict[str, Any]:
             leaves.update(_rule_set_leaves(value))  # top-level dimension_weights, indicators
         elif f.name in _PRIVILEGES:
             leaves[f"privileges.{f.name}"] = value
+        elif f.name == "exemptions":  # one leaf per exemption, by its unique name
+            leaves.update({f"exemptions.{e.name}": e.as_data() for e in value})
         else:
             _flatten(f"{f.name}.", value, leaves)
     return leaves
@@ -526,15 +533,18 @@ def rules_diff(old: Rules, new: Rules) -> pl.DataFrame:
     """
     rows: list[dict[str, str | None]] = []
     old_leaves, new_leaves = _rules_leaves(old), _rules_leaves(new)
-    for key, old_value in old_leaves.items():
-        if old_value != new_leaves[key]:
+    for key in [*old_leaves, *(k for k in new_leaves if k not in old_leaves)]:
+        old_value, new_value = old_leaves.get(key), new_leaves.get(key)
+        if old_value != new_value:
             rows.append(
                 {
                     "rule": key,
                     "scope": "all shops",
-                    "old": _text(old_value),
-                    "new": _text(new_leaves[key]),
-                    "note": None,
+                    "old": None if key not in old_leaves else _text(old_value),
+                    "new": None if key not in new_leaves else _text(new_value),
+                    "note": "added"
+                    if key not in old_leaves
+                    else ("removed" if key not in new_leaves else None),
                 }
             )
     old_default, new_default = _rule_set_leaves(old.default), _rule_set_leaves(new.default)

@@ -5,6 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+if TYPE_CHECKING:
+    from scoring.exemptions import Exemption
 
 
 def local_midnight_utc(day: dt.date, tz: str) -> dt.datetime:
@@ -15,11 +21,17 @@ def local_midnight_utc(day: dt.date, tz: str) -> dt.datetime:
 
 @dataclass(frozen=True)
 class Window:
-    """`start <= t < cutoff` is "in window" for run date `run_date`."""
+    """`start <= t < cutoff` is "in window" for run date `run_date`.
+
+    With the rules' `exemptions` (13.3), which take the rows they match out of the indicators
+    they name: the window says which rows count, and the exemptions are part of that answer,
+    so everything that counts rows (the facts, the window state's sums) gets them from here.
+    """
 
     run_date: dt.date
     days: int
     tz: str
+    exemptions: tuple[Exemption, ...] = ()
 
     @property
     def first_date(self) -> dt.date:
@@ -41,3 +53,8 @@ class Window:
 def partition_cutoff(day: dt.date, tz: str) -> dt.datetime:
     """cutoff(dt): no record emitted on business day `dt` may be at or after this instant."""
     return local_midnight_utc(day + dt.timedelta(days=1), tz)
+
+
+def local_date(column: str, tz: str) -> pl.Expr:
+    """The local date in `tz` of the UTC instant in `column`."""
+    return pl.col(column).dt.convert_time_zone(tz).dt.date()

@@ -57,6 +57,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
         "review_rating": None,
         "is_abnormal": False,
         "updated_at": None,
+        "ship_to_region": None,
     },
     "refunds": {
         "order_id": 1,
@@ -92,6 +93,13 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
         "satisfaction": None,
         "escalated_to_platform": False,
         "closed_at": None,
+    },
+    "appeals": {
+        "shop_id": 1,
+        "subject": "order",
+        "subject_id": 1,
+        "outcome": "upheld",
+        "decided_at": ts(2026, 3, 10),
     },
 }
 _POLARS_TYPES = {
@@ -169,6 +177,7 @@ def day_inputs(
     cs_sessions: list[dict] = (),
     previous_labels: pl.DataFrame | None = None,
     previous_weights: pl.DataFrame | None = None,
+    appeals: list[dict] = (),
 ) -> DayInputs:
     """Current-state inputs for `score_day` straight from row dicts (no loader involved)."""
     empty_labels, empty_weights = no_previous()
@@ -179,6 +188,7 @@ def day_inputs(
         cs_sessions=frame("cs_sessions", list(cs_sessions)).lazy(),
         previous_labels=empty_labels if previous_labels is None else previous_labels.lazy(),
         previous_weights=empty_weights if previous_weights is None else previous_weights.lazy(),
+        appeals=frame("appeals", list(appeals)).lazy(),
     )
 
 

@@ -58,6 +58,7 @@ def orders_and_events(draw: st.DrawFn, order_id: int, shop_id: int) -> tuple[lis
                 st.one_of(st.none(), hours.map(lambda h: paid + dt.timedelta(hours=24 + h)))
             ),
             "return_insurance": draw(st.booleans()),
+            "ship_to_region": draw(st.sampled_from([None, "GD", "ZJ"])),
             "is_abnormal": draw(st.booleans().filter(lambda _: True))
             and draw(st.integers(0, 9)) == 0,
             "updated_at": paid,
@@ -166,6 +167,33 @@ def sessions(draw: st.DrawFn, shop_id: int, first_id: int) -> list[dict]:
 
 
 @st.composite
+def appeals_of(draw: st.DrawFn, logs: dict[str, list[dict]]) -> list[dict]:
+    """Appeals against some orders, refunds and sessions (and an id that names nothing),
+    decided hours after the subject, upheld or rejected; sometimes two for one subject."""
+    subjects = [
+        *[("order", o["order_id"], o["paid_at"], o["shop_id"]) for o in logs["orders"]],
+        *[("refund", r["refund_id"], r["requested_at"], r["shop_id"]) for r in logs["refunds"]],
+        *[("session", s["session_id"], s["started_at"], s["shop_id"]) for s in logs["cs_sessions"]],
+        ("order", 10_000, FIRST, 1),  # no such order: changes nothing
+    ]
+    rows = []
+    picks = st.lists(st.tuples(st.sampled_from(subjects), hours, st.booleans()), max_size=6)
+    for appeal_id, (subject, after, upheld) in enumerate(draw(picks), start=1):
+        kind, subject_id, at, shop_id = subject
+        rows.append(
+            {
+                "appeal_id": appeal_id,
+                "shop_id": shop_id,
+                "subject": kind,
+                "subject_id": subject_id,
+                "outcome": "upheld" if upheld else "rejected",
+                "decided_at": _clip(at + dt.timedelta(hours=after, minutes=1)),
+            }
+        )
+    return rows
+
+
+@st.composite
 def marketplaces(draw: st.DrawFn, max_orders: int = 40) -> dict[str, list[dict]]:
     """Rows per log (complete, typed by `frame`), each version at its own time."""
     logs: dict[str, list[dict]] = {"orders": [], "refunds": [], "logistics": [], "cs_sessions": []}
@@ -182,6 +210,7 @@ def marketplaces(draw: st.DrawFn, max_orders: int = 40) -> dict[str, list[dict]]
             logs["refunds"] += draw(refund_for(versions[0], order_id))
     for shop_id in range(1, 5):
         logs["cs_sessions"] += draw(sessions(shop_id, shop_id * 1000))
+    logs["appeals"] = draw(appeals_of(logs))
     return {log: complete_rows(log, rows) for log, rows in logs.items()}
 
 
@@ -190,6 +219,7 @@ VERSION_COLUMN = {
     "refunds": "updated_at",
     "logistics": "event_at",
     "cs_sessions": "closed_at",
+    "appeals": "decided_at",
 }
 
 

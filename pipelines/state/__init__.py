@@ -30,7 +30,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import polars as pl
@@ -40,6 +40,7 @@ from pipelines.exchange import Exchange, is_uri, subfolder
 from pipelines.executors import IN_PROCESS, ExecutorOptions, open_executor
 from pipelines.load import QUARANTINE_SCHEMA, WindowLoad, list_partitions
 from pipelines.schemas import LOGS
+from pipelines.state.appeals import APPEALS, appeals_report, keep_appeals
 from pipelines.state.ingest import (
     ROUTING,
     CheckedFile,
@@ -172,10 +173,13 @@ def _usable(
 
 
 def _meta(window: Window) -> dict:
+    """What a state is built for: another window length, time zone or set of exemptions
+    (which change what rows the kept sums count) needs another state."""
     return {
         "format": FORMAT,
         "window_days": window.days,
         "timezone": window.tz,
+        "exemptions": [e.as_data() for e in window.exemptions],
         "routing": ROUTING,
     }
 
@@ -213,6 +217,10 @@ def _night(
                 quarantine = _quarantine_files(
                     store, manifest, ingested.quarantine, window, version
                 )
+                previous = _stored_window(manifest, window)
+                appeal_files, _, appeals = keep_appeals(
+                    store, manifest, exchange, window, previous, version
+                )
                 tasks = [
                     ShardTask(
                         s,
@@ -221,7 +229,7 @@ def _night(
                         exchange.location,
                         window,
                         version,
-                        _stored_window(manifest),
+                        previous,
                     )
                     for s in range(shards)
                 ]
@@ -240,13 +248,14 @@ def _night(
             **{str(d.shard): d.files for d in done},
             QUARANTINE: quarantine,
             TOTALS: totals_files,
+            APPEALS: appeal_files,
         },
     )
     store.commit(committed)
     store.collect_garbage(committed)
     return WindowFacts(
         facts=_facts(totals, window),
-        load=_window_load(store, committed, raw, window, done),
+        load=_window_load(store, committed, raw, window, done, appeals),
         state=_state_report(store, committed, manifest, plan, reason, done),
         execution=_execution_report(options.executor, done),
     )
@@ -281,14 +290,12 @@ def _window_totals(
     return totals, files
 
 
-def _stored_window(manifest: Manifest | None) -> Window | None:
-    """The window the stored sums were counted for: the last committed night's."""
+def _stored_window(manifest: Manifest | None, window: Window) -> Window | None:
+    """The window the stored sums were counted for: the last committed night's (a usable
+    state was built for tonight's window length, time zone and exemptions)."""
     if manifest is None or manifest.run_date is None:
         return None
-    meta = manifest.meta
-    return Window(
-        dt.date.fromisoformat(manifest.run_date), int(meta["window_days"]), meta["timezone"]
-    )
+    return replace(window, run_date=dt.date.fromisoformat(manifest.run_date))
 
 
 @contextmanager
@@ -361,9 +368,17 @@ def _facts(sums: dict[str, pl.DataFrame], window: Window) -> DayFacts:
 
 
 def _window_load(
-    store: StateStore, manifest: Manifest, raw: Path, window: Window, done: list[ShardDone]
+    store: StateStore,
+    manifest: Manifest,
+    raw: Path,
+    window: Window,
+    done: list[ShardDone],
+    appeals: pl.DataFrame,
 ) -> WindowLoad:
-    """What the manifest and the gates report about the window's raw input."""
+    """What the manifest and the gates report about the window's raw input.
+
+    An optional log (appeals) has no missing partitions: a day without one had none (13.1).
+    """
     files, rejected = [], {log: {} for log in LOGS}
     for log in LOGS:
         for day, sources in sorted(manifest.raw.get(log, {}).items()):
@@ -384,14 +399,18 @@ def _window_load(
     ).sort("log", "source_dt", "source_file", "source_row")
     wanted = set(window.partition_dates())
     missing = {
-        log: [d.isoformat() for d in sorted(wanted - set(list_partitions(raw, log)))]
-        for log in LOGS
+        log: []
+        if schema.optional
+        else [d.isoformat() for d in sorted(wanted - set(list_partitions(raw, log)))]
+        for log, schema in LOGS.items()
     }
+    appeals = appeals.unique("appeal_id")
     current = {
         "orders": sum(d.counts.get("orders", 0) for d in done),
         "refunds": sum(d.counts.get("refunds", 0) for d in done),
         "logistics": sum(d.counts.get("tracked", 0) for d in done),
         "cs_sessions": sum(d.counts.get("sessions", 0) for d in done),
+        "appeals": appeals.height,
     }
     return WindowLoad(
         quarantine=quarantine,
@@ -400,6 +419,7 @@ def _window_load(
         rows_current=current,
         rejected={log: dict(sorted(r.items())) for log, r in rejected.items()},
         missing_partitions=missing,
+        appeals=appeals_report(appeals),
     )
 
 

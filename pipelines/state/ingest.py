@@ -45,11 +45,12 @@ BATCH_ROWS = 1_000_000
 # partition of one log at a time needs little, and Polars wants the rest of the machine.
 DUCKDB_MEMORY = "2GB"
 # The routing key of each log: rows about one order meet in one shard (12.4).
-ROUTING_KEY = {
+ROUTING_KEY: dict[str, str | None] = {
     "orders": "order_id",
     "logistics": "order_id",
     "refunds": "order_id",
     "cs_sessions": "session_id",
+    "appeals": None,  # kept by the driver (`pipelines.state.appeals`): one part
 }
 # Fibonacci hashing: a multiply by 2^64/phi spreads consecutive ids evenly over the shards,
 # and unlike Polars' `hash` it is fixed by this line, so a state's shards outlive upgrades.
@@ -237,7 +238,8 @@ def ingest(
     quarantine: dict[str, dict[str, pl.DataFrame]] = {}
     for log, schema in LOGS.items():
         arrow_schema = pl.DataFrame(schema=log_schema(log)).to_arrow().schema
-        writers = [inbox.arrow_writer(arrow_schema, log, inbox_part(s)) for s in range(shards)]
+        parts = shards if ROUTING_KEY[log] is not None else 1
+        writers = [inbox.arrow_writer(arrow_schema, log, inbox_part(s)) for s in range(parts)]
         try:
             days = sorted({f.day for f in files if f.log == log})
             for day in days:
@@ -292,7 +294,8 @@ def _read_partition(
         good = con.sql(f"SELECT {typed}, dt FROM staged WHERE reject_reason IS NULL")
         key = ROUTING_KEY[log]
         for batch in good.to_arrow_reader(BATCH_ROWS):
-            rows = canonical(pl.from_arrow(batch), schema).with_columns(shard=shard_of(key, shards))
+            routed = pl.lit(0, pl.Int32) if key is None else shard_of(key, shards)
+            rows = canonical(pl.from_arrow(batch), schema).with_columns(shard=routed)
             for (shard,), part in (
                 rows.collect().partition_by("shard", as_dict=True, include_key=False).items()
             ):

@@ -56,22 +56,22 @@ import polars as pl
 
 from pipelines.exchange import Exchange
 from pipelines.schemas import LOGS
+from pipelines.state.appeals import read_upheld
 from pipelines.state.ingest import inbox_part, log_schema
 from pipelines.state.store import StateStore
 from scoring.activity import refund_days, session_days
+from scoring.appeals import Subject, mark_upheld
 from scoring.current import current_rows
 from scoring.daily import part_sums
 from scoring.facts import (
     later_events_only,
-    local_date,
     merge_tracking,
     order_refund_flags,
-    orders_of_v,
     tracking_facts,
     window_order_facts,
 )
 from scoring.settling import ORDER_SUMS, net_sums, order_sums, settled, sum_changes
-from scoring.window import Window
+from scoring.window import Window, local_date
 
 ORDERS = LOGS["orders"]
 ORDER_COLUMNS = [*ORDERS.column_names, "dt"]
@@ -96,11 +96,15 @@ REFUND_FLAGS_SCHEMA: dict[str, pl.DataType] = {
     "first_problem_requested_at": pl.Datetime("us", "UTC"),
 }
 REFUND_FLAGS = list(REFUND_FLAGS_SCHEMA)
+# an upheld appeal removes the row (13.2), as of the night the row was written: kept on the
+# row like the refund flags, and set anew on every row a night reads
+APPEAL_FLAG = "appeal_upheld"
 GONE = "_gone"
 ORDER_ROW_SCHEMA = {
     **log_schema("orders"),
     **TRACKING_SCHEMA,
     **REFUND_FLAGS_SCHEMA,
+    APPEAL_FLAG: pl.Boolean,
     GONE: pl.Boolean,
 }
 # orders with stored events and no order row: the partitions their events span
@@ -120,7 +124,7 @@ HELD = "held"  # table counting the orders, refunds and sessions the shard holds
 SESSION_DAYS = "session_days"  # per shop, the sums of the sessions started on the key's day
 REFUND_DAYS = "refund_days"  # per shop, the sums of the refunds requested or escalated that day
 REFUNDS_CURRENT = "refunds_current"  # the current refunds, under the dt of their version
-REFUND_ROW_SCHEMA = {**log_schema("refunds"), GONE: pl.Boolean}
+REFUND_ROW_SCHEMA = {**log_schema("refunds"), APPEAL_FLAG: pl.Boolean, GONE: pl.Boolean}
 
 Files = dict[str, dict[str, dict[str, int]]]  # table -> key -> file -> size
 
@@ -168,6 +172,7 @@ class ShardNight:
         self.files: Files = {table: dict(keys) for table, keys in task.files.items()}
         self.counts: dict[str, int] = {}
         self.counted: dict[str, int] = {}  # per log, the change tonight in its current rows
+        self.upheld = read_upheld(self.inbox)
 
     # ---------------------------------------------------------------------------------------
     # reading
@@ -310,6 +315,7 @@ class ShardNight:
                 new_events.select("order_id"),
                 refunds_changed,
                 events_leaving,
+                self.upheld.changed("order").alias("order_id").to_frame(),
                 *([pending.select("order_id")] if pending is not None else []),
             ]
         ).unique()
@@ -328,6 +334,7 @@ class ShardNight:
         orders, left, entered = self.fold_orders(new_orders, stored)
         orders, orphans_now = self.fold_events(orders, new_events, left, entered)
         orders = self.refund_flags(orders, pl.concat([refunds_changed, entered]))
+        orders = self.appeal_flags(orders)
         self.write_orders(orders)
         self.write_by_partition("events", new_events, "order_id")
         self.drop_keys_before("events", first)
@@ -353,7 +360,7 @@ class ShardNight:
         the flags of the orders that need them (`refund_flags`): a night writes the rows that
         became current and a marker where one stopped being current.
         """
-        before, after = self.current_changes("refunds", "refunds", first)
+        before, after = self.current_changes("refunds", "refunds", first, "refund")
         change = self.day_sums_change(REFUND_DAYS, "refunds", refund_days, before, after)
         columns = list(REFUND_ROW_SCHEMA)[:-1]
         stopped = before.join(after, on=columns, how="anti", nulls_equal=True)
@@ -376,28 +383,33 @@ class ShardNight:
 
     def store_sessions(self, first: str) -> pl.LazyFrame:
         """Store tonight's sessions; return what the night changes in the window's session sums."""
-        before, after = self.current_changes("sessions", "cs_sessions", first)
+        before, after = self.current_changes("sessions", "cs_sessions", first, "session")
         return self.day_sums_change(SESSION_DAYS, "sessions", session_days, before, after)
 
     def current_changes(
-        self, table: str, log: str, first: str
+        self, table: str, log: str, first: str, subject: Subject
     ) -> tuple[pl.DataFrame, pl.DataFrame]:
         """Store tonight's rows of `log`; return the current rows (2.5), as of last night and of
-        tonight, of the keys that tonight's rows or the partitions leaving the window can change.
+        tonight, of the keys that tonight's rows, the partitions leaving the window or a moved
+        appeal can change, each marked with whether an upheld appeal removed it then.
 
-        Only those keys can change which of their rows is current; their stored rows are looked
-        up by key in the partitions that stay. Last night's current rows are the best of the
-        stored and leaving ones, tonight's the best of the stored and new ones.
+        Only those keys can change which of their rows is current, or whether it counts; their
+        stored rows are looked up by key in the partitions that stay. Last night's current rows
+        are the best of the stored and leaving ones, tonight's the best of the stored and new
+        ones.
         """
         schema, columns = LOGS[log], log_schema(log)
         key = schema.key
         version = schema.version_column if schema.change_log else None
         new = self.arrived(log)
         leaving = self.read_before(table, first, list(columns)).cast(columns)
-        wanted = pl.concat([new.select(key), leaving.select(key)])[key].unique().sort()
+        appealed = self.upheld.changed(subject).alias(key).to_frame()
+        wanted = pl.concat([new.select(key), leaving.select(key), appealed])[key].unique().sort()
         stored = self.read_by_partition(table, columns, (key, wanted))
         before = current_rows(pl.concat([leaving, stored]), key, version, schema.column_names)
         after = current_rows(pl.concat([stored, new]), key, version, schema.column_names)
+        before = mark_upheld(before.lazy(), self.upheld.before.lazy(), subject).collect()
+        after = mark_upheld(after.lazy(), self.upheld.now.lazy(), subject).collect()
         self.write_by_partition(table, new, key)
         self.drop_keys_before(table, first)
         self.counted[log] = after.height - before.height
@@ -484,6 +496,16 @@ class ShardNight:
             _changed=pl.col("_changed") | (taken & differs & ~pl.col(GONE)), **now
         ).select(orders.columns)
 
+    def appeal_flags(self, orders: pl.DataFrame) -> pl.DataFrame:
+        """The order rows read tonight, each marked with whether an upheld appeal removes it
+        as of tonight's window (13.2); a row whose mark moved is written. Rows the night does
+        not read keep their mark: it moves only for the orders of `Upheld.changed`, which the
+        night reads."""
+        was = orders.rename({APPEAL_FLAG: "_was"}).lazy()
+        marked = mark_upheld(was, self.upheld.now.lazy(), "order").collect()
+        moved = ~pl.col("_was").eq_missing(pl.col(APPEAL_FLAG)) & ~pl.col(GONE)
+        return marked.with_columns(_changed=pl.col("_changed") | moved).select(orders.columns)
+
     # ---------------------------------------------------------------------------------------
     # sums
 
@@ -508,9 +530,9 @@ class ShardNight:
         )
         self.write(PENDING, "ids", pending_now.select("order_id").sort("order_id"), replace=True)
         self.counts.update(orders_pending=pending_now.height)
-        added = order_sums(orders_of_v(live.lazy(), window), window)
+        added = order_sums(live.lazy(), window)
         removed = (
-            order_sums(orders_of_v(counted_before.lazy(), previous), previous)
+            order_sums(counted_before.lazy(), previous)
             if previous is not None and counted_before.height
             else {}
         )
@@ -624,7 +646,7 @@ class ShardNight:
             | (pl.col("_place") != pl.col("_place_new")).fill_null(True)
             | (pl.col("_key") != pl.col("_key_new")).fill_null(True)
         )
-        tracking = stored.select("order_id", *TRACKING, *REFUND_FLAGS)
+        tracking = stored.select("order_id", *TRACKING, *REFUND_FLAGS, APPEAL_FLAG)
         arriving = (
             moved.filter(pl.col("_place_new") == "orders")
             .select(*ORDER_COLUMNS, _key=pl.col("_key_new"))

@@ -58,6 +58,7 @@ def test_json_reports_every_scenario_with_its_figures(xs_run) -> None:
         "refunds",
         "logistics",
         "cs_sessions",
+        "appeals",
     }
     for name, scenario in result["scenarios"].items():
         assert scenario["wall_s"] > 0, name

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from pipelines.state.shard import ORDER_ROW_SCHEMA
 from scoring.activity import refund_days, refund_side, session_side
+from scoring.exemptions import Exemption
 from scoring.facts import (
     dated_sessions,
-    orders_of_v,
     refund_facts,
     session_facts,
     window_order_facts,
@@ -34,7 +34,7 @@ HOUR = dt.timedelta(hours=1)
 ROW = (
     {name: None for name in ORDER_ROW_SCHEMA}
     | complete_rows("orders", [{}])[0]
-    | {"has_exception": False, "_gone": False}
+    | {"has_exception": False, "appeal_upheld": False, "_gone": False}
 )
 
 
@@ -47,7 +47,7 @@ def window(days_after_paid: int) -> Window:
 
 
 def contribution(order: pl.DataFrame, w: Window) -> dict[str, list[dict]]:
-    sums = order_sums(orders_of_v(order.lazy(), w), w)
+    sums = order_sums(order.lazy(), w)
     return {table: sums[table].collect().to_dicts() for table in ORDER_SUMS}
 
 
@@ -74,6 +74,7 @@ def orders(draw: st.DrawFn) -> pl.DataFrame:
             "cancelled_at": at(draw(hours)),
             "review_rating": draw(st.one_of(st.none(), st.integers(1, 5))),
             "is_abnormal": draw(st.booleans()),
+            "appeal_upheld": draw(st.booleans()),
             "pickup_at": at(pickup),
             "delivered_at": at(delivered),
             "delivered_at_door": draw(st.booleans()),
@@ -141,9 +142,9 @@ def test_an_abnormal_order_is_always_settled_and_counts_nowhere() -> None:
 def test_net_sums_take_away_exactly_and_drop_keys_left_with_no_order() -> None:
     w = window(10)
     one = rows({"order_id": 1}, {"order_id": 2, "item_id": 101, "shop_id": 2})
-    both = order_sums(orders_of_v(one.lazy(), w), w)
-    second = order_sums(orders_of_v(one.filter(pl.col("order_id") == 2).lazy(), w), w)
-    first = order_sums(orders_of_v(one.filter(pl.col("order_id") == 1).lazy(), w), w)
+    both = order_sums(one.lazy(), w)
+    second = order_sums(one.filter(pl.col("order_id") == 2).lazy(), w)
+    first = order_sums(one.filter(pl.col("order_id") == 1).lazy(), w)
     for table in ORDER_SUMS:
         left = net_sums(table, [both[table]], [second[table]]).collect()
         assert left.to_dicts() == first[table].collect().to_dicts()
@@ -155,26 +156,42 @@ def test_a_change_keeps_a_key_whose_count_stayed_and_another_sum_moved() -> None
     order = rows({"promised_ship_at": None})  # never picked up: due once its deadline passes
     before, after = window(0), window(5)
     assert not is_settled(order, before)
-    was = order_sums(orders_of_v(order.lazy(), before), before)["orders"]
-    now = order_sums(orders_of_v(order.lazy(), after), after)["orders"]
+    was = order_sums(order.lazy(), before)["orders"]
+    now = order_sums(order.lazy(), after)["orders"]
     change = sum_changes("orders", [now], [was]).collect()
     assert change["valid_orders"].to_list() == [0]
     assert change["pickup_on_time_rate__den"].to_list() == [1]
-    assert net_sums("orders", [now], [was]).collect().height == 0  # a total at zero is dropped
     assert sum_changes("orders", [now], [now]).collect().height == 0  # nothing changed
+    categories = order_sums(order.lazy(), after)["categories"]
+    assert net_sums("categories", [categories], [categories]).collect().height == 0  # at zero
+
+
+exemption_days = st.one_of(
+    st.none(), st.tuples(st.integers(0, 40), st.integers(0, 10))
+)  # none, or (first day after 2026-03-01, length)
+
+
+def exemptions_of(days: tuple[int, int] | None, *indicators: str) -> tuple[Exemption, ...]:
+    if days is None:
+        return ()
+    first = PAID_DATE + dt.timedelta(days=days[0])
+    last = first + dt.timedelta(days=days[1])
+    return (Exemption("drawn", first, last, exclude_from=indicators),)
 
 
 @settings(max_examples=examples(60), deadline=None)
 @given(
-    starts=st.lists(st.integers(0, 24 * 40 - 1), min_size=1, max_size=30),
+    starts=st.lists(st.tuples(st.integers(0, 24 * 40 - 1), st.booleans()), min_size=1, max_size=30),
     run_day=st.integers(0, 40),
     days=st.integers(1, 30),
+    exempt=exemption_days,
 )
 def test_session_sums_by_start_date_add_up_to_the_window_sums(
-    starts: list[int], run_day: int, days: int
+    starts: list[tuple[int, bool]], run_day: int, days: int, exempt: tuple[int, int] | None
 ) -> None:
     """The state keeps session sums per start date and adds the window's dates: that must be
-    the sums of C (sessions started in the window), whatever the hours and the zone."""
+    the sums of C (sessions started in the window), whatever the hours and the zone, with
+    sessions removed by upheld appeals and taken out of indicators by an exemption."""
     start = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
     sessions = pl.DataFrame(
         complete_rows(
@@ -187,11 +204,13 @@ def test_session_sums_by_start_date_add_up_to_the_window_sums(
                     "closed_at": start + (h + 1) * HOUR,
                     "first_response_seconds": (i * 37) % 400,
                 }
-                for i, h in enumerate(starts)
+                for i, (h, _) in enumerate(starts)
             ],
         )
-    ).lazy()
-    w = Window(PAID_DATE + dt.timedelta(days=run_day), days, TZ)
+    ).with_columns(appeal_upheld=pl.Series([appealed for _, appealed in starts]))
+    sessions = sessions.lazy()
+    ruled_out = exemptions_of(exempt, "cs_response_rate", "cs_satisfaction_rate")
+    w = Window(PAID_DATE + dt.timedelta(days=run_day), days, TZ, ruled_out)
     whole = session_side(session_facts(sessions, w), w).collect()
     by_day = session_side(dated_sessions(sessions, w.tz), w, ("day", "shop_id"))
     added = (
@@ -214,21 +233,25 @@ def test_session_sums_by_start_date_add_up_to_the_window_sums(
             st.sampled_from([None, "agreed", "refused"]),
             st.sampled_from(["damaged", "quality", "other"]),
             st.booleans(),  # is_abnormal
+            st.booleans(),  # an upheld appeal
         ),
         min_size=1,
         max_size=30,
     ),
     run_day=st.integers(0, 45),
     days=st.integers(1, 30),
+    exempt=exemption_days,
 )
 def test_refund_sums_by_day_add_up_to_the_window_sums(
-    refunds: list[tuple], run_day: int, days: int
+    refunds: list[tuple], run_day: int, days: int, exempt: tuple[int, int] | None
 ) -> None:
     """A refund enters the sums by its request (R) and by its help event, each on its own day:
     the window's days must add up to the sums of R and the help events of the window."""
     start = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
     rows = []
-    for i, (requested, escalated, helped, ruling, decision, reason, abnormal) in enumerate(refunds):
+    for i, (requested, escalated, helped, ruling, decision, reason, abnormal, _) in enumerate(
+        refunds
+    ):
         asked = start + requested * HOUR
         rows.append(
             {
@@ -247,9 +270,11 @@ def test_refund_sums_by_day_add_up_to_the_window_sums(
     frame = (
         log_frame("refunds", rows)
         .with_columns(pl.col(pl.Datetime).dt.replace_time_zone("UTC"))
+        .with_columns(appeal_upheld=pl.Series([r[-1] for r in refunds]))
         .lazy()
     )
-    w = Window(PAID_DATE + dt.timedelta(days=run_day), days, TZ)
+    ruled_out = exemptions_of(exempt, "refund_refusal_rate", "refund_handling_hours")
+    w = Window(PAID_DATE + dt.timedelta(days=run_day), days, TZ, ruled_out)
     whole = refund_side(refund_facts(frame, w), w).collect()
     added = (
         refund_days(frame, w)
