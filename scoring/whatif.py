@@ -24,7 +24,7 @@ from typing import Any
 import polars as pl
 
 from scoring.catalog import BANDS, INDICATORS, LABELS
-from scoring.rules import Rules, RuleSet
+from scoring.rules import ExemptionRule, Rules, RuleSet
 
 Tables = Mapping[str, pl.LazyFrame]
 
@@ -480,11 +480,24 @@ def _rule_set_leaves(rule_set: RuleSet) -> dict[str, Any]:
     return leaves
 
 
+def _exemption_leaf(exemption: ExemptionRule) -> dict[str, Any]:
+    """An exemption as JSON values (dates and the UTC ship_by as ISO text), without its name."""
+    return {
+        "paid_from": exemption.paid_from.isoformat(),
+        "paid_to": exemption.paid_to.isoformat(),
+        "regions": list(exemption.regions),
+        "ship_by": None if exemption.ship_by is None else exemption.ship_by.isoformat(),
+        "exclude_from": list(exemption.exclude_from),
+    }
+
+
 def _rules_leaves(rules: Rules) -> dict[str, Any]:
     """Every rule except the category overrides, keyed by its dotted path in the TOML file.
 
     Walks the `Rules` dataclass rather than listing keys, so a section added to the rules later
-    (say, new thresholds) is compared too instead of silently left out of the report.
+    (say, new thresholds) is compared too instead of silently left out of the report. The
+    exemptions, a list in the file, are keyed by their unique names (`exemptions.<name>`, one
+    leaf each), so adding one is one row rather than a new version of the whole list.
     """
     leaves: dict[str, Any] = {}
     for f in dataclasses.fields(rules):
@@ -493,6 +506,8 @@ def _rules_leaves(rules: Rules) -> dict[str, Any]:
             continue
         if f.name == "default":
             leaves.update(_rule_set_leaves(value))  # top-level dimension_weights, indicators
+        elif f.name == "exemptions":
+            leaves.update({f"exemptions.{e.name}": _exemption_leaf(e) for e in value})
         elif f.name in _PRIVILEGES:
             leaves[f"privileges.{f.name}"] = value
         else:
@@ -522,19 +537,28 @@ def rules_diff(old: Rules, new: Rules) -> pl.DataFrame:
     Columns: rule (dotted path as in the TOML file), scope (`all shops` or `main category N`),
     old, new (values as JSON text), note. A category line is shown only where a category's
     effective value changed *and* one side overrides it; a change of a default that categories
-    simply inherit is reported once, for all shops.
+    simply inherit is reported once, for all shops. An exemption on one side only (the one
+    rule that may be absent) shows `null` on the other, noted `new exemption` or `exemption
+    removed`.
     """
     rows: list[dict[str, str | None]] = []
     old_leaves, new_leaves = _rules_leaves(old), _rules_leaves(new)
-    for key, old_value in old_leaves.items():
-        if old_value != new_leaves[key]:
+    for key in [*old_leaves, *(k for k in new_leaves if k not in old_leaves)]:
+        old_value, new_value = old_leaves.get(key), new_leaves.get(key)
+        if old_value != new_value:
             rows.append(
                 {
                     "rule": key,
                     "scope": "all shops",
                     "old": _text(old_value),
-                    "new": _text(new_leaves[key]),
-                    "note": None,
+                    "new": _text(new_value),
+                    "note": (
+                        "new exemption"
+                        if key not in old_leaves
+                        else "exemption removed"
+                        if key not in new_leaves
+                        else None
+                    ),
                 }
             )
     old_default, new_default = _rule_set_leaves(old.default), _rule_set_leaves(new.default)
