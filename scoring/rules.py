@@ -581,7 +581,7 @@ ExemptionName = Annotated[
 def _excludable(indicator: str) -> str:
     if indicator in EXCLUDABLE_INDICATORS:
         return indicator
-    if indicator in INDICATOR_BY_ID:  # a known id over more than one kind of row
+    if indicator in INDICATOR_BY_ID:  # over more than one kind of row: platform_help_rate
         raise _problem(
             f"{indicator} cannot be excluded: it mixes help refunds and escalated sessions over "
             "|V| (valid orders), so no one kind of row can leave it; SCORING.md 13.3 does not "
@@ -868,7 +868,8 @@ def _exemption_rules(
 ) -> tuple[tuple[ExemptionRule, ...], list[RuleProblem]]:
     """The typed exemptions, and the problems only the rules' time zone shows (a local
     `ship_by` that does not exist there or happens twice)."""
-    exemptions, problems = [], []
+    exemptions: list[ExemptionRule] = []
+    problems: list[RuleProblem] = []
     for i, exemption in enumerate(file.exemptions):
         ship_by = exemption.ship_by
         if ship_by is not None:

@@ -662,6 +662,11 @@ EXEMPTION_ERRORS = [
             _exemption(ship_by=dt.datetime(2026, 3, 8, 2, 30)),
             # 2026-11-01 01:30 New York: the clocks go back from 02:00 to 01:00
             _exemption(name="other", ship_by=dt.datetime(2026, 11, 1, 1, 30)),
+            # the last hour of year 9999 at UTC-5 is in year 10000 in UTC
+            _exemption(
+                name="far",
+                ship_by=dt.datetime(9999, 12, 31, 23, tzinfo=dt.timezone(-dt.timedelta(hours=5))),
+            ),
         ],
         NEW_YORK,
         [
@@ -675,8 +680,9 @@ EXEMPTION_ERRORS = [
                 "2026-11-01T01:30:00 happens twice in America/New_York (a clock change): "
                 "write it with an offset",
             ),
+            ("exemptions[2].ship_by", "9999-12-31T23:00:00-05:00 is out of range"),
         ],
-        id="local-ship-by-skipped-or-repeated-by-the-clocks",
+        id="ship-by-skipped-or-repeated-by-the-clocks-or-out-of-range",
     ),
 ]
 
