@@ -1,7 +1,10 @@
 """`expscore rules check FILE` and `expscore rules schema`: the rules file before a run uses it.
 
 `check` validates a rules file exactly as `run` does (`pipelines.run.load_rules`) but prints
-every problem on its own line, so a file with three mistakes needs one edit, not three runs.
+every problem on its own line, so a file with three mistakes needs one edit, not three runs; a
+good file gets a summary, with a line per exemption as the run will read it (a local `ship_by`
+shown with the instant it became), since that reading is the one thing the file does not spell
+out.
 `schema` writes the JSON Schema generated from the one definition of the file
 (`scoring.rules.RulesFile`); docs/rules.schema.json is its output (`make schema`), for editors
 that check a TOML file while it is typed.
@@ -10,6 +13,7 @@ that check a TOML file while it is typed.
 from __future__ import annotations
 
 import json
+import zoneinfo
 from pathlib import Path
 from typing import Annotated
 
@@ -19,7 +23,7 @@ from pipelines import logs
 from pipelines.options import LogFormatOption, use_log_format
 from pipelines.publish import write_text_atomic
 from pipelines.run import RulesFileError, load_rules
-from scoring.rules import rules_json_schema
+from scoring.rules import ExemptionRule, Rules, rules_json_schema
 
 rules_app = typer.Typer(
     help="Check a rules file, or print the JSON Schema of rules files.",
@@ -31,6 +35,38 @@ rules_app = typer.Typer(
 def schema_text() -> str:
     """The JSON Schema as docs/rules.schema.json holds it: indented, one trailing newline."""
     return json.dumps(rules_json_schema(), indent=2, ensure_ascii=False) + "\n"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' * (n != 1)}"
+
+
+def exemption_line(exemption: ExemptionRule, time_zone: str) -> str:
+    """One exemption for a person checking the file: its dates in the rules' time zone, whom it
+    reaches (refunds and sessions carry no region, so a region list reaches orders only), its
+    ship_by both in that zone and as the UTC instant, and the indicators it excludes."""
+    regions = f"{', '.join(exemption.regions)} (orders only)" if exemption.regions else "all"
+    if exemption.ship_by is None:
+        ship_by = "none"
+    else:
+        local = exemption.ship_by.astimezone(zoneinfo.ZoneInfo(time_zone)).replace(tzinfo=None)
+        instant = exemption.ship_by.replace(tzinfo=None).isoformat()
+        ship_by = f"{local.isoformat()} {time_zone} = {instant}Z"
+    return (
+        f"  exemption {exemption.name}: {exemption.paid_from} to {exemption.paid_to} "
+        f"(local dates, {time_zone}); regions: {regions}; ship_by: {ship_by}; "
+        f"excluded from: {', '.join(exemption.exclude_from) or 'none'}"
+    )
+
+
+def summary_lines(file: Path, rules: Rules) -> list[str]:
+    """What `check` prints for a good file: one line, then a line per exemption."""
+    return [
+        f"rules file {file}: ok (version {rules.version}, "
+        f"{_plural(len(rules.categories), 'category override')}, "
+        f"{_plural(len(rules.exemptions), 'exemption')}, sha256 {rules.sha256})",
+        *(exemption_line(e, rules.timezone) for e in rules.exemptions),
+    ]
 
 
 @rules_app.command("check")
@@ -49,11 +85,7 @@ def check(
         for line in exc.lines:  # one error line per problem (a JSON event each with JSON logs)
             logs.say("error", line, exc.exit_code)
         raise typer.Exit(exc.exit_code) from None
-    overrides = len(rules.categories)
-    typer.echo(
-        f"rules file {file}: ok (version {rules.version}, {overrides} category "
-        f"override{'s' * (overrides != 1)}, sha256 {rules.sha256})"
-    )
+    typer.echo("\n".join(summary_lines(file, rules)))
 
 
 @rules_app.command("schema")

@@ -14,29 +14,39 @@ DIMENSIONS: tuple[str, ...] = ("product", "logistics", "service")
 RAW_LOGS: tuple[str, ...] = ("orders", "refunds", "logistics", "cs_sessions")
 
 
+# The kinds of row an indicator may count (the fact tables of scoring/indicators.py).
+Source = Literal["orders", "refunds", "sessions"]
+
+
 @dataclass(frozen=True)
 class Indicator:
     id: str
     dimension: str
     better: Direction
+    # The one kind of row both numerator and denominator count; None when they count different
+    # things (platform_help_rate: help refunds and escalated sessions over |V|). An exemption
+    # removes matching rows from an indicator (SCORING.md 13.3), which needs exactly one kind.
+    source: Source | None
     hours: bool = False  # numerator is a float sum of hours, not a count
 
 
 INDICATORS: tuple[Indicator, ...] = (
-    Indicator("quality_refund_rate", "product", "lower"),
-    Indicator("negative_review_rate", "product", "lower"),
-    Indicator("pickup_on_time_rate", "logistics", "higher"),
-    Indicator("delivery_promise_rate", "logistics", "higher"),
-    Indicator("track_anomaly_rate", "logistics", "lower"),
-    Indicator("delivery_hours", "logistics", "lower", hours=True),
-    Indicator("door_delivery_rate", "logistics", "higher"),
-    Indicator("cs_response_rate", "service", "higher"),
-    Indicator("cs_satisfaction_rate", "service", "higher"),
-    Indicator("refund_refusal_rate", "service", "lower"),
-    Indicator("platform_help_rate", "service", "lower"),
-    Indicator("refund_handling_hours", "service", "lower", hours=True),
+    Indicator("quality_refund_rate", "product", "lower", "orders"),
+    Indicator("negative_review_rate", "product", "lower", "orders"),
+    Indicator("pickup_on_time_rate", "logistics", "higher", "orders"),
+    Indicator("delivery_promise_rate", "logistics", "higher", "orders"),
+    Indicator("track_anomaly_rate", "logistics", "lower", "orders"),
+    Indicator("delivery_hours", "logistics", "lower", "orders", hours=True),
+    Indicator("door_delivery_rate", "logistics", "higher", "orders"),
+    Indicator("cs_response_rate", "service", "higher", "sessions"),
+    Indicator("cs_satisfaction_rate", "service", "higher", "sessions"),
+    Indicator("refund_refusal_rate", "service", "lower", "refunds"),
+    Indicator("platform_help_rate", "service", "lower", None),
+    Indicator("refund_handling_hours", "service", "lower", "refunds", hours=True),
 )
 INDICATOR_BY_ID: dict[str, Indicator] = {i.id: i for i in INDICATORS}
+# What an exemption's exclude_from may name (SCORING.md 13.3): the indicators over one kind of row.
+EXCLUDABLE_INDICATORS: tuple[str, ...] = tuple(i.id for i in INDICATORS if i.source is not None)
 
 BONUS_ITEMS: tuple[str, ...] = ("return_insurance_share", "next_day_delivery_share")
 

@@ -139,8 +139,8 @@ def _finish(frame: pl.LazyFrame, table: str, run_date: dt.date, rules: Rules) ->
 class DayFacts:
     """Everything about a date that does not depend on the rules' weights, knots or thresholds.
 
-
-
+    Only the window (time zone, length and exemptions) shapes it, so one `DayFacts` can be
+    scored under several rule sets that share a window (the what-if report does exactly that).
     """
 
     window: Window

@@ -9,13 +9,12 @@ indicator's `excluded` sum instead of its numerator and denominator.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Literal
 
 import polars as pl
 
+from scoring.rules import ExemptionRule
 from scoring.window import Window, local_date
 
 Source = Literal["orders", "refunds", "sessions"]
@@ -28,37 +27,7 @@ MATCHED_BY: dict[Source, str] = {
 }
 
 
-@dataclass(frozen=True)
-class Exemption:
-    """One `[[exemptions]]` entry of the rules, validated (`scoring.rules`)."""
-
-    name: str
-    paid_from: dt.date  # local dates in the rules' time zone, inclusive
-    paid_to: dt.date
-    regions: tuple[str, ...] = ()  # empty: every region
-    ship_by: dt.datetime | None = None  # an instant (kept in UTC)
-    exclude_from: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.ship_by is not None:
-            if self.ship_by.tzinfo is None:
-                raise ValueError(f"exemption {self.name}: ship_by needs a time zone")
-            object.__setattr__(self, "ship_by", self.ship_by.astimezone(dt.UTC))
-
-    def as_data(self) -> dict:
-        """The exemption as plain JSON data: what the window state records it was built with,
-        and what the run manifest lists."""
-        return {
-            "name": self.name,
-            "paid_from": self.paid_from.isoformat(),
-            "paid_to": self.paid_to.isoformat(),
-            "regions": list(self.regions),
-            "ship_by": None if self.ship_by is None else self.ship_by.isoformat(),
-            "exclude_from": list(self.exclude_from),
-        }
-
-
-def matches(exemption: Exemption, source: Source, tz: str) -> pl.Expr:
+def matches(exemption: ExemptionRule, source: Source, tz: str) -> pl.Expr:
     """The row of `source` matches `exemption`.
 
     Its local date is in the range, and, for an order, its `ship_to_region` is one of the
@@ -76,14 +45,16 @@ def matches(exemption: Exemption, source: Source, tz: str) -> pl.Expr:
     return (in_range & in_regions).fill_null(False)
 
 
-def excluded(indicator: str, source: Source, exemptions: Iterable[Exemption], tz: str) -> pl.Expr:
+def excluded(
+    indicator: str, source: Source, exemptions: Iterable[ExemptionRule], tz: str
+) -> pl.Expr:
     """The row is taken out of `indicator`: it matches an exemption that names it (the union
     of the lists of every exemption the row matches)."""
     naming = [matches(e, source, tz) for e in exemptions if indicator in e.exclude_from]
     return pl.any_horizontal(naming) if naming else pl.lit(False)
 
 
-def exempt_ship_by(exemptions: Iterable[Exemption], tz: str) -> pl.Expr:
+def exempt_ship_by(exemptions: Iterable[ExemptionRule], tz: str) -> pl.Expr:
     """The latest `ship_by` of the exemptions an order matches; null when none gives one."""
     later = [
         pl.when(matches(e, "orders", tz)).then(pl.lit(e.ship_by, pl.Datetime("us", "UTC")))
@@ -97,7 +68,7 @@ MATCHED_PREFIX = "matched__"
 
 
 def matched_counts(
-    source: Source, exemptions: Iterable[Exemption], tz: str, among: pl.Expr | None = None
+    source: Source, exemptions: Iterable[ExemptionRule], tz: str, among: pl.Expr | None = None
 ) -> list[pl.Expr]:
     """Per exemption, how many rows of `source` (of those `among`: the window's population)
     it matches (`matched_column`): kept among the per-shop sums, so the manifest can say what
@@ -109,7 +80,7 @@ def matched_counts(
     ]
 
 
-def matched_column(source: Source, exemption: Exemption) -> str:
+def matched_column(source: Source, exemption: ExemptionRule) -> str:
     return f"{MATCHED_PREFIX}{source}__{exemption.name}"
 
 
@@ -120,7 +91,7 @@ LOG_OF_SOURCE: dict[Source, str] = {
 }
 
 
-def exemption_account(activity: pl.DataFrame, exemptions: Iterable[Exemption]) -> list[dict]:
+def exemption_account(activity: pl.DataFrame, exemptions: Iterable[ExemptionRule]) -> list[dict]:
     """Each exemption as the rules give it, with the rows it matched per log over the window's
     population (orders of V, refunds of R, sessions of C): the manifest's `exemptions` (13.4).
 

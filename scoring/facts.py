@@ -254,14 +254,11 @@ def refund_facts(refunds: pl.LazyFrame, window: Window) -> pl.LazyFrame:
     """
     counted = ~counts_nowhere()
     requested = in_window("requested_at", window) & ~pl.col("is_abnormal")
-    return (
-        refunds.with_columns(
-            in_r=requested & counted,
-            is_help=asks_platform_help() & in_window("escalated_at", window) & counted,
-            appealed=requested & pl.col("appeal_upheld"),
-        )
-        .filter(pl.col("in_r") | pl.col("is_help") | pl.col("appealed"))
-    )
+    return refunds.with_columns(
+        in_r=requested & counted,
+        is_help=asks_platform_help() & in_window("escalated_at", window) & counted,
+        appealed=requested & pl.col("appeal_upheld"),
+    ).filter(pl.col("in_r") | pl.col("is_help") | pl.col("appealed"))
 
 
 def asks_platform_help() -> pl.Expr:

@@ -16,17 +16,20 @@ one in another. The validated file becomes `Rules`, the frozen dataclasses the s
 (category overrides applied). No I/O here: reading the file and writing the schema are the
 pipeline's.
 
-Adding a table (say `[[exemptions]]`, SCORING.md 13.3) is one model and one field of
-`RulesFile` (`exemptions: list[Exemption] = []`, with its checks as validators on `Exemption`
-and the list), one field of `Rules`, and the schema regenerated (`make schema`); the error
-reporting, `rules check` and the schema follow by themselves.
+Adding a table is one model and one field of `RulesFile` (as `[[exemptions]]`, SCORING.md 13.3,
+was added: `exemptions: list[Exemption] = []`, with its checks as validators on `Exemption` and
+the list), one field of `Rules`, and the schema regenerated (`make schema`); the error
+reporting, `rules check` and the schema follow by themselves. A check that needs another table
+(a local `ship_by` read in the rules' `timezone`) runs in `parse_rules`, after the tables.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import re
 import zoneinfo
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -38,6 +41,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    Strict,
     StrictFloat,
     StrictInt,
     StrictStr,
@@ -51,6 +55,7 @@ from pydantic_core import PydanticCustomError
 from scoring.catalog import (
     BONUS_ITEMS,
     DIMENSIONS,
+    EXCLUDABLE_INDICATORS,
     INDICATOR_BY_ID,
     INDICATORS,
     LABEL_BY_ID,
@@ -58,7 +63,6 @@ from scoring.catalog import (
     RAW_LOGS,
     Direction,
 )
-from scoring.exemptions import Exemption
 
 Knots = tuple[tuple[float, float], ...]
 WEIGHT_TOLERANCE = 1e-9
@@ -69,6 +73,7 @@ MAX_WINDOW_DAYS = 366
 MAX_RULES_INTEGER = 2**31 - 1
 MAX_CATEGORY_ID = 2**31 - 1  # category_id is int32 (SCORING.md 2.1)
 CATEGORY_KEY = re.compile(r"0|[1-9][0-9]*")
+EXEMPTION_NAME = re.compile(r"[a-z0-9_]+")  # SCORING.md 13.3
 # A traffic weight multiplies a shop's or item's search traffic: never negative (a negative
 # knot once published negative weights), and more than 10x is a typo, not a policy.
 TRAFFIC_WEIGHT_RANGE = (0.0, 10.0)
@@ -147,6 +152,39 @@ class GateRules:
 
 
 @dataclass(frozen=True)
+class ExemptionRule:
+    """One exemption (SCORING.md 13.3), as the scoring code uses it.
+
+    A row matches when the local date (in `Rules.timezone`) of its time (an order's `paid_at`, a
+    refund's `requested_at`, a session's `started_at`) is in `[paid_from, paid_to]`, both
+    inclusive; an order must also have its `ship_to_region` in `regions` when that is not empty,
+    and refunds and sessions match only exemptions with no `regions` (they carry no region).
+    `ship_by` is an instant (UTC) however the file wrote it. `exclude_from` keeps the file's order;
+    each id counts one kind of row (`scoring.catalog.Indicator.source`), so an order-based id
+    removes orders only, a session-based id sessions only.
+    """
+
+    name: str
+    paid_from: dt.date
+    paid_to: dt.date
+    regions: tuple[str, ...] = ()  # empty: every region
+    ship_by: dt.datetime | None = None  # UTC-aware; None: the deadline is unchanged
+    exclude_from: tuple[str, ...] = ()  # indicator ids, of EXCLUDABLE_INDICATORS
+
+    def as_data(self) -> dict[str, Any]:
+        """The exemption as JSON values (dates and the UTC ship_by as ISO text): what the window
+        state records it was built with, what the manifest lists and what-if compares."""
+        return {
+            "name": self.name,
+            "paid_from": self.paid_from.isoformat(),
+            "paid_to": self.paid_to.isoformat(),
+            "regions": list(self.regions),
+            "ship_by": None if self.ship_by is None else self.ship_by.isoformat(),
+            "exclude_from": list(self.exclude_from),
+        }
+
+
+@dataclass(frozen=True)
 class RuleSet:
     """The indicator rules and dimension weights that apply to one group of shops."""
 
@@ -175,7 +213,7 @@ class Rules:
     campaign_min_score: float
     campaign_min_pxi: float
     gates: GateRules = field(default_factory=GateRules)
-    exemptions: tuple[Exemption, ...] = ()  # 13.3, in the file's order
+    exemptions: tuple[ExemptionRule, ...] = ()  # in the file's order; none by default (13.3)
     source: str = field(default="<rules>", compare=False)
     # SHA-256 of the file's bytes (set by whoever read the file): two files may carry the same
     # `version` and differ, and the manifest must tell them apart
@@ -533,6 +571,132 @@ class CategoryOverride(_Table):
     indicators: IndicatorOverrides | None = None  # type: ignore[valid-type]
 
 
+def _exemption_name(name: str) -> str:
+    if not EXEMPTION_NAME.fullmatch(name):
+        raise _problem(f"names are lower-case letters, digits and _ only, got {name!r}")
+    return name
+
+
+ExemptionName = Annotated[
+    StrictStr,
+    AfterValidator(_exemption_name),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": f"^({EXEMPTION_NAME.pattern})$",
+            "description": "unique among the exemptions; lower-case letters, digits and _",
+        }
+    ),
+]
+
+
+def _excludable(indicator: str) -> str:
+    if indicator in EXCLUDABLE_INDICATORS:
+        return indicator
+    if indicator in INDICATOR_BY_ID:  # over more than one kind of row: platform_help_rate
+        raise _problem(
+            f"{indicator} cannot be excluded: it mixes help refunds and escalated sessions over "
+            "|V| (valid orders), so no one kind of row can leave it; SCORING.md 13.3 does not "
+            "allow it"
+        )
+    raise _problem(
+        f"unknown indicator {indicator!r}; exemptions may exclude "
+        f"{', '.join(EXCLUDABLE_INDICATORS)}"
+    )
+
+
+ExcludableIndicator = Annotated[
+    StrictStr,
+    AfterValidator(_excludable),
+    WithJsonSchema({"type": "string", "enum": list(EXCLUDABLE_INDICATORS)}),
+]
+
+
+def _distinct(items: list[str]) -> list[str]:
+    """A list that names each thing once: a repeat is a slip (another id was meant), not a
+    stronger exclusion."""
+    twice = [item for item, n in Counter(items).items() if n > 1]
+    if twice:
+        raise _problem(f"lists {', '.join(twice)} more than once")
+    return items
+
+
+Region = Annotated[StrictStr, Field(min_length=1)]
+# A TOML local date (tomllib gives a date): never a string, a number or a date-time.
+LocalDate = Annotated[dt.date, Strict()]
+# A TOML offset or local date-time (tomllib gives a datetime, aware or naive); a local one is
+# read in the rules' timezone when `Rules` is built (`_ship_by_utc`). Editors see TOML dates as
+# RFC 3339 text, which JSON Schema's "date-time" format would refuse without an offset.
+DateTime = Annotated[
+    dt.datetime,
+    Strict(),
+    WithJsonSchema(
+        {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}"}
+    ),
+]
+
+
+class Exemption(_Table):
+    """Rows the merchant could not control, taken out of named indicators (SCORING.md 13.3).
+
+    Orders paid, refunds requested and sessions started on the local dates `paid_from` to
+    `paid_to` (inclusive, in the rules' `timezone`) match; with `regions`, only orders shipped to
+    one of them. A matching order's pickup deadline is at least `ship_by`, and matching rows leave
+    the indicators of `exclude_from`. `ship_by` is a TOML date-time: one with an offset is that
+    instant; a local one (no offset) is read in the rules' `timezone`, like the dates, and one
+    that the clocks skip or repeat there is an error (write the offset). An exemption must change
+    something, so it has `ship_by` or a non-empty `exclude_from`.
+    """
+
+    name: ExemptionName
+    paid_from: LocalDate = Field(description="first local date (in timezone) of the exemption")
+    paid_to: LocalDate = Field(description="last local date (in timezone), inclusive")
+    regions: Annotated[list[Region], AfterValidator(_distinct)] = Field(
+        default_factory=list,
+        description="ship_to_region values of the orders that match; empty or absent: every "
+        "region (refunds and sessions carry no region: they match only then)",
+        json_schema_extra={"uniqueItems": True},
+    )
+    ship_by: DateTime | None = Field(
+        default=None,
+        description="a later pickup deadline for matching orders: a TOML date-time, with an "
+        "offset (2026-02-26T00:00:00+08:00) that instant, without one read in the rules' timezone",
+    )
+    exclude_from: Annotated[list[ExcludableIndicator], AfterValidator(_distinct)] = Field(
+        default_factory=list,
+        description="indicators that matching rows leave (numerator and denominator)",
+        json_schema_extra={"uniqueItems": True},
+    )
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> Exemption:
+        problems = []
+        if self.paid_from > self.paid_to:
+            problems.append(f"paid_from {self.paid_from} is after paid_to {self.paid_to}")
+        if self.ship_by is None and not self.exclude_from:
+            problems.append(
+                "has neither ship_by nor a non-empty exclude_from, so it would change nothing"
+            )
+        if problems:
+            raise _problem("; ".join(problems))
+        return self
+
+
+def _unique_names(exemptions: list[Exemption]) -> list[Exemption]:
+    """One name, one exemption: the manifest counts each exemption's rows by its name."""
+    at: dict[str, list[int]] = {}
+    for i, exemption in enumerate(exemptions):
+        at.setdefault(exemption.name, []).append(i)
+    twice = [
+        f"name {name!r} is used by {' and '.join(f'exemptions[{i}]' for i in places)}"
+        for name, places in at.items()
+        if len(places) > 1
+    ]
+    if twice:
+        raise _problem("; ".join(twice) + " (names must be unique)")
+    return exemptions
+
+
 class RulesFile(_Table):
     """An expscore rules file (SCORING.md 11): the weights, knots and thresholds of the scores."""
 
@@ -567,6 +731,11 @@ class RulesFile(_Table):
         json_schema_extra={"additionalProperties": False},
     )
     gates: Gates = Field(default_factory=Gates)
+    exemptions: Annotated[list[Exemption], AfterValidator(_unique_names)] = Field(
+        default_factory=list,
+        description="[[exemptions]]: rows taken out of named indicators (SCORING.md 13.3); none "
+        "when absent",
+    )
 
 
 # Tables whose keys are the catalogue's ids: an unknown key there is an unknown id.
@@ -606,6 +775,10 @@ def _message(error: Any) -> str:
         return f"must be <= {ctx['le']}, got {value!r}"
     if kind in ("string_type", "string_too_short"):
         return f"must be a non-empty string, got {value!r}"
+    if kind == "date_type":
+        return f"must be a TOML local date like 2026-02-10, got {value!r}"
+    if kind == "datetime_type":
+        return f"must be a TOML date-time like 2026-02-26T00:00:00+08:00, got {value!r}"
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         return f"must be a table, got {value!r}"
     if in_knots and isinstance(error["loc"][-1], int):
@@ -680,11 +853,61 @@ def _with_override(default: RuleSet, override: CategoryOverride) -> RuleSet:
     return RuleSet(dimension_weights=weights, indicators=indicators)
 
 
+def _ship_by_utc(ship_by: dt.datetime, time_zone: str) -> dt.datetime:
+    """`ship_by` as a UTC instant. A local date-time (no offset) is read in the rules' time zone,
+    the zone of `paid_from` and `paid_to` and of every local date in the spec (SCORING.md 1), so
+    `2026-02-26T00:00:00` means midnight in Asia/Shanghai; a time the clocks skip or repeat there
+    has no one reading and is refused (ValueError, its message the problem)."""
+    if ship_by.utcoffset() is None:
+        zone = zoneinfo.ZoneInfo(time_zone)
+        earlier, later = ship_by.replace(tzinfo=zone, fold=0), ship_by.replace(tzinfo=zone, fold=1)
+        if earlier.utcoffset() != later.utcoffset():
+            back = earlier.astimezone(dt.UTC).astimezone(zone).replace(tzinfo=None)
+            what = "happens twice" if back == ship_by else "does not exist"
+            raise ValueError(
+                f"{ship_by.isoformat()} {what} in {time_zone} (a clock change): write it with "
+                "an offset"
+            )
+        ship_by = earlier
+    try:
+        return ship_by.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValueError(f"{ship_by.isoformat()} is out of range") from None
+
+
+def _exemption_rules(
+    file: RulesFile,
+) -> tuple[tuple[ExemptionRule, ...], list[RuleProblem]]:
+    """The typed exemptions, and the problems only the rules' time zone shows (a local
+    `ship_by` that does not exist there or happens twice)."""
+    exemptions: list[ExemptionRule] = []
+    problems: list[RuleProblem] = []
+    for i, exemption in enumerate(file.exemptions):
+        ship_by = exemption.ship_by
+        if ship_by is not None:
+            try:
+                ship_by = _ship_by_utc(ship_by, file.timezone)
+            except ValueError as exc:
+                problems.append(RuleProblem(f"exemptions[{i}].ship_by", str(exc)))
+        exemptions.append(
+            ExemptionRule(
+                name=exemption.name,
+                paid_from=exemption.paid_from,
+                paid_to=exemption.paid_to,
+                regions=tuple(exemption.regions),
+                ship_by=ship_by,
+                exclude_from=tuple(exemption.exclude_from),
+            )
+        )
+    return tuple(exemptions), problems
+
+
 def parse_rules(data: Mapping[str, Any], source: str = "<rules>") -> Rules:
     """Validate a parsed TOML mapping and build `Rules`.
 
     Raises `RulesError` with every problem found, each with its key path: those of the file's
-    tables first, then (once the tables are right) the weights of each category's merged rules.
+    tables first, then (once the tables are right) the weights of each category's merged rules
+    and the exemptions' `ship_by` read in the rules' time zone.
     """
     try:
         file = RulesFile.model_validate(data)
@@ -701,6 +924,8 @@ def parse_rules(data: Mapping[str, Any], source: str = "<rules>") -> Rules:
         ]
         problems += [RuleProblem(f"categories.{key}", p) for p in found if p]
         categories[int(key)] = merged
+    exemptions, exemption_problems = _exemption_rules(file)
+    problems += exemption_problems
     if problems:
         raise RulesError(source, problems)
     privileges, gates = file.privileges, file.gates
@@ -730,6 +955,7 @@ def parse_rules(data: Mapping[str, Any], source: str = "<rules>") -> Rules:
             max_band_change_share=gates.max_band_change_share,
             min_rows=dict(gates.min_rows),
         ),
+        exemptions=exemptions,
         source=source,
     )
 

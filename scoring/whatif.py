@@ -489,7 +489,9 @@ def _rules_leaves(rules: Rules) -> dict[str, Any]:
     """Every rule except the category overrides, keyed by its dotted path in the TOML file.
 
     Walks the `Rules` dataclass rather than listing keys, so a section added to the rules later
-    (say, new thresholds) is compared too instead of silently left out of the report.
+    (say, new thresholds) is compared too instead of silently left out of the report. The
+    exemptions, a list in the file, are keyed by their unique names (`exemptions.<name>`, one
+    leaf each), so adding one is one row rather than a new version of the whole list.
     """
     leaves: dict[str, Any] = {}
     for f in dataclasses.fields(rules):
@@ -498,10 +500,15 @@ def _rules_leaves(rules: Rules) -> dict[str, Any]:
             continue
         if f.name == "default":
             leaves.update(_rule_set_leaves(value))  # top-level dimension_weights, indicators
+        elif f.name == "exemptions":
+            leaves.update(
+                {
+                    f"exemptions.{e.name}": {k: v for k, v in e.as_data().items() if k != "name"}
+                    for e in value
+                }
+            )
         elif f.name in _PRIVILEGES:
             leaves[f"privileges.{f.name}"] = value
-        elif f.name == "exemptions":  # one leaf per exemption, by its unique name
-            leaves.update({f"exemptions.{e.name}": e.as_data() for e in value})
         else:
             _flatten(f"{f.name}.", value, leaves)
     return leaves
@@ -529,7 +536,9 @@ def rules_diff(old: Rules, new: Rules) -> pl.DataFrame:
     Columns: rule (dotted path as in the TOML file), scope (`all shops` or `main category N`),
     old, new (values as JSON text), note. A category line is shown only where a category's
     effective value changed *and* one side overrides it; a change of a default that categories
-    simply inherit is reported once, for all shops.
+    simply inherit is reported once, for all shops. An exemption on one side only (the one
+    rule that may be absent) shows `null` on the other, noted `new exemption` or `exemption
+    removed`.
     """
     rows: list[dict[str, str | None]] = []
     old_leaves, new_leaves = _rules_leaves(old), _rules_leaves(new)
@@ -540,11 +549,15 @@ def rules_diff(old: Rules, new: Rules) -> pl.DataFrame:
                 {
                     "rule": key,
                     "scope": "all shops",
-                    "old": None if key not in old_leaves else _text(old_value),
-                    "new": None if key not in new_leaves else _text(new_value),
-                    "note": "added"
-                    if key not in old_leaves
-                    else ("removed" if key not in new_leaves else None),
+                    "old": _text(old_value),
+                    "new": _text(new_value),
+                    "note": (
+                        "new exemption"
+                        if key not in old_leaves
+                        else "exemption removed"
+                        if key not in new_leaves
+                        else None
+                    ),
                 }
             )
     old_default, new_default = _rule_set_leaves(old.default), _rule_set_leaves(new.default)

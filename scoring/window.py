@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 if TYPE_CHECKING:
-    from scoring.exemptions import Exemption
+    from scoring.rules import ExemptionRule
 
 
 def local_midnight_utc(day: dt.date, tz: str) -> dt.datetime:
@@ -31,7 +31,7 @@ class Window:
     run_date: dt.date
     days: int
     tz: str
-    exemptions: tuple[Exemption, ...] = ()
+    exemptions: tuple[ExemptionRule, ...] = ()
 
     @property
     def first_date(self) -> dt.date:

@@ -99,3 +99,119 @@ def test_check_with_json_logs_writes_one_json_error_per_problem(monkeypatch, cap
     records = [json.loads(line) for line in stderr.splitlines()]
     assert [(r["event"], r["exit_code"]) for r in records] == [("error", 2)] * 3
     assert records[1]["message"].startswith(f"rules file {path}: dimension_weights: ")
+
+
+# The example of SCORING.md 11, and a second exemption with regions and a local ship_by.
+EXEMPTIONS = """
+[[exemptions]]
+name = "spring_festival_2026"
+paid_from = 2026-02-10
+paid_to = 2026-02-23
+ship_by = 2026-02-26T00:00:00+08:00
+exclude_from = ["delivery_hours", "track_anomaly_rate", "delivery_promise_rate"]
+
+[[exemptions]]
+name = "typhoon_2026_08"
+paid_from = 2026-08-01
+paid_to = 2026-08-03
+regions = ["GD", "HI"]
+ship_by = 2026-08-06T12:00:00
+"""
+# Three exemption mistakes: platform_help_rate excluded, dates the wrong way round, a name twice.
+BAD_EXEMPTIONS = """
+[[exemptions]]
+name = "spring_festival_2026"
+paid_from = 2026-02-10
+paid_to = 2026-02-23
+exclude_from = ["delivery_hours", "platform_help_rate"]
+
+[[exemptions]]
+name = "typhoon_2026_08"
+paid_from = 2026-08-03
+paid_to = 2026-08-01
+ship_by = 2026-08-06T12:00:00
+"""
+
+
+def rules_with_exemptions(folder: Path, exemptions: str) -> Path:
+    """The shipped rules with `exemptions` in place of any the shipped file has (they are its
+    last tables, as in SCORING.md 11)."""
+    text = DEFAULT_RULES_PATH.read_text("utf-8").split("\n[[exemptions]]", 1)[0]
+    path = folder / "exemptions.toml"
+    path.write_text(text + "\n" + exemptions, "utf-8")
+    return path
+
+
+def test_check_lists_the_exemptions_as_the_run_reads_them(monkeypatch, capsys, tmp_path) -> None:
+    path = rules_with_exemptions(tmp_path, EXEMPTIONS)
+    code, stdout, stderr = cli(monkeypatch, capsys, "rules", "check", str(path))
+    assert code == 0 and stderr == ""
+    first, *exemptions = stdout.splitlines()
+    assert first.startswith(f"rules file {path}: ok (version ")
+    assert ", 1 category override, 2 exemptions, sha256 " in first
+    assert exemptions == [
+        "  exemption spring_festival_2026: 2026-02-10 to 2026-02-23 (local dates, Asia/Shanghai); "
+        "regions: all; ship_by: 2026-02-26T00:00:00 Asia/Shanghai = 2026-02-25T16:00:00Z; "
+        "excluded from: delivery_hours, track_anomaly_rate, delivery_promise_rate",
+        # a local ship_by is read in the rules' time zone: 12:00 at UTC+8 is 04:00 UTC
+        "  exemption typhoon_2026_08: 2026-08-01 to 2026-08-03 (local dates, Asia/Shanghai); "
+        "regions: GD, HI (orders only); ship_by: 2026-08-06T12:00:00 Asia/Shanghai = "
+        "2026-08-06T04:00:00Z; excluded from: none",
+    ]
+
+
+def test_check_without_exemptions_says_so(monkeypatch, capsys, tmp_path) -> None:
+    path = rules_with_exemptions(tmp_path, "")
+    code, stdout, _ = cli(monkeypatch, capsys, "rules", "check", str(path))
+    assert code == 0
+    [line] = stdout.splitlines()
+    assert ", 1 category override, 0 exemptions, sha256 " in line
+
+
+def test_check_prints_each_exemption_problem_with_its_key_path(monkeypatch, capsys, tmp_path):
+    path = rules_with_exemptions(tmp_path, BAD_EXEMPTIONS + BAD_EXEMPTIONS)
+    code, stdout, stderr = cli(monkeypatch, capsys, "rules", "check", str(path))
+    assert code == 2 and stdout == ""
+    platform_help = (
+        "platform_help_rate cannot be excluded: it mixes help refunds and escalated sessions over "
+        "|V| (valid orders), so no one kind of row can leave it; SCORING.md 13.3 does not allow it"
+    )
+    after = "paid_from 2026-08-03 is after paid_to 2026-08-01"
+    prefix = f"expscore: error: rules file {path}: "
+    assert stderr.splitlines() == [
+        f"{prefix}exemptions[0].exclude_from[1]: {platform_help}",
+        f"{prefix}exemptions[1]: {after}",
+        f"{prefix}exemptions[2].exclude_from[1]: {platform_help}",
+        f"{prefix}exemptions[3]: {after}",
+    ]
+    # once each exemption is right, the repeated names are the file's one problem
+    fixed = BAD_EXEMPTIONS.replace(', "platform_help_rate"', "").replace(
+        "paid_from = 2026-08-03\npaid_to = 2026-08-01",
+        "paid_from = 2026-08-01\npaid_to = 2026-08-03",
+    )
+    path = rules_with_exemptions(tmp_path, fixed + fixed)
+    code, _, stderr = cli(monkeypatch, capsys, "rules", "check", str(path))
+    assert code == 2
+    assert stderr.splitlines() == [
+        f"expscore: error: rules file {path}: exemptions: name 'spring_festival_2026' is used by "
+        "exemptions[0] and exemptions[2]; name 'typhoon_2026_08' is used by exemptions[1] and "
+        "exemptions[3] (names must be unique)"
+    ]
+
+
+def test_run_refuses_a_bad_exemption_naming_its_key_path(monkeypatch, capsys, tmp_path) -> None:
+    raw, path = tiny_raw(tmp_path / "raw"), rules_with_exemptions(tmp_path, BAD_EXEMPTIONS)
+    out = tmp_path / "out"
+    code, _, stderr = cli(
+        monkeypatch, capsys, "run", "--raw", str(raw), "--out", str(out), "--rules", str(path)
+    )
+    assert code == 2
+    [line] = error_lines(stderr)
+    assert line == (
+        f"expscore: error: rules file {path}: 2 problems: exemptions[0].exclude_from[1]: "
+        "platform_help_rate cannot be excluded: it mixes help refunds and escalated sessions "
+        "over |V| (valid orders), so no one kind of row can leave it; SCORING.md 13.3 does not "
+        "allow it; exemptions[1]: paid_from 2026-08-03 is after paid_to 2026-08-01 (each on a "
+        f"line of its own: expscore rules check {path})"
+    )
+    assert not (out / "shop_scores").exists()

@@ -11,8 +11,7 @@ import datetime as dt
 
 import polars as pl
 
-from scoring.exemptions import Exemption
-from scoring.rules import Rules
+from scoring.rules import ExemptionRule, Rules
 from tests.builders import (
     PAID,
     day_inputs,
@@ -27,13 +26,13 @@ MARCH_1 = dt.date(2026, 3, 1)
 LATE = dt.timedelta(hours=60)  # picked up 12 hours after the 48-hour deadline
 
 
-def with_exemptions(*exemptions: Exemption) -> Rules:
+def with_exemptions(*exemptions: ExemptionRule) -> Rules:
     return dataclasses.replace(default_rules(), exemptions=exemptions)
 
 
-def holiday(**kw) -> Exemption:
+def holiday(**kw) -> ExemptionRule:
     """March 1st, every region, unless `kw` says otherwise."""
-    return Exemption(**{"name": "holiday", "paid_from": MARCH_1, "paid_to": MARCH_1, **kw})
+    return ExemptionRule(**{"name": "holiday", "paid_from": MARCH_1, "paid_to": MARCH_1, **kw})
 
 
 def counts(tables: dict[str, pl.DataFrame], indicator: str, shop_id: int = 1) -> tuple:
@@ -51,7 +50,7 @@ def test_ship_by_turns_a_late_pickup_on_time_and_removes_the_late_shipment() -> 
     plain = score(day_inputs(orders, logistics=events))
     assert counts(plain, "pickup_on_time_rate") == (0.0, 2, 0)
     assert plain["item_scores"]["problem_orders"].to_list() == [2]
-    ship_by = dt.datetime(2026, 3, 5, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+    ship_by = dt.datetime(2026, 3, 4, 16, tzinfo=dt.UTC)  # 2026-03-05 00:00 local
     exempt = score(day_inputs(orders, logistics=events), with_exemptions(holiday(ship_by=ship_by)))
     assert counts(exempt, "pickup_on_time_rate") == (2.0, 2, 0)
     assert exempt["item_scores"]["problem_orders"].to_list() == [0]
@@ -101,16 +100,13 @@ def test_a_region_exemption_never_matches_a_null_region() -> None:
 
 def test_overlapping_exemptions_exclude_the_union_and_take_the_latest_ship_by() -> None:
     orders, events = late_pickups(1, ship_to_region="GD")
-    cst = dt.timezone(dt.timedelta(hours=8))
-    first = holiday(
-        ship_by=dt.datetime(2026, 3, 3, 12, tzinfo=cst), exclude_from=("delivery_hours",)
-    )
-    second = Exemption(
+    first = holiday(ship_by=ts(2026, 3, 3, 4), exclude_from=("delivery_hours",))  # 12:00 local
+    second = ExemptionRule(
         "typhoon",
         dt.date(2026, 2, 25),
         dt.date(2026, 3, 2),
         regions=("GD",),
-        ship_by=dt.datetime(2026, 3, 6, tzinfo=cst),
+        ship_by=ts(2026, 3, 5, 16),
         exclude_from=("track_anomaly_rate",),
     )
     tables = score(day_inputs(orders, logistics=events), with_exemptions(first, second))

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import re
+import tomllib
 from collections.abc import Callable
 
 import pytest
 
-from scoring.catalog import INDICATOR_BY_ID
-from scoring.rules import BonusRule, IndicatorRule, LabelRule, RulesError, parse_rules
+from scoring.catalog import EXCLUDABLE_INDICATORS, INDICATOR_BY_ID, INDICATORS
+from scoring.indicators import RATIOS
+from scoring.rules import (
+    BonusRule,
+    ExemptionRule,
+    IndicatorRule,
+    LabelRule,
+    RulesError,
+    parse_rules,
+)
 from tests.builders import default_rules_dict
 
 
@@ -360,9 +370,365 @@ def test_the_json_schema_accepts_the_shipped_file_and_refuses_a_typo():
     schema = rules_json_schema()
     jsonschema.Draft202012Validator.check_schema(schema)
     validator = jsonschema.Draft202012Validator(schema)
-    assert not list(validator.iter_errors(default_rules_dict()))
+    assert not list(validator.iter_errors(_as_editors_read_it(default_rules_dict())))
     typo = copy.deepcopy(default_rules_dict())
     typo["indicators"]["pickup_on_time_rate"]["kk"] = 20
     typo["categories"]["+1001"] = typo["categories"].pop("1001")
     paths = sorted(list(e.absolute_path) for e in validator.iter_errors(typo))
     assert paths == [["categories"], ["indicators", "pickup_on_time_rate"]]
+
+
+def test_the_json_schema_accepts_the_spec_exemption_and_refuses_a_bad_one():
+    import jsonschema
+
+    from scoring.rules import rules_json_schema
+
+    validator = jsonschema.Draft202012Validator(rules_json_schema())
+    data = default_rules_dict()
+    data["exemptions"] = tomllib.loads(SPEC_EXEMPTION)["exemptions"] + [
+        _exemption(name="local_ship_by", ship_by=dt.datetime(2026, 2, 26), regions=["GD"])
+    ]
+    assert not list(validator.iter_errors(_as_editors_read_it(data)))
+    data["exemptions"] = [
+        _exemption(name="Holiday", exclude_from=["platform_help_rate"], region=["GD"]),
+        _exemption(ship_by=dt.date(2026, 2, 26)),
+    ]
+    paths = sorted(list(e.absolute_path) for e in validator.iter_errors(_as_editors_read_it(data)))
+    assert paths == [
+        ["exemptions", 0],  # the unknown key `region`
+        ["exemptions", 0, "exclude_from", 0],
+        ["exemptions", 0, "name"],
+        ["exemptions", 1, "ship_by"],  # a date, not a date-time
+    ]
+
+
+def _as_editors_read_it(value):
+    """A parsed TOML file as a JSON Schema validator in an editor sees it: TOML dates and
+    date-times become their RFC 3339 text (JSON has no date type)."""
+    if isinstance(value, dict):
+        return {key: _as_editors_read_it(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_as_editors_read_it(item) for item in value]
+    if isinstance(value, dt.date | dt.datetime):
+        return value.isoformat()
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# [[exemptions]] (SCORING.md 13.3)
+
+# The example at the end of SCORING.md 11, word for word.
+SPEC_EXEMPTION = """
+[[exemptions]]
+name = "spring_festival_2026"
+paid_from = 2026-02-10
+paid_to = 2026-02-23
+ship_by = 2026-02-26T00:00:00+08:00
+exclude_from = ["delivery_hours", "track_anomaly_rate", "delivery_promise_rate"]
+"""
+# Written out by hand from 13.3: the seven order-based indicators, then the four others.
+SPEC_EXCLUDABLE = (
+    "quality_refund_rate",
+    "negative_review_rate",
+    "pickup_on_time_rate",
+    "delivery_promise_rate",
+    "track_anomaly_rate",
+    "delivery_hours",
+    "door_delivery_rate",
+    "cs_response_rate",
+    "cs_satisfaction_rate",
+    "refund_refusal_rate",
+    "refund_handling_hours",
+)
+
+
+def _exemption(**keys) -> dict:
+    """A valid exemption table (a TOML one as tomllib gives it), with `keys` set; a key set
+    to None is left out."""
+    table = {
+        "name": "holiday",
+        "paid_from": dt.date(2026, 2, 10),
+        "paid_to": dt.date(2026, 2, 23),
+        "exclude_from": ["delivery_hours"],
+    }
+    table.update(keys)
+    return {k: v for k, v in table.items() if v is not None}
+
+
+def _with_exemptions(*tables: dict, **top: object) -> Callable[[dict], None]:
+    """A change replacing the file's exemptions (if the shipped file has some) with `tables`."""
+
+    def change(data: dict) -> None:
+        data["exemptions"] = list(tables)
+        data.update(top)
+
+    return change
+
+
+def _problems_of(change: Callable[[dict], None]) -> list[tuple[str, str]]:
+    with pytest.raises(RulesError) as caught:
+        _parse_changed(change)
+    return [(p.path, p.problem) for p in caught.value.problems]
+
+
+def test_the_spec_exemption_example_parses_to_its_typed_values():
+    rules = _parse_changed(_with_exemptions(*tomllib.loads(SPEC_EXEMPTION)["exemptions"]))
+    assert rules.exemptions == (
+        ExemptionRule(
+            name="spring_festival_2026",
+            paid_from=dt.date(2026, 2, 10),
+            paid_to=dt.date(2026, 2, 23),
+            regions=(),  # absent: every region
+            # 2026-02-26 00:00 at +08:00 is 16:00 the day before in UTC
+            ship_by=dt.datetime(2026, 2, 25, 16, 0, tzinfo=dt.UTC),
+            exclude_from=("delivery_hours", "track_anomaly_rate", "delivery_promise_rate"),
+        ),
+    )
+    assert rules.exemptions[0].ship_by.tzinfo is dt.UTC  # stored in UTC, not at +08:00
+    # typed values compare as values, so equal files give equal rules
+    assert rules == _parse_changed(_with_exemptions(*tomllib.loads(SPEC_EXEMPTION)["exemptions"]))
+    assert rules != _parse_changed(_with_exemptions())
+
+
+def test_no_exemptions_table_means_no_exemptions():
+    def without(data: dict) -> None:
+        data.pop("exemptions", None)
+
+    assert _parse_changed(without).exemptions == ()
+    assert _parse_changed(_with_exemptions()).exemptions == ()  # `exemptions = []`
+
+
+def test_an_exemption_with_regions_and_only_a_ship_by():
+    rules = _parse_changed(
+        _with_exemptions(
+            _exemption(
+                name="typhoon_2026_08",
+                regions=["GD", "HI"],
+                ship_by=dt.datetime(2026, 8, 6, 12, tzinfo=dt.UTC),
+                exclude_from=None,
+            )
+        )
+    )
+    [typhoon] = rules.exemptions
+    assert (typhoon.regions, typhoon.exclude_from) == (("GD", "HI"), ())
+    assert typhoon.ship_by == dt.datetime(2026, 8, 6, 12, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(
+    ("timezone", "local_time", "instant"),
+    [
+        # no offset: read in the rules' time zone, like paid_from and paid_to
+        ("Asia/Shanghai", dt.datetime(2026, 2, 26), dt.datetime(2026, 2, 25, 16)),
+        ("UTC", dt.datetime(2026, 2, 26), dt.datetime(2026, 2, 26)),
+        # New York is UTC-5 in winter and UTC-4 in summer: the zone's offset on that day counts
+        ("America/New_York", dt.datetime(2026, 1, 15, 9, 30), dt.datetime(2026, 1, 15, 14, 30)),
+        ("America/New_York", dt.datetime(2026, 7, 15, 9, 30), dt.datetime(2026, 7, 15, 13, 30)),
+    ],
+)
+def test_a_local_ship_by_is_read_in_the_rules_timezone(timezone, local_time, instant):
+    rules = _parse_changed(_with_exemptions(_exemption(ship_by=local_time), timezone=timezone))
+    assert rules.exemptions[0].ship_by == instant.replace(tzinfo=dt.UTC)
+    assert rules.exemptions[0].ship_by.tzinfo is dt.UTC
+
+
+def test_a_ship_by_with_an_offset_is_that_instant_whatever_the_timezone():
+    at_plus_8 = dt.datetime(2026, 2, 26, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+    rules = _parse_changed(_with_exemptions(_exemption(ship_by=at_plus_8), timezone="UTC"))
+    assert rules.exemptions[0].ship_by == dt.datetime(2026, 2, 25, 16, tzinfo=dt.UTC)
+
+
+def test_excludable_indicators_are_those_of_13_3_and_each_counts_one_kind_of_row():
+    assert EXCLUDABLE_INDICATORS == SPEC_EXCLUDABLE
+    # the catalogue's kind of row is the one the indicator's ratio is computed over
+    ratios = {
+        ind: make(dt.datetime(2026, 3, 20, 16, tzinfo=dt.UTC)) for ind, make in RATIOS.items()
+    }
+    assert {ind: ratio.source for ind, ratio in ratios.items()} == {
+        ind.id: ind.source for ind in INDICATORS if ind.source is not None
+    }
+    assert INDICATOR_BY_ID["platform_help_rate"].source is None  # refunds + sessions over |V|
+
+
+UNKNOWN_INDICATOR = "unknown indicator 'delivery_time'; exemptions may exclude " + ", ".join(
+    SPEC_EXCLUDABLE
+)
+PLATFORM_HELP = (
+    "platform_help_rate cannot be excluded: it mixes help refunds and escalated sessions over "
+    "|V| (valid orders), so no one kind of row can leave it; SCORING.md 13.3 does not allow it"
+)
+NO_EFFECT = "has neither ship_by nor a non-empty exclude_from, so it would change nothing"
+NEW_YORK = {"timezone": "America/New_York"}
+
+EXEMPTION_ERRORS = [
+    pytest.param(
+        [_exemption(exclude_from=["delivery_hours", "platform_help_rate"])],
+        {},
+        [("exemptions[0].exclude_from[1]", PLATFORM_HELP)],
+        id="platform-help-rate",
+    ),
+    pytest.param(
+        [_exemption(exclude_from=["delivery_time"])],
+        {},
+        [("exemptions[0].exclude_from[0]", UNKNOWN_INDICATOR)],
+        id="unknown-indicator",
+    ),
+    pytest.param(
+        [_exemption(), _exemption(name="other"), _exemption()],
+        {},
+        [
+            (
+                "exemptions",
+                "name 'holiday' is used by exemptions[0] and exemptions[2] (names must be unique)",
+            )
+        ],
+        id="two-exemptions-with-one-name",
+    ),
+    pytest.param(
+        [_exemption(paid_from=dt.date(2026, 2, 24), paid_to=dt.date(2026, 2, 23))],
+        {},
+        [("exemptions[0]", "paid_from 2026-02-24 is after paid_to 2026-02-23")],
+        id="paid-from-after-paid-to",
+    ),
+    pytest.param(
+        [_exemption(exclude_from=None), _exemption(name="other", exclude_from=[])],
+        {},
+        [("exemptions[0]", NO_EFFECT), ("exemptions[1]", NO_EFFECT)],
+        id="neither-ship-by-nor-exclude-from",
+    ),
+    pytest.param(
+        [
+            _exemption(name="Spring-Festival"),
+            _exemption(name=""),
+            _exemption(name=2026),
+            _exemption(name=None),
+        ],
+        {},
+        [
+            (
+                "exemptions[0].name",
+                "names are lower-case letters, digits and _ only, got 'Spring-Festival'",
+            ),
+            ("exemptions[1].name", "names are lower-case letters, digits and _ only, got ''"),
+            ("exemptions[2].name", "must be a non-empty string, got 2026"),
+            ("exemptions[3]", "missing key(s) name"),
+        ],
+        id="bad-names",
+    ),
+    pytest.param(
+        [_exemption(region=["GD"])],  # a typo of `regions`: never ignored
+        {},
+        [("exemptions[0]", "unknown key(s) region")],
+        id="unknown-key",
+    ),
+    pytest.param(
+        [
+            _exemption(paid_from="2026-02-10", paid_to=dt.datetime(2026, 2, 23)),
+            _exemption(name="other", ship_by=dt.date(2026, 2, 26)),
+        ],
+        {},
+        [
+            (
+                "exemptions[0].paid_from",
+                "must be a TOML local date like 2026-02-10, got '2026-02-10'",
+            ),
+            (
+                "exemptions[0].paid_to",
+                "must be a TOML local date like 2026-02-10, got "
+                "datetime.datetime(2026, 2, 23, 0, 0)",
+            ),
+            (
+                "exemptions[1].ship_by",
+                "must be a TOML date-time like 2026-02-26T00:00:00+08:00, got "
+                "datetime.date(2026, 2, 26)",
+            ),
+        ],
+        id="dates-of-the-wrong-toml-type",
+    ),
+    pytest.param(
+        [
+            _exemption(exclude_from=["delivery_hours", "track_anomaly_rate", "delivery_hours"]),
+            _exemption(name="other", regions=["GD", "GD"]),
+        ],
+        {},
+        [
+            ("exemptions[0].exclude_from", "lists delivery_hours more than once"),
+            ("exemptions[1].regions", "lists GD more than once"),
+        ],
+        id="an-id-or-region-twice",
+    ),
+    pytest.param(
+        [
+            # 2026-03-08 02:30 New York: the clocks jump from 02:00 to 03:00
+            _exemption(ship_by=dt.datetime(2026, 3, 8, 2, 30)),
+            # 2026-11-01 01:30 New York: the clocks go back from 02:00 to 01:00
+            _exemption(name="other", ship_by=dt.datetime(2026, 11, 1, 1, 30)),
+            # the last hour of year 9999 at UTC-5 is in year 10000 in UTC
+            _exemption(
+                name="far",
+                ship_by=dt.datetime(9999, 12, 31, 23, tzinfo=dt.timezone(-dt.timedelta(hours=5))),
+            ),
+        ],
+        NEW_YORK,
+        [
+            (
+                "exemptions[0].ship_by",
+                "2026-03-08T02:30:00 does not exist in America/New_York (a clock change): "
+                "write it with an offset",
+            ),
+            (
+                "exemptions[1].ship_by",
+                "2026-11-01T01:30:00 happens twice in America/New_York (a clock change): "
+                "write it with an offset",
+            ),
+            ("exemptions[2].ship_by", "9999-12-31T23:00:00-05:00 is out of range"),
+        ],
+        id="ship-by-skipped-or-repeated-by-the-clocks-or-out-of-range",
+    ),
+]
+
+
+@pytest.mark.parametrize(("tables", "top", "expected"), EXEMPTION_ERRORS)
+def test_exemption_errors_name_their_key_path(tables, top, expected):
+    assert _problems_of(_with_exemptions(*tables, **top)) == expected
+
+
+def test_exemptions_must_be_an_array_of_tables():
+    def one_table(data: dict) -> None:
+        data["exemptions"] = _exemption()  # [exemptions] instead of [[exemptions]]
+
+    [(path, problem)] = _problems_of(one_table)
+    assert path == "exemptions" and problem.startswith("must be a list, got {'name': 'holiday'")
+
+
+def test_exemption_problems_are_reported_with_the_other_problems_of_the_file():
+    def mistakes(data: dict) -> None:
+        data["min_orders"] = -1
+        data["exemptions"] = [
+            _exemption(exclude_from=["platform_help_rate"]),
+            _exemption(name="other", paid_from=dt.date(2026, 3, 1)),
+        ]
+
+    assert _problems_of(mistakes) == [
+        ("min_orders", "must be >= 0, got -1"),
+        ("exemptions[0].exclude_from[0]", PLATFORM_HELP),
+        ("exemptions[1]", "paid_from 2026-03-01 is after paid_to 2026-02-23"),
+    ]
+
+
+def test_a_local_ship_by_is_checked_with_the_merged_category_weights():
+    """Both need more than one table (the zone, the defaults), so both come once the tables are
+    right, and together."""
+
+    def mistakes(data: dict) -> None:
+        data["timezone"] = "America/New_York"
+        data["categories"]["7"] = {"dimension_weights": {"product": 0.5}}  # 0.5 + 0.30 + 0.35
+        data["exemptions"] = [_exemption(ship_by=dt.datetime(2026, 3, 8, 2, 0))]
+
+    assert _problems_of(mistakes) == [
+        ("categories.7", "dimension weights must sum to 1, got 1.15"),
+        (
+            "exemptions[0].ship_by",
+            "2026-03-08T02:00:00 does not exist in America/New_York (a clock change): write it "
+            "with an offset",
+        ),
+    ]

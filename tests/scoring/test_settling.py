@@ -14,13 +14,13 @@ from hypothesis import strategies as st
 
 from pipelines.state.shard import ORDER_ROW_SCHEMA
 from scoring.activity import refund_days, refund_side, session_side
-from scoring.exemptions import Exemption
 from scoring.facts import (
     dated_sessions,
     refund_facts,
     session_facts,
     window_order_facts,
 )
+from scoring.rules import ExemptionRule
 from scoring.settling import ORDER_SUMS, net_sums, order_sums, settled, sum_changes
 from scoring.window import Window
 from tests.builders import PAID, complete_rows
@@ -171,12 +171,12 @@ exemption_days = st.one_of(
 )  # none, or (first day after 2026-03-01, length)
 
 
-def exemptions_of(days: tuple[int, int] | None, *indicators: str) -> tuple[Exemption, ...]:
+def exemptions_of(days: tuple[int, int] | None, *indicators: str) -> tuple[ExemptionRule, ...]:
     if days is None:
         return ()
     first = PAID_DATE + dt.timedelta(days=days[0])
     last = first + dt.timedelta(days=days[1])
-    return (Exemption("drawn", first, last, exclude_from=indicators),)
+    return (ExemptionRule("drawn", first, last, exclude_from=indicators),)
 
 
 @settings(max_examples=examples(60), deadline=None)

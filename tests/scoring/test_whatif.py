@@ -354,6 +354,46 @@ def test_rules_diff_ignores_form_and_reports_inherited_defaults_once() -> None:
     ]
 
 
+def test_rules_diff_shows_an_exemption_added_changed_or_removed_by_its_name() -> None:
+    holiday = {
+        "name": "spring_festival_2026",
+        "paid_from": dt.date(2026, 2, 10),
+        "paid_to": dt.date(2026, 2, 23),
+        "ship_by": dt.datetime(2026, 2, 26, tzinfo=dt.timezone(dt.timedelta(hours=8))),
+        "exclude_from": ["delivery_hours"],
+    }
+    typhoon = {"name": "typhoon", "paid_from": dt.date(2026, 8, 1), "paid_to": dt.date(2026, 8, 3)}
+    typhoon |= {"regions": ["GD"], "exclude_from": ["delivery_hours"]}
+
+    def exemptions(*tables: dict) -> Callable[[dict], None]:
+        def change(data: dict) -> None:
+            data["exemptions"] = list(tables)
+
+        return change
+
+    none, one = rules_with(exemptions()), rules_with(exemptions(holiday))
+    holiday_text = (
+        '{"paid_from": "2026-02-10", "paid_to": "2026-02-23", "regions": [], '
+        '"ship_by": "2026-02-25T16:00:00+00:00", "exclude_from": ["delivery_hours"]}'
+    )
+    assert rules_diff(none, one).rows() == [
+        ("exemptions.spring_festival_2026", "all shops", "null", holiday_text, "new exemption")
+    ]
+    assert rules_diff(one, none).rows() == [
+        ("exemptions.spring_festival_2026", "all shops", holiday_text, "null", "exemption removed")
+    ]
+    longer = rules_with(exemptions({**holiday, "paid_to": dt.date(2026, 2, 24)}, typhoon))
+    diff = {row[0]: row for row in rules_diff(one, longer).rows()}
+    assert set(diff) == {"exemptions.spring_festival_2026", "exemptions.typhoon"}
+    assert diff["exemptions.spring_festival_2026"][2:] == (
+        holiday_text,
+        holiday_text.replace("2026-02-23", "2026-02-24"),
+        None,
+    )
+    assert diff["exemptions.typhoon"][4] == "new exemption"
+    assert rules_diff(longer, longer).is_empty()
+
+
 def test_same_window_decides_whether_facts_can_be_shared() -> None:
     base = default_rules()
     assert same_window(
