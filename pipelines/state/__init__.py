@@ -248,7 +248,7 @@ def _night(
             **{str(d.shard): d.files for d in done},
             QUARANTINE: quarantine,
             TOTALS: totals_files,
-            APPEALS: appeal_files,
+            APPEALS: {APPEALS: appeal_files},
         },
     )
     store.commit(committed)

@@ -21,7 +21,7 @@ from pipelines.state.store import Manifest, StateStore
 from scoring.appeals import SUBJECT_KEYS, UPHELD_SCHEMA, Subject, upheld_subjects
 from scoring.window import Window
 
-APPEALS = "appeals"  # the manifest's files entry of the kept appeals, by raw partition
+APPEALS = "appeals"  # the manifest's files entry of the kept appeals: appeals -> dt -> files
 UPHELD = "upheld"  # the exchange's folder of the upheld subjects, "now" and "before"
 
 Files = dict[str, dict[str, int]]  # dt -> file -> size
@@ -58,8 +58,9 @@ def keep_appeals(
     version: int,
 ) -> tuple[Files, Upheld, pl.DataFrame]:
     """Add tonight's appeal rows to the kept ones, drop the partitions that left the window,
-    and return the files, the upheld subjects, and the window's appeals (for the manifest)."""
-    kept: Files = dict(manifest.files.get(APPEALS, {})) if manifest else {}
+    and return the files (by dt), the upheld subjects, and the window's appeals (for the
+    manifest)."""
+    kept: Files = dict(manifest.files.get(APPEALS, {}).get(APPEALS, {})) if manifest else {}
     schema = log_schema(APPEALS)
     new = pl.from_arrow(exchange.read_arrow(APPEALS, inbox_part(0))).cast(schema)  # type: ignore[union-attr]
     for (day,), rows in new.partition_by("dt", as_dict=True).items():
