@@ -5,8 +5,8 @@ some of them) sell items of a few leaf categories; every paid order runs through
 delivery, reviews, refunds and customer-service sessions, and each of these leaves records in the
 logs on the business date they are emitted. On top of the simulated truth come the faults a real
 feed has: late arrivals, exact duplicates, naive timestamps and other integer widths in some files,
-a partition split over two files, and a small share of deliberately bad rows the loader must
-quarantine.
+files without the optional `ship_to_region` column, a partition split over two files, and a small
+share of deliberately bad rows the loader must quarantine.
 
 Everything is vectorised (Polars expressions, PyArrow compute); the only Python loops are over days,
 chunks of orders, logs and a handful of fixed "slots" (version kinds, tracking event kinds).
@@ -55,6 +55,18 @@ MAX_BAD_ROW_SHARE = 0.5
 ABNORMAL_ORDER_SHARE = 0.008  # orders the risk model flags (fake orders, malicious buyers)
 LATE_SHARE = {"orders": 0.02, "refunds": 0.03, "logistics": 0.01, "cs_sessions": 0.01}
 DUPLICATE_SHARE = {"orders": 0.003, "refunds": 0.003, "logistics": 0.005, "cs_sessions": 0.004}
+
+# The buyers' provinces: ISO 3166-2:CN codes of the 31 mainland provinces (without "CN-"), each
+# with a relative share of orders; the coastal provinces and the big cities buy the most. A buyer
+# lives in one of them; about 1% of orders carry no region (unknown).
+REGIONS = (
+    ("GD", 13.0), ("ZJ", 9.5), ("JS", 8.5), ("SH", 6.0), ("BJ", 5.5), ("SD", 5.0), ("SC", 4.2),
+    ("HA", 4.0), ("FJ", 3.8), ("HB", 3.5), ("HE", 3.3), ("HN", 3.0), ("AH", 3.0), ("LN", 2.3),
+    ("SN", 2.0), ("CQ", 2.0), ("GX", 1.9), ("JX", 1.8), ("YN", 1.6), ("TJ", 1.4), ("SX", 1.3),
+    ("HL", 1.2), ("GZ", 1.2), ("JL", 0.9), ("NM", 0.9), ("XJ", 0.8), ("GS", 0.7), ("HI", 0.6),
+    ("NX", 0.25), ("QH", 0.2), ("XZ", 0.1),
+)  # fmt: skip
+UNKNOWN_REGION_SHARE = 0.01
 
 # Local hour-of-day profiles (relative weights): orders peak in the evening, CS chats in the day.
 ORDER_HOURS = (3, 2, 1, 1, 1, 1, 2, 3, 4, 5, 6, 6, 6, 5, 5, 5, 5, 5, 6, 7, 9, 10, 9, 6)
@@ -555,9 +567,20 @@ def _payment_time(cal: Calendar, day: int, u: pl.Expr, edge: pl.Expr) -> pl.Expr
     )
 
 
+_REGION_CODES = pl.Series("ship_to_region", [code for code, _ in REGIONS], dtype=pl.String)
+_REGION_CDF = pl.Series([weight for _, weight in REGIONS]).cum_sum() / sum(w for _, w in REGIONS)
+
+
+def _region_of(u: pl.Series) -> pl.Series:
+    """The province of a uniform draw, by the regions' shares."""
+    index = _REGION_CDF.search_sorted(u, "right").clip(0, _REGION_CODES.len() - 1)
+    return _REGION_CODES.gather(index)
+
+
 def _checkout_terms(frame: pl.DataFrame, cal: Calendar, rng: Rng) -> pl.DataFrame:
     """Amount, return insurance, presale ship-by date and the delivery promise shown at checkout:
-    the end of a local day a few days after payment (or after the ship-by date)."""
+    the end of a local day a few days after payment (or after the ship-by date), and the region
+    shipped to: the buyer's home province, or unknown (null) for about 1% of orders."""
     d = Draws(rng, "order_id", "order")
     price = pl.col("category_id").replace_strict({c.category_id: c.price_cents for c in CATEGORIES})
     promise_share = pl.col("category_id").replace_strict(
@@ -570,8 +593,12 @@ def _checkout_terms(frame: pl.DataFrame, cal: Calendar, rng: Rng) -> pl.DataFram
     promise_day = (
         base_day + lead_days.cast(pl.Int32) + 1 - pl.col("promise_bias_days").cast(pl.Int32)
     )
+    home = rng.u("buyer_id", "buyer:region").map_batches(
+        _region_of, return_dtype=pl.String, is_elementwise=True
+    )
     frame = d.with_columns(
         frame,
+        ship_to_region=pl.when(d.u("region_known") >= UNKNOWN_REGION_SHARE).then(home),
         amount_cents=pl.when(d.u("gift") < 0.001).then(0).otherwise(amount.clip(100)),
         return_insurance=d.u("insurance") < pl.col("insurance_share"),
         promised_ship_at=pl.when(presale).then(
@@ -828,7 +855,7 @@ def order_versions(o: pl.DataFrame) -> pl.DataFrame:
     """The orders change log: a version at payment, then one per later change (cancellation, review,
     risk flag raised after payment, flag lifted), each carrying the full state as of its time."""
     fixed = ("order_id", "shop_id", "item_id", "category_id", "buyer_id", "paid_at", "amount_cents")
-    promises = ("promised_ship_at", "promised_delivery_at", "return_insurance")
+    promises = ("promised_ship_at", "promised_delivery_at", "return_insurance", "ship_to_region")
 
     def state_at(ts: pl.Expr) -> dict[str, str | pl.Expr]:
         return {
@@ -1325,11 +1352,13 @@ class FileStyle:
     reversed_columns: bool = False
     extra_column: bool = False
     split: bool = False  # two files, part-0 and part-1
+    omit_optional: bool = False  # the optional columns (ship_to_region) left out: they read as null
 
 
 def file_style(rng: Rng, log: str, day: int) -> FileStyle:
     """Most partitions are canonical; ~8% use naive timestamps, ~10% another integer width, ~10%
-    reversed column order, ~5% an extra column, ~20% are split over two files."""
+    reversed column order, ~5% an extra column, ~20% are split over two files, and ~15% leave the
+    log's optional columns out (only orders have one)."""
     key = pl.Series("day", [day], dtype=pl.Int64)
 
     def draw(name: str) -> float:
@@ -1342,6 +1371,7 @@ def file_style(rng: Rng, log: str, day: int) -> FileStyle:
         reversed_columns=draw("order") < 0.1,
         extra_column=draw("extra") < 0.05,
         split=draw("split") < 0.2,
+        omit_optional=draw("optional") < 0.15,
     )
 
 
@@ -1349,6 +1379,8 @@ def arrow_schema(schema: LogSchema, style: FileStyle = FileStyle()) -> pa.Schema
     """The Parquet schema of a log file (canonical types from pipelines.schemas, or a variant)."""
     fields = []
     for column in schema.columns:
+        if column.optional and style.omit_optional:
+            continue
         if column.kind == "timestamp":
             arrow_type = pa.timestamp("us", tz=None if style.naive_timestamps else "UTC")
         elif column.kind == "bool":

@@ -1,4 +1,5 @@
-"""Tests of the synthetic raw-log generator (pipelines/generate.py) against SCORING.md section 2.
+"""Tests of the synthetic raw-log generator (pipelines/generate.py) against SCORING.md section 2
+and 13.1 (the orders' optional `ship_to_region`).
 
 The quarantine rules are re-implemented here, independently of the generator, so that "the rows the
 generator meant to break" and "the rows a reader of the spec rejects" are compared, not assumed.
@@ -56,7 +57,8 @@ def parquet_files(out: Path, log: str) -> list[Path]:
 
 
 def read_log(out: Path, log: str) -> pl.DataFrame:
-    """All files of a log, cast to the canonical types (UTC-aware timestamps, Int64), with `dt`."""
+    """All files of a log, cast to the canonical types (UTC-aware timestamps, Int64), with `dt`;
+    an optional column a file leaves out reads as null (13.1)."""
     schema = LOGS[log]
     frames = []
     for path in parquet_files(out, log):
@@ -64,7 +66,9 @@ def read_log(out: Path, log: str) -> pl.DataFrame:
         columns = []
         for column in schema.columns:
             expr = pl.col(column.name)
-            if column.kind == "timestamp":
+            if column.optional and column.name not in frame.columns:
+                expr = pl.lit(None, pl.String).alias(column.name)
+            elif column.kind == "timestamp":
                 if frame.schema[column.name].time_zone is None:  # type: ignore[union-attr]
                     expr = expr.dt.replace_time_zone("UTC")
                 expr = expr.dt.convert_time_zone("UTC")
@@ -189,7 +193,11 @@ def test_layout_schema_and_counts(sample: tuple[Path, gen.GenerationReport]) -> 
         rows = 0
         for path in files:
             arrow = pq.read_schema(path)
+            assert set(arrow.names) - set(schema.column_names) <= {"ingest_source"}
             for column in schema.columns:
+                if column.optional and column.name not in arrow.names:
+                    styles.add(f"without {column.name}")
+                    continue
                 assert column.name in arrow.names, (path, column.name)
                 actual = arrow.field(column.name).type
                 assert _compatible(column.kind, actual), (path, column.name, actual)
@@ -207,7 +215,12 @@ def test_layout_schema_and_counts(sample: tuple[Path, gen.GenerationReport]) -> 
                 styles.add("two files")
             rows += pq.read_metadata(path).num_rows
         assert rows == report.rows[log]
-    assert styles == {"naive timestamps", "other integer width", "two files"}
+    assert styles == {
+        "naive timestamps",
+        "other integer width",
+        "two files",
+        "without ship_to_region",
+    }
     assert not list(out.glob(".generate-*")), "scratch folder left behind"
 
 
@@ -392,6 +405,78 @@ def test_shops_differ_in_size_and_quality(logs: dict[str, pl.DataFrame]) -> None
         .filter(pl.col("n") >= 20)["share"]
     )
     assert satisfaction.max() >= 0.95 > satisfaction.min()
+
+
+# --------------------------------------------------------------------------------------------------
+# ship_to_region (13.1)
+
+# The 31 mainland provinces, autonomous regions and municipalities (ISO 3166-2:CN without "CN-")
+MAINLAND = {
+    *("AH", "BJ", "CQ", "FJ", "GD", "GS", "GX", "GZ", "HA", "HB", "HE", "HI", "HL", "HN", "JL"),
+    *("JS", "JX", "LN", "NM", "NX", "QH", "SC", "SD", "SH", "SN", "SX", "TJ", "XJ", "XZ", "YN"),
+    "ZJ",
+}
+
+
+def region_files(out: Path) -> tuple[pl.DataFrame, list[Path]]:
+    """The (order_id, ship_to_region) rows of the orders files that carry the column, and the
+    orders files that leave it out."""
+    carried, without = [], []
+    for path in parquet_files(out, "orders"):
+        if "ship_to_region" in pq.read_schema(path).names:
+            rows = pl.read_parquet(path, columns=["order_id", "ship_to_region"])
+            carried.append(rows.with_columns(pl.col("order_id").cast(pl.Int64)))
+        else:
+            without.append(path)
+    return pl.concat(carried), without
+
+
+def test_ship_to_region_is_a_province_constant_across_an_orders_versions(
+    sample: tuple[Path, gen.GenerationReport],
+) -> None:
+    out, _ = sample
+    rows, _ = region_files(out)
+    per_order = rows.group_by("order_id").agg(
+        regions=pl.col("ship_to_region").n_unique(), region=pl.col("ship_to_region").first()
+    )
+    assert per_order["regions"].max() == 1  # one value (or null) in every version and copy
+    regions = per_order["region"].alias("ship_to_region")
+    assert set(regions.drop_nulls().unique()) == MAINLAND
+    assert 0.005 <= regions.null_count() / regions.len() <= 0.015  # unknown: ~1%
+    share = regions.drop_nulls().value_counts(normalize=True, sort=True, name="share")
+    assert share["ship_to_region"].head(3).to_list() == ["GD", "ZJ", "JS"]
+    assert 0.10 <= share["share"][0] <= 0.16  # Guangdong
+    big = share.filter(pl.col("ship_to_region").is_in(["GD", "ZJ", "JS", "SH", "BJ"]))
+    assert set(share["ship_to_region"].head(7)) >= {"GD", "ZJ", "JS", "SH", "BJ"}
+    assert 0.35 <= big["share"].sum() <= 0.50
+    assert share.filter(pl.col("ship_to_region") == "XZ")["share"][0] < 0.005  # Tibet: few
+
+
+def test_ship_to_region_is_left_out_of_some_orders_files(
+    sample: tuple[Path, gen.GenerationReport], logs: dict[str, pl.DataFrame]
+) -> None:
+    """Some partitions' files carry the column and others leave it out (a reader sees null there);
+    the style is per partition, so the files of one partition agree."""
+    out, _ = sample
+    rows, without = region_files(out)
+    assert without and rows.height
+    for path in without:
+        for sibling in path.parent.glob("*.parquet"):
+            assert "ship_to_region" not in pq.read_schema(sibling).names, sibling
+    # the same orders have a region in the files that carry it: the file left it out, not the data
+    left_out = pl.concat([pl.read_parquet(p, columns=["order_id"]) for p in without])
+    known = rows.filter(pl.col("ship_to_region").is_not_null())
+    assert left_out.cast(pl.Int64).join(known, on="order_id").height > 0
+    dts = [date.fromisoformat(p.parent.name.removeprefix("dt=")) for p in without]
+    unread = logs["orders"].filter(pl.col("dt").is_in(dts))
+    assert unread.height and unread["ship_to_region"].null_count() == unread.height
+    # about 15% of partitions, decided per log and day; no other log has an optional column
+    styles = [gen.file_style(gen.Rng(SEED), "orders", day).omit_optional for day in range(1000)]
+    assert 0.11 <= sum(styles) / len(styles) <= 0.19
+    orders = gen.arrow_schema(LOGS["orders"], gen.FileStyle(omit_optional=True))
+    assert orders.names == [c for c in LOGS["orders"].column_names if c != "ship_to_region"]
+    refunds = gen.arrow_schema(LOGS["refunds"], gen.FileStyle(omit_optional=True))
+    assert refunds.names == LOGS["refunds"].column_names
 
 
 # --------------------------------------------------------------------------------------------------
