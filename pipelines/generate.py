@@ -1,12 +1,13 @@
-"""Synthetic raw logs for expscore: the four inputs of SCORING.md section 2, day by day.
+"""Synthetic raw logs for expscore: the inputs of SCORING.md sections 2 and 13.1, day by day.
 
 The generator simulates a marketplace, not a table: shops with a latent quality (that drifts for
 some of them) sell items of a few leaf categories; every paid order runs through pickup, transit,
 delivery, reviews, refunds and customer-service sessions, and each of these leaves records in the
-logs on the business date they are emitted. On top of the simulated truth come the faults a real
-feed has: late arrivals, exact duplicates, naive timestamps and other integer widths in some files,
-files without the optional `ship_to_region` column, a partition split over two files, and a small
-share of deliberately bad rows the loader must quarantine.
+logs on the business date they are emitted; shops appeal a few orders, refunds and sessions, and
+the platform's decisions form the optional fifth log, `appeals`. On top of the simulated truth come
+the faults a real feed has: late arrivals, exact duplicates, naive timestamps and other integer
+widths in some files, files without the optional `ship_to_region` column, a partition split over
+two files, and a small share of deliberately bad rows the loader must quarantine.
 
 Everything is vectorised (Polars expressions, PyArrow compute); the only Python loops are over days,
 chunks of orders, logs and a handful of fixed "slots" (version kinds, tracking event kinds).
@@ -34,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipelines.schemas import EVENT_TYPES, LOGS, REFUND_REASONS, RULINGS, LogSchema
+from pipelines.schemas import APPEALS, EVENT_TYPES, LOGS, REFUND_REASONS, RULINGS, LogSchema
 
 SECOND = 1_000_000
 MINUTE = 60 * SECOND
@@ -47,14 +48,38 @@ EVENT_SLOTS = 16  # event_id = order_id * 16 + tracking slot
 REFUND_SLOTS = 4  # refund_id = order_id * 4 + refund number
 SESSION_SLOTS = 4  # session_id = order_id * 4 + session kind
 VERSION_SLOTS = 8  # row key of a version = entity id * 8 + version kind
+APPEAL_SLOTS = 16  # appeal_id = order_id * 16 + 2 * subject slot + attempt (see `appeals`)
 CHUNK_ORDERS = 200_000  # orders simulated at once (bounds memory; results do not depend on it)
 HORIZON_DAYS = 120  # local midnights known beyond the last day (promises, late deliveries)
 
 BAD_ROW_SHARE = 0.002
 MAX_BAD_ROW_SHARE = 0.5
 ABNORMAL_ORDER_SHARE = 0.008  # orders the risk model flags (fake orders, malicious buyers)
-LATE_SHARE = {"orders": 0.02, "refunds": 0.03, "logistics": 0.01, "cs_sessions": 0.01}
-DUPLICATE_SHARE = {"orders": 0.003, "refunds": 0.003, "logistics": 0.005, "cs_sessions": 0.004}
+LATE_SHARE = {
+    "orders": 0.02,
+    "refunds": 0.03,
+    "logistics": 0.01,
+    "cs_sessions": 0.01,
+    "appeals": 0.03,
+}
+DUPLICATE_SHARE = {
+    "orders": 0.003,
+    "refunds": 0.003,
+    "logistics": 0.005,
+    "cs_sessions": 0.004,
+    "appeals": 0.01,
+}
+RESENT_SHARE = {"appeals": 1.0}  # of the copies, those re-sent 1-2 days later (others: 0.3)
+
+# The logs the generator writes: the four of section 2 and the optional `appeals` log (13.1).
+GENERATED_LOGS: dict[str, LogSchema] = {**LOGS, APPEALS.name: APPEALS}
+
+# Shops appeal what hurts their score, mostly: per subject, the share appealed when troubled (a
+# 1-2 star review; a refund the buyer took to the platform; a complaint or a 1-2 star session)
+# and otherwise. Overall about 0.3% of orders, 2% of refunds and 0.5% of sessions.
+APPEAL_P = {"order": (0.03, 0.0025), "refund": (0.08, 0.018), "session": (0.03, 0.0035)}
+UPHELD_SHARE = 0.4  # of the subjects appealed once
+REAPPEAL_SHARE = 0.08  # of the subjects appealed: twice, a first appeal rejected, a second upheld
 
 # The buyers' provinces: ISO 3166-2:CN codes of the 31 mainland provinces (without "CN-"), each
 # with a relative share of orders; the coastal provinces and the big cities buy the most. A buyer
@@ -1190,23 +1215,136 @@ def _cs_conversation(s: pl.DataFrame, cal: Calendar, rng: Rng) -> pl.DataFrame:
 
 
 # --------------------------------------------------------------------------------------------------
+# Appeals
+
+
+def appeals(
+    orders: pl.DataFrame, refunds: pl.DataFrame, sessions: pl.DataFrame, rng: Rng
+) -> pl.DataFrame:
+    """The appeals log (13.1): shops appeal a few of their orders, refunds and sessions, troubled
+    ones far more often (APPEAL_P), and the platform decides 1-10 days after the payment, the
+    request or the session's start (and after the session closed). A single appeal is upheld in
+    40% of cases; for some subjects the shop appeals twice: rejected, then upheld 1-3 days later.
+
+    appeal_id = order_id * APPEAL_SLOTS + 2 * slot + attempt: the slot names the subject among
+    those of one order (0 the order, 1-3 its refunds, 4-7 its sessions), the attempt is 0 or 1,
+    so ids are unique, and every draw is keyed by the first appeal's id (`_base`)."""
+    assert 2 * (REFUND_SLOTS + SESSION_SLOTS) <= APPEAL_SLOTS  # the slots fit
+    refund_id, session_id = pl.col("refund_id"), pl.col("session_id")
+    subjects = pl.concat(
+        [
+            _subjects(
+                orders,
+                "order",
+                pl.col("order_id"),
+                pl.col("order_id"),
+                slot=pl.lit(0, pl.Int64),
+                at=pl.col("paid_at"),
+                troubled=pl.col("review_at").is_not_null() & (pl.col("rating") <= 2),
+            ),
+            _subjects(
+                refunds,
+                "refund",
+                refund_id,
+                refund_id // REFUND_SLOTS,
+                slot=refund_id % REFUND_SLOTS,
+                at=pl.col("requested_at"),
+                troubled=pl.col("escalated_at").is_not_null(),
+            ),
+            _subjects(
+                sessions,
+                "session",
+                session_id,
+                session_id // SESSION_SLOTS,
+                slot=REFUND_SLOTS + session_id % SESSION_SLOTS,
+                at=pl.col("started_at"),
+                troubled=pl.col("escalated_to_platform") | (pl.col("satisfaction") <= 2),
+                closed=pl.col("closed_at"),
+            ),
+        ]
+    )
+    d = Draws(rng, "_base", "appeal")
+    subject = pl.col("subject")
+    troubled_p = subject.replace_strict({k: p for k, (p, _) in APPEAL_P.items()})
+    other_p = subject.replace_strict({k: p for k, (_, p) in APPEAL_P.items()})
+    appealed = d.u("appealed") < pl.when("_troubled").then(troubled_p).otherwise(other_p)
+    chosen = d.with_columns(subjects).filter(appealed)
+    twice = d.u("twice") < REAPPEAL_SHARE
+    days = (
+        pl.when(twice)
+        .then(_between(d.u("delay"), 1.0, 7.0))
+        .otherwise(_between(d.u("delay"), 1.0, 10.0))
+    )
+    decided_at = pl.max_horizontal(pl.col("_at") + _hours(24.0 * days), pl.col("_closed") + HOUR)
+    outcome = (
+        pl.when(twice)
+        .then(pl.lit("rejected"))
+        .when(d.u("upheld") < UPHELD_SHARE)
+        .then(pl.lit("upheld"))
+        .otherwise(pl.lit("rejected"))
+    )
+    chosen = d.with_columns(chosen, _twice=twice, decided_at=decided_at, outcome=outcome)
+    again_at = pl.col("decided_at") + _hours(24.0 * _between(d.u("again"), 1.0, 3.0))
+    chosen = d.detach(d.with_columns(chosen, _again_at=again_at))
+    second = chosen.filter("_twice").with_columns(
+        _base=pl.col("_base") + 1, decided_at="_again_at", outcome=pl.lit("upheld")
+    )
+    return pl.concat([chosen, second]).select(
+        appeal_id="_base",
+        shop_id="shop_id",
+        subject="subject",
+        subject_id="subject_id",
+        outcome="outcome",
+        decided_at="decided_at",
+        _rk="_base",
+    )
+
+
+def _subjects(
+    frame: pl.DataFrame,
+    kind: str,
+    subject_id: pl.Expr,
+    order_id: pl.Expr,
+    slot: pl.Expr,
+    at: pl.Expr,
+    troubled: pl.Expr,
+    closed: pl.Expr | None = None,
+) -> pl.DataFrame:
+    """Orders, refunds or sessions as appeal subjects: id, shop, key of the first appeal (`_base`),
+    the time the decision delay counts from, a time the decision must follow, and trouble."""
+    return frame.select(
+        "shop_id",
+        subject=pl.lit(kind),
+        subject_id=subject_id,
+        _base=order_id * APPEAL_SLOTS + 2 * slot,
+        _at=at,
+        _closed=at if closed is None else closed,
+        _troubled=troubled.fill_null(False),
+    )
+
+
+# --------------------------------------------------------------------------------------------------
 # Feed faults: late arrival, duplicates, bad rows
 
 
 def emit(rows: pl.DataFrame, log: str, cal: Calendar, rng: Rng) -> pl.DataFrame:
     """Assign each record the business date it is emitted on (`_emit`, a day index): the local
     date of its version time, 1-6 days later for late arrivals; some records are sent twice (mostly
-    in the same partition, sometimes re-sent a day or two later). Records due after the last day
-    are dropped."""
+    in the same partition, sometimes re-sent a day or two later: RESENT_SHARE). Records due after
+    the last day are dropped."""
     d = Draws(rng, "_rk", log)
     late_p, duplicate_p = LATE_SHARE[log], DUPLICATE_SHARE[log]
+    resent_p = RESENT_SHARE.get(log, 0.3)
     # One draw decides whether and how late: given u < p, u / p is again uniform.
     late = d.u("late") < late_p
     late_days = pl.when(late).then(1 + ((d.u("late") / late_p) ** 2 * 6).floor().cast(pl.Int32))
     copied = d.u("duplicate") < duplicate_p
-    resent = d.u("duplicate") / duplicate_p  # < 0.3: re-sent 1-2 days later
-    resent_days = pl.when(resent < 0.3).then(1 + (resent / 0.15).floor().cast(pl.Int32))
-    rows = d.with_columns(rows, _emit=cal.day_of(LOGS[log].version_column) + late_days.fill_null(0))
+    resent = d.u("duplicate") / duplicate_p  # < resent_p: re-sent 1-2 days later
+    resent_days = pl.when(resent < resent_p).then(
+        1 + (resent / (resent_p / 2)).floor().cast(pl.Int32)
+    )
+    version = GENERATED_LOGS[log].version_column
+    rows = d.with_columns(rows, _emit=cal.day_of(version) + late_days.fill_null(0))
     copies = rows.filter(copied).with_columns(_emit=pl.col("_emit") + resent_days.fill_null(0))
     return d.detach(pl.concat([rows, copies])).filter(pl.col("_emit") < cal.days)
 
@@ -1238,6 +1376,11 @@ BAD_KINDS: dict[str, tuple[str, ...]] = {
         "negative_value",
         "at_or_after_partition_cutoff",
     ),
+    "appeals": (  # exactly the reasons 13.1 allows
+        "null_in_required_column",
+        "unknown_enum_value",
+        "at_or_after_partition_cutoff",
+    ),
 }
 
 # Per log: the columns a bad row may null, the enum values, rating and amount it may break, and
@@ -1247,6 +1390,7 @@ _NULLABLE_VICTIMS = {
     "refunds": ("order_id", "requested_at", "reason", "platform_help", "amount_cents"),
     "logistics": ("order_id", "event_type", "event_at"),
     "cs_sessions": ("shop_id", "started_at", "escalated_to_platform", "closed_at"),
+    "appeals": ("shop_id", "subject", "subject_id", "outcome", "decided_at"),
 }
 _UNKNOWN_ENUMS = {
     "refunds": {
@@ -1256,6 +1400,7 @@ _UNKNOWN_ENUMS = {
         "ruling": "split",
     },
     "logistics": {"event_type": "signed"},
+    "appeals": {"subject": "review", "outcome": "Upheld"},
 }
 _RATING = {"orders": "review_rating", "cs_sessions": "satisfaction"}
 _NEGATIVE = {
@@ -1318,7 +1463,7 @@ def _break_rows(victims: pl.DataFrame, log: str, cutoff: int, rng: Rng) -> pl.Da
     if log in _NEGATIVE:
         column = _NEGATIVE[log]
         set_where(column, bad == "negative_value", -pl.col(column).fill_null(0) - 1)
-    version = LOGS[log].version_column
+    version = GENERATED_LOGS[log].version_column
     if log in _CREATED:
         before = pl.col(_CREATED[log]) - 1 - _hours(6.0 * d.u("earlier"))
         set_where(version, bad == "updated_before_created", before)
@@ -1414,12 +1559,19 @@ def _to_arrow(frame: pl.DataFrame, schema: LogSchema, style: FileStyle) -> pa.Ta
 def write_partition(
     out: Path, log: str, day_date: date, frame: pl.DataFrame, style: FileStyle, rng: Rng
 ) -> None:
-    """Write one partition (replacing any Parquet file left there by an earlier run)."""
+    """Write one partition (replacing any Parquet file left there by an earlier run). An optional
+    log (appeals) writes no partition for a day without rows: a missing partition means no rows
+    that day (13.1)."""
+    schema = GENERATED_LOGS[log]
     folder = out / log / f"dt={day_date.isoformat()}"
-    folder.mkdir(parents=True, exist_ok=True)
     for old in sorted(folder.glob("*.parquet")):
         old.unlink()
-    table = _to_arrow(frame, LOGS[log], style)
+    if schema.optional and frame.height == 0:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    table = _to_arrow(frame, schema, style)
     if style.split and table.num_rows > 1:
         mask = (rng.uniform(frame["_rk"], f"{log}:split") < 0.5).to_arrow()
         pq.write_table(table.filter(pc.invert(mask)), folder / "part-0.parquet")
@@ -1436,7 +1588,7 @@ def write_partition(
 class GenerationReport:
     """What was written: rows per log, and the deliberately bad rows per log and reason code."""
 
-    rows: dict[str, int] = field(default_factory=lambda: dict.fromkeys(LOGS, 0))
+    rows: dict[str, int] = field(default_factory=lambda: dict.fromkeys(GENERATED_LOGS, 0))
     bad_rows: dict[str, dict[str, int]] = field(
         default_factory=lambda: {log: dict.fromkeys(kinds, 0) for log, kinds in BAD_KINDS.items()}
     )
@@ -1450,7 +1602,7 @@ _INTERNAL_TYPES = {"int": pl.Int64, "timestamp": pl.Int64, "bool": pl.Boolean, "
 def _internal(rows: pl.DataFrame, log: str) -> pl.DataFrame:
     """The log's columns in the generator's internal types; an optional column the rows do
     not carry is written as null, as a file without it reads (13.1)."""
-    columns = LOGS[log].columns
+    columns = GENERATED_LOGS[log].columns
     return rows.select(
         *[
             (pl.col(c.name) if c.name in rows.columns else pl.lit(None))
@@ -1463,7 +1615,7 @@ def _internal(rows: pl.DataFrame, log: str) -> pl.DataFrame:
 
 
 def _internal_empty(log: str) -> pl.DataFrame:
-    columns = {c.name: _INTERNAL_TYPES[c.kind] for c in LOGS[log].columns}
+    columns = {c.name: _INTERNAL_TYPES[c.kind] for c in GENERATED_LOGS[log].columns}
     return pl.DataFrame(schema={**columns, "_rk": pl.Int64})
 
 
@@ -1502,11 +1654,13 @@ def simulate_orders(
     paid = paid_orders(world, conditions, cal, rng, day, orders)
     paid = buyer_feedback(fulfilment(paid, cal, rng), rng)
     refunds = refund_lifecycle(refund_requests(paid, rng), rng)
+    sessions = cs_sessions(paid, cal, rng, day)
     logs = {
         "orders": order_versions(paid),
         "refunds": refund_versions(refunds),
         "logistics": tracking_events(paid, rng),
-        "cs_sessions": cs_sessions(paid, cal, rng, day),
+        "cs_sessions": sessions,
+        "appeals": appeals(paid, refunds, sessions, rng),
     }
     return {log: _internal(rows, log) for log, rows in logs.items()}
 
@@ -1546,7 +1700,7 @@ def generate(
                 chunk = range(first, min(first + CHUNK_ORDERS, orders_per_day))
                 for log, rows in simulate_orders(world, conditions, cal, rng, day, chunk).items():
                     outbox.put(log, emit(rows, log, cal, rng))
-            for log in LOGS:
+            for log in GENERATED_LOGS:
                 frame = spoil(outbox.take(log, day), log, cal, rng, day, bad_rows)
                 write_partition(out, log, cal.date(day), frame, file_style(rng, log, day), rng)
                 report.rows[log] += frame.height
@@ -1566,7 +1720,8 @@ def generate_raw(
     bad_rows: float = BAD_ROW_SHARE,
 ) -> dict[str, int]:
     """Write synthetic raw logs `<out>/<log>/dt=YYYY-MM-DD/part-0.parquet` (sometimes also
-    `part-1.parquet`) for `dt = start .. start + days - 1` and return the rows written per log.
+    `part-1.parquet`) for `dt = start .. start + days - 1` and return the rows written per log:
+    the four logs of section 2 every day, and `appeals` (13.1) on the days it has rows.
 
     `shops` shops share `orders_per_day` paid orders a day (heavy-tailed; a few shops are tiny).
     Records are placed by the business date (in `tz`) on which they are emitted; records due after
