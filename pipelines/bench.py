@@ -725,13 +725,18 @@ def floor_queries(files: Mapping[str, Sequence[Path]]) -> dict[str, str]:
     The spec's columns are what any run must read: each is validated, and a rejected row is kept
     whole in the quarantine. `sum(hash(...))` forces DuckDB to decode each value (a bare
     `count(*)` would be answered from the footers); `union_by_name` absorbs the files' allowed
-    variations (column order, integer widths, naive timestamps, extra columns).
+    variations (column order, integer widths, naive timestamps, extra columns, an optional column
+    left out). An optional column that none of the files carries (13.1: it reads as null) has
+    nothing to decode and is not named, as DuckDB could not bind it.
     """
     queries = {}
     for log, paths in files.items():
         if not paths:
             continue
-        columns = column_list(LOGS[log].column_names)
+        schema = LOGS[log]
+        optional = {c.name for c in schema.columns if c.optional}
+        carried = {name for p in paths if optional for name in pq.read_schema(p).names}
+        columns = column_list(c for c in schema.column_names if c not in optional - carried)
         listing = ", ".join(sql_literal(str(p)) for p in paths)
         queries[log] = (
             f"SELECT count(*), sum(hash({columns})) "

@@ -1,12 +1,13 @@
-"""Synthetic raw logs for expscore: the four inputs of SCORING.md section 2, day by day.
+"""Synthetic raw logs for expscore: the inputs of SCORING.md sections 2 and 13.1, day by day.
 
 The generator simulates a marketplace, not a table: shops with a latent quality (that drifts for
 some of them) sell items of a few leaf categories; every paid order runs through pickup, transit,
 delivery, reviews, refunds and customer-service sessions, and each of these leaves records in the
-logs on the business date they are emitted. On top of the simulated truth come the faults a real
-feed has: late arrivals, exact duplicates, naive timestamps and other integer widths in some files,
-a partition split over two files, and a small share of deliberately bad rows the loader must
-quarantine.
+logs on the business date they are emitted; shops appeal a few orders, refunds and sessions, and
+the platform's decisions form the optional fifth log, `appeals`. On top of the simulated truth come
+the faults a real feed has: late arrivals, exact duplicates, naive timestamps and other integer
+widths in some files, files without the optional `ship_to_region` column, a partition split over
+two files, and a small share of deliberately bad rows the loader must quarantine.
 
 Everything is vectorised (Polars expressions, PyArrow compute); the only Python loops are over days,
 chunks of orders, logs and a handful of fixed "slots" (version kinds, tracking event kinds).
@@ -47,14 +48,48 @@ EVENT_SLOTS = 16  # event_id = order_id * 16 + tracking slot
 REFUND_SLOTS = 4  # refund_id = order_id * 4 + refund number
 SESSION_SLOTS = 4  # session_id = order_id * 4 + session kind
 VERSION_SLOTS = 8  # row key of a version = entity id * 8 + version kind
+APPEAL_SLOTS = 16  # appeal_id = order_id * 16 + 2 * subject slot + attempt (see `appeals`)
 CHUNK_ORDERS = 200_000  # orders simulated at once (bounds memory; results do not depend on it)
 HORIZON_DAYS = 120  # local midnights known beyond the last day (promises, late deliveries)
 
 BAD_ROW_SHARE = 0.002
 MAX_BAD_ROW_SHARE = 0.5
 ABNORMAL_ORDER_SHARE = 0.008  # orders the risk model flags (fake orders, malicious buyers)
-LATE_SHARE = {"orders": 0.02, "refunds": 0.03, "logistics": 0.01, "cs_sessions": 0.01}
-DUPLICATE_SHARE = {"orders": 0.003, "refunds": 0.003, "logistics": 0.005, "cs_sessions": 0.004}
+LATE_SHARE = {
+    "orders": 0.02,
+    "refunds": 0.03,
+    "logistics": 0.01,
+    "cs_sessions": 0.01,
+    "appeals": 0.03,
+}
+DUPLICATE_SHARE = {
+    "orders": 0.003,
+    "refunds": 0.003,
+    "logistics": 0.005,
+    "cs_sessions": 0.004,
+    "appeals": 0.01,
+}
+RESENT_SHARE = {"appeals": 1.0}  # of the copies, those re-sent 1-2 days later (others: 0.3)
+
+
+# Shops appeal what hurts their score, mostly: per subject, the share appealed when troubled (a
+# 1-2 star review; a refund the buyer took to the platform; a complaint or a 1-2 star session)
+# and otherwise. Overall about 0.3% of orders, 2% of refunds and 0.5% of sessions.
+APPEAL_P = {"order": (0.03, 0.0025), "refund": (0.08, 0.018), "session": (0.03, 0.0035)}
+UPHELD_SHARE = 0.4  # of the subjects appealed once
+REAPPEAL_SHARE = 0.08  # of the subjects appealed: twice, a first appeal rejected, a second upheld
+
+# The buyers' provinces: ISO 3166-2:CN codes of the 31 mainland provinces (without "CN-"), each
+# with a relative share of orders; the coastal provinces and the big cities buy the most. A buyer
+# lives in one of them; about 1% of orders carry no region (unknown).
+REGIONS = (
+    ("GD", 13.0), ("ZJ", 9.5), ("JS", 8.5), ("SH", 6.0), ("BJ", 5.5), ("SD", 5.0), ("SC", 4.2),
+    ("HA", 4.0), ("FJ", 3.8), ("HB", 3.5), ("HE", 3.3), ("HN", 3.0), ("AH", 3.0), ("LN", 2.3),
+    ("SN", 2.0), ("CQ", 2.0), ("GX", 1.9), ("JX", 1.8), ("YN", 1.6), ("TJ", 1.4), ("SX", 1.3),
+    ("HL", 1.2), ("GZ", 1.2), ("JL", 0.9), ("NM", 0.9), ("XJ", 0.8), ("GS", 0.7), ("HI", 0.6),
+    ("NX", 0.25), ("QH", 0.2), ("XZ", 0.1),
+)  # fmt: skip
+UNKNOWN_REGION_SHARE = 0.01
 
 # Local hour-of-day profiles (relative weights): orders peak in the evening, CS chats in the day.
 ORDER_HOURS = (3, 2, 1, 1, 1, 1, 2, 3, 4, 5, 6, 6, 6, 5, 5, 5, 5, 5, 6, 7, 9, 10, 9, 6)
@@ -555,9 +590,20 @@ def _payment_time(cal: Calendar, day: int, u: pl.Expr, edge: pl.Expr) -> pl.Expr
     )
 
 
+_REGION_CODES = pl.Series("ship_to_region", [code for code, _ in REGIONS], dtype=pl.String)
+_REGION_CDF = pl.Series([weight for _, weight in REGIONS]).cum_sum() / sum(w for _, w in REGIONS)
+
+
+def _region_of(u: pl.Series) -> pl.Series:
+    """The province of a uniform draw, by the regions' shares."""
+    index = _REGION_CDF.search_sorted(u, "right").clip(0, _REGION_CODES.len() - 1)
+    return _REGION_CODES.gather(index)
+
+
 def _checkout_terms(frame: pl.DataFrame, cal: Calendar, rng: Rng) -> pl.DataFrame:
     """Amount, return insurance, presale ship-by date and the delivery promise shown at checkout:
-    the end of a local day a few days after payment (or after the ship-by date)."""
+    the end of a local day a few days after payment (or after the ship-by date), and the region
+    shipped to: the buyer's home province, or unknown (null) for about 1% of orders."""
     d = Draws(rng, "order_id", "order")
     price = pl.col("category_id").replace_strict({c.category_id: c.price_cents for c in CATEGORIES})
     promise_share = pl.col("category_id").replace_strict(
@@ -570,8 +616,12 @@ def _checkout_terms(frame: pl.DataFrame, cal: Calendar, rng: Rng) -> pl.DataFram
     promise_day = (
         base_day + lead_days.cast(pl.Int32) + 1 - pl.col("promise_bias_days").cast(pl.Int32)
     )
+    home = rng.u("buyer_id", "buyer:region").map_batches(
+        _region_of, return_dtype=pl.String, is_elementwise=True
+    )
     frame = d.with_columns(
         frame,
+        ship_to_region=pl.when(d.u("region_known") >= UNKNOWN_REGION_SHARE).then(home),
         amount_cents=pl.when(d.u("gift") < 0.001).then(0).otherwise(amount.clip(100)),
         return_insurance=d.u("insurance") < pl.col("insurance_share"),
         promised_ship_at=pl.when(presale).then(
@@ -828,7 +878,7 @@ def order_versions(o: pl.DataFrame) -> pl.DataFrame:
     """The orders change log: a version at payment, then one per later change (cancellation, review,
     risk flag raised after payment, flag lifted), each carrying the full state as of its time."""
     fixed = ("order_id", "shop_id", "item_id", "category_id", "buyer_id", "paid_at", "amount_cents")
-    promises = ("promised_ship_at", "promised_delivery_at", "return_insurance")
+    promises = ("promised_ship_at", "promised_delivery_at", "return_insurance", "ship_to_region")
 
     def state_at(ts: pl.Expr) -> dict[str, str | pl.Expr]:
         return {
@@ -1163,23 +1213,136 @@ def _cs_conversation(s: pl.DataFrame, cal: Calendar, rng: Rng) -> pl.DataFrame:
 
 
 # --------------------------------------------------------------------------------------------------
+# Appeals
+
+
+def appeals(
+    orders: pl.DataFrame, refunds: pl.DataFrame, sessions: pl.DataFrame, rng: Rng
+) -> pl.DataFrame:
+    """The appeals log (13.1): shops appeal a few of their orders, refunds and sessions, troubled
+    ones far more often (APPEAL_P), and the platform decides 1-10 days after the payment, the
+    request or the session's start (and after the session closed). A single appeal is upheld in
+    40% of cases; for some subjects the shop appeals twice: rejected, then upheld 1-3 days later.
+
+    appeal_id = order_id * APPEAL_SLOTS + 2 * slot + attempt: the slot names the subject among
+    those of one order (0 the order, 1-3 its refunds, 4-7 its sessions), the attempt is 0 or 1,
+    so ids are unique, and every draw is keyed by the first appeal's id (`_base`)."""
+    assert 2 * (REFUND_SLOTS + SESSION_SLOTS) <= APPEAL_SLOTS  # the slots fit
+    refund_id, session_id = pl.col("refund_id"), pl.col("session_id")
+    subjects = pl.concat(
+        [
+            _subjects(
+                orders,
+                "order",
+                pl.col("order_id"),
+                pl.col("order_id"),
+                slot=pl.lit(0, pl.Int64),
+                at=pl.col("paid_at"),
+                troubled=pl.col("review_at").is_not_null() & (pl.col("rating") <= 2),
+            ),
+            _subjects(
+                refunds,
+                "refund",
+                refund_id,
+                refund_id // REFUND_SLOTS,
+                slot=refund_id % REFUND_SLOTS,
+                at=pl.col("requested_at"),
+                troubled=pl.col("escalated_at").is_not_null(),
+            ),
+            _subjects(
+                sessions,
+                "session",
+                session_id,
+                session_id // SESSION_SLOTS,
+                slot=REFUND_SLOTS + session_id % SESSION_SLOTS,
+                at=pl.col("started_at"),
+                troubled=pl.col("escalated_to_platform") | (pl.col("satisfaction") <= 2),
+                closed=pl.col("closed_at"),
+            ),
+        ]
+    )
+    d = Draws(rng, "_base", "appeal")
+    subject = pl.col("subject")
+    troubled_p = subject.replace_strict({k: p for k, (p, _) in APPEAL_P.items()})
+    other_p = subject.replace_strict({k: p for k, (_, p) in APPEAL_P.items()})
+    appealed = d.u("appealed") < pl.when("_troubled").then(troubled_p).otherwise(other_p)
+    chosen = d.with_columns(subjects).filter(appealed)
+    twice = d.u("twice") < REAPPEAL_SHARE
+    days = (
+        pl.when(twice)
+        .then(_between(d.u("delay"), 1.0, 7.0))
+        .otherwise(_between(d.u("delay"), 1.0, 10.0))
+    )
+    decided_at = pl.max_horizontal(pl.col("_at") + _hours(24.0 * days), pl.col("_closed") + HOUR)
+    outcome = (
+        pl.when(twice)
+        .then(pl.lit("rejected"))
+        .when(d.u("upheld") < UPHELD_SHARE)
+        .then(pl.lit("upheld"))
+        .otherwise(pl.lit("rejected"))
+    )
+    chosen = d.with_columns(chosen, _twice=twice, decided_at=decided_at, outcome=outcome)
+    again_at = pl.col("decided_at") + _hours(24.0 * _between(d.u("again"), 1.0, 3.0))
+    chosen = d.detach(d.with_columns(chosen, _again_at=again_at))
+    second = chosen.filter("_twice").with_columns(
+        _base=pl.col("_base") + 1, decided_at="_again_at", outcome=pl.lit("upheld")
+    )
+    return pl.concat([chosen, second]).select(
+        appeal_id="_base",
+        shop_id="shop_id",
+        subject="subject",
+        subject_id="subject_id",
+        outcome="outcome",
+        decided_at="decided_at",
+        _rk="_base",
+    )
+
+
+def _subjects(
+    frame: pl.DataFrame,
+    kind: str,
+    subject_id: pl.Expr,
+    order_id: pl.Expr,
+    slot: pl.Expr,
+    at: pl.Expr,
+    troubled: pl.Expr,
+    closed: pl.Expr | None = None,
+) -> pl.DataFrame:
+    """Orders, refunds or sessions as appeal subjects: id, shop, key of the first appeal (`_base`),
+    the time the decision delay counts from, a time the decision must follow, and trouble."""
+    return frame.select(
+        "shop_id",
+        subject=pl.lit(kind),
+        subject_id=subject_id,
+        _base=order_id * APPEAL_SLOTS + 2 * slot,
+        _at=at,
+        _closed=at if closed is None else closed,
+        _troubled=troubled.fill_null(False),
+    )
+
+
+# --------------------------------------------------------------------------------------------------
 # Feed faults: late arrival, duplicates, bad rows
 
 
 def emit(rows: pl.DataFrame, log: str, cal: Calendar, rng: Rng) -> pl.DataFrame:
     """Assign each record the business date it is emitted on (`_emit`, a day index): the local
     date of its version time, 1-6 days later for late arrivals; some records are sent twice (mostly
-    in the same partition, sometimes re-sent a day or two later). Records due after the last day
-    are dropped."""
+    in the same partition, sometimes re-sent a day or two later: RESENT_SHARE). Records due after
+    the last day are dropped."""
     d = Draws(rng, "_rk", log)
     late_p, duplicate_p = LATE_SHARE[log], DUPLICATE_SHARE[log]
+    resent_p = RESENT_SHARE.get(log, 0.3)
     # One draw decides whether and how late: given u < p, u / p is again uniform.
     late = d.u("late") < late_p
     late_days = pl.when(late).then(1 + ((d.u("late") / late_p) ** 2 * 6).floor().cast(pl.Int32))
     copied = d.u("duplicate") < duplicate_p
-    resent = d.u("duplicate") / duplicate_p  # < 0.3: re-sent 1-2 days later
-    resent_days = pl.when(resent < 0.3).then(1 + (resent / 0.15).floor().cast(pl.Int32))
-    rows = d.with_columns(rows, _emit=cal.day_of(LOGS[log].version_column) + late_days.fill_null(0))
+    resent = d.u("duplicate") / duplicate_p  # < resent_p: re-sent 1-2 days later
+    resent_days = pl.when(resent < resent_p).then(
+        1 + (resent / (resent_p / 2)).floor().cast(pl.Int32)
+    )
+    version = LOGS[log].version_column
+    rows = d.with_columns(rows, _emit=cal.day_of(version) + late_days.fill_null(0))
     copies = rows.filter(copied).with_columns(_emit=pl.col("_emit") + resent_days.fill_null(0))
     return d.detach(pl.concat([rows, copies])).filter(pl.col("_emit") < cal.days)
 
@@ -1211,6 +1374,11 @@ BAD_KINDS: dict[str, tuple[str, ...]] = {
         "negative_value",
         "at_or_after_partition_cutoff",
     ),
+    "appeals": (  # exactly the reasons 13.1 allows
+        "null_in_required_column",
+        "unknown_enum_value",
+        "at_or_after_partition_cutoff",
+    ),
 }
 
 # Per log: the columns a bad row may null, the enum values, rating and amount it may break, and
@@ -1220,6 +1388,7 @@ _NULLABLE_VICTIMS = {
     "refunds": ("order_id", "requested_at", "reason", "platform_help", "amount_cents"),
     "logistics": ("order_id", "event_type", "event_at"),
     "cs_sessions": ("shop_id", "started_at", "escalated_to_platform", "closed_at"),
+    "appeals": ("shop_id", "subject", "subject_id", "outcome", "decided_at"),
 }
 _UNKNOWN_ENUMS = {
     "refunds": {
@@ -1229,6 +1398,7 @@ _UNKNOWN_ENUMS = {
         "ruling": "split",
     },
     "logistics": {"event_type": "signed"},
+    "appeals": {"subject": "review", "outcome": "Upheld"},
 }
 _RATING = {"orders": "review_rating", "cs_sessions": "satisfaction"}
 _NEGATIVE = {
@@ -1247,15 +1417,18 @@ def spoil(
     day: int,
     share: float = BAD_ROW_SHARE,
 ) -> pl.DataFrame:
-    """Break `share` of a partition's rows (at least one, unless `share` is 0) so that each is
-    rejected for exactly one reason; the reasons rotate with the day so that each shows up even
-    at small scale. Adds `_bad` (the reason code, null for good rows)."""
+    """Break `share` of a partition's rows (at least one, unless `share` is 0, or the log is
+    optional: a few appeals a day with one broken would fail the quarantine gate every night)
+    so that each is rejected for exactly one reason; the reasons rotate with the day so that
+    each shows up even at small scale. Adds `_bad` (the reason code, null for good rows)."""
     frame = frame.with_columns(_bad=pl.lit(None, pl.String))
-    if frame.height == 0 or share == 0:
+    least = 0 if LOGS[log].optional else 1
+    broken = max(least, round(share * frame.height))
+    if frame.height == 0 or share == 0 or broken == 0:
         return frame
     kinds = BAD_KINDS[log]
     pick = rng.uniform(frame["_rk"], f"{log}:bad:pick")
-    chosen = pick <= pick.bottom_k(max(1, round(share * frame.height))).max()
+    chosen = pick <= pick.bottom_k(broken).max()
     order = pl.col("_pick").rank("ordinal") - 1  # by the keyed draw, not by row position
     victims = (
         frame.filter(chosen)
@@ -1325,11 +1498,13 @@ class FileStyle:
     reversed_columns: bool = False
     extra_column: bool = False
     split: bool = False  # two files, part-0 and part-1
+    omit_optional: bool = False  # the optional columns (ship_to_region) left out: they read as null
 
 
 def file_style(rng: Rng, log: str, day: int) -> FileStyle:
     """Most partitions are canonical; ~8% use naive timestamps, ~10% another integer width, ~10%
-    reversed column order, ~5% an extra column, ~20% are split over two files."""
+    reversed column order, ~5% an extra column, ~20% are split over two files, and ~15% leave the
+    log's optional columns out (only orders have one)."""
     key = pl.Series("day", [day], dtype=pl.Int64)
 
     def draw(name: str) -> float:
@@ -1342,6 +1517,7 @@ def file_style(rng: Rng, log: str, day: int) -> FileStyle:
         reversed_columns=draw("order") < 0.1,
         extra_column=draw("extra") < 0.05,
         split=draw("split") < 0.2,
+        omit_optional=draw("optional") < 0.15,
     )
 
 
@@ -1349,6 +1525,8 @@ def arrow_schema(schema: LogSchema, style: FileStyle = FileStyle()) -> pa.Schema
     """The Parquet schema of a log file (canonical types from pipelines.schemas, or a variant)."""
     fields = []
     for column in schema.columns:
+        if column.optional and style.omit_optional:
+            continue
         if column.kind == "timestamp":
             arrow_type = pa.timestamp("us", tz=None if style.naive_timestamps else "UTC")
         elif column.kind == "bool":
@@ -1382,12 +1560,19 @@ def _to_arrow(frame: pl.DataFrame, schema: LogSchema, style: FileStyle) -> pa.Ta
 def write_partition(
     out: Path, log: str, day_date: date, frame: pl.DataFrame, style: FileStyle, rng: Rng
 ) -> None:
-    """Write one partition (replacing any Parquet file left there by an earlier run)."""
+    """Write one partition (replacing any Parquet file left there by an earlier run). An optional
+    log (appeals) writes no partition for a day without rows: a missing partition means no rows
+    that day (13.1)."""
+    schema = LOGS[log]
     folder = out / log / f"dt={day_date.isoformat()}"
-    folder.mkdir(parents=True, exist_ok=True)
     for old in sorted(folder.glob("*.parquet")):
         old.unlink()
-    table = _to_arrow(frame, LOGS[log], style)
+    if schema.optional and frame.height == 0:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    table = _to_arrow(frame, schema, style)
     if style.split and table.num_rows > 1:
         mask = (rng.uniform(frame["_rk"], f"{log}:split") < 0.5).to_arrow()
         pq.write_table(table.filter(pc.invert(mask)), folder / "part-0.parquet")
@@ -1470,11 +1655,13 @@ def simulate_orders(
     paid = paid_orders(world, conditions, cal, rng, day, orders)
     paid = buyer_feedback(fulfilment(paid, cal, rng), rng)
     refunds = refund_lifecycle(refund_requests(paid, rng), rng)
+    sessions = cs_sessions(paid, cal, rng, day)
     logs = {
         "orders": order_versions(paid),
         "refunds": refund_versions(refunds),
         "logistics": tracking_events(paid, rng),
-        "cs_sessions": cs_sessions(paid, cal, rng, day),
+        "cs_sessions": sessions,
+        "appeals": appeals(paid, refunds, sessions, rng),
     }
     return {log: _internal(rows, log) for log, rows in logs.items()}
 
@@ -1534,7 +1721,8 @@ def generate_raw(
     bad_rows: float = BAD_ROW_SHARE,
 ) -> dict[str, int]:
     """Write synthetic raw logs `<out>/<log>/dt=YYYY-MM-DD/part-0.parquet` (sometimes also
-    `part-1.parquet`) for `dt = start .. start + days - 1` and return the rows written per log.
+    `part-1.parquet`) for `dt = start .. start + days - 1` and return the rows written per log:
+    the four logs of section 2 every day, and `appeals` (13.1) on the days it has rows.
 
     `shops` shops share `orders_per_day` paid orders a day (heavy-tailed; a few shops are tiny).
     Records are placed by the business date (in `tz`) on which they are emitted; records due after

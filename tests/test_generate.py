@@ -1,4 +1,5 @@
-"""Tests of the synthetic raw-log generator (pipelines/generate.py) against SCORING.md section 2.
+"""Tests of the synthetic raw-log generator (pipelines/generate.py) against SCORING.md sections 2
+and 13.1 (the orders' optional `ship_to_region`, the optional `appeals` log).
 
 The quarantine rules are re-implemented here, independently of the generator, so that "the rows the
 generator meant to break" and "the rows a reader of the spec rejects" are compared, not assumed.
@@ -15,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines import generate as gen
-from pipelines.schemas import LOGS, LogSchema
+from pipelines.schemas import APPEALS, LOGS, LogSchema
 
 TZ = "Asia/Shanghai"
 START = date(2026, 3, 1)
@@ -23,6 +24,8 @@ DAYS = 14
 SHOPS = 120
 ORDERS_PER_DAY = 1200
 SEED = 11
+# Every log the generator writes, declared from the contract (not taken from the generator)
+ALL_LOGS = {**LOGS, APPEALS.name: APPEALS}
 
 REASONS = (
     "null_in_required_column",
@@ -44,7 +47,7 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, gen.Generati
 @pytest.fixture(scope="module")
 def logs(sample: tuple[Path, gen.GenerationReport]) -> dict[str, pl.DataFrame]:
     out, _ = sample
-    return {log: classify(read_log(out, log), LOGS[log]) for log in LOGS}
+    return {log: classify(read_log(out, log), schema) for log, schema in ALL_LOGS.items()}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -56,15 +59,18 @@ def parquet_files(out: Path, log: str) -> list[Path]:
 
 
 def read_log(out: Path, log: str) -> pl.DataFrame:
-    """All files of a log, cast to the canonical types (UTC-aware timestamps, Int64), with `dt`."""
-    schema = LOGS[log]
+    """All files of a log, cast to the canonical types (UTC-aware timestamps, Int64), with `dt`;
+    an optional column a file leaves out reads as null (13.1)."""
+    schema = ALL_LOGS[log]
     frames = []
     for path in parquet_files(out, log):
         frame = pl.read_parquet(path)
         columns = []
         for column in schema.columns:
             expr = pl.col(column.name)
-            if column.kind == "timestamp":
+            if column.optional and column.name not in frame.columns:
+                expr = pl.lit(None, pl.String).alias(column.name)
+            elif column.kind == "timestamp":
                 if frame.schema[column.name].time_zone is None:  # type: ignore[union-attr]
                     expr = expr.dt.replace_time_zone("UTC")
                 expr = expr.dt.convert_time_zone("UTC")
@@ -132,28 +138,34 @@ def read_all(out: Path) -> dict[str, pa.Table]:
 
 
 def test_same_seed_same_tables_other_seed_other_tables(tmp_path: Path) -> None:
-    args = (START, 3, 30, 300, 5, TZ)
+    args = (START, 5, 30, 1000, 5, TZ)
     counts = [gen.generate_raw(tmp_path / name, *args) for name in ("a", "b")]
     assert counts[0] == counts[1]
+    assert counts[0]["appeals"] > 0
     first, second = read_all(tmp_path / "a"), read_all(tmp_path / "b")
     assert first.keys() == second.keys()
+    assert {name.split("/")[0] for name in first} == set(ALL_LOGS)  # appeals too
     for name, table in first.items():
         assert table.equals(second[name]), name
-    gen.generate_raw(tmp_path / "c", START, 3, 30, 300, 6, TZ)
+    gen.generate_raw(tmp_path / "c", START, 5, 30, 1000, 6, TZ)
     other = read_all(tmp_path / "c")
     assert any(not other[n].equals(t) for n, t in first.items() if n in other)
+    appeals = [n for n in first if n.startswith("appeals/")]
+    assert any(n not in other or not other[n].equals(first[n]) for n in appeals)
 
 
 def test_chunking_and_run_length_do_not_change_a_value(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Draws are keyed by ids: simulating in smaller chunks, or generating fewer days, gives the
-    same tables for the days both runs cover."""
-    gen.generate_raw(tmp_path / "whole", START, 4, 25, 300, 5, TZ)
-    monkeypatch.setattr(gen, "CHUNK_ORDERS", 70)
-    gen.generate_raw(tmp_path / "chunked", START, 2, 25, 300, 5, TZ)
+    same tables for the days both runs cover (appeals too: keyed by their subjects' ids)."""
+    gen.generate_raw(tmp_path / "whole", START, 6, 25, 1000, 5, TZ)
+    monkeypatch.setattr(gen, "CHUNK_ORDERS", 170)
+    gen.generate_raw(tmp_path / "chunked", START, 4, 25, 1000, 5, TZ)
     whole, chunked = read_all(tmp_path / "whole"), read_all(tmp_path / "chunked")
-    assert chunked.keys() == {n for n in whole if "2026-03-01" in n or "2026-03-02" in n}
+    days = [f"dt={START + timedelta(days=i)}" for i in range(4)]
+    assert chunked.keys() == {n for n in whole if any(day in n for day in days)}
+    assert any(n.startswith("appeals/") for n in chunked)
     for name, table in chunked.items():  # the same rows; their order follows the chunks
         assert _rows(table).equals(_rows(whole[name])), name
 
@@ -182,14 +194,22 @@ def test_layout_schema_and_counts(sample: tuple[Path, gen.GenerationReport]) -> 
     out, report = sample
     expected_dts = {f"dt={START + timedelta(days=i)}" for i in range(DAYS)}
     styles: set[str] = set()
-    for log, schema in LOGS.items():
+    assert report.rows.keys() == ALL_LOGS.keys()
+    for log, schema in ALL_LOGS.items():
         files = parquet_files(out, log)
-        assert {f.parent.name for f in files} == expected_dts  # every day, none beyond the last
+        if schema.optional:  # appeals: only days with appeals, none beyond the last
+            assert {f.parent.name for f in files} < expected_dts
+        else:  # every day, none beyond the last
+            assert {f.parent.name for f in files} == expected_dts
         assert {f.name for f in files} <= {"part-0.parquet", "part-1.parquet"}
         rows = 0
         for path in files:
             arrow = pq.read_schema(path)
+            assert set(arrow.names) - set(schema.column_names) <= {"ingest_source"}
             for column in schema.columns:
+                if column.optional and column.name not in arrow.names:
+                    styles.add(f"without {column.name}")
+                    continue
                 assert column.name in arrow.names, (path, column.name)
                 actual = arrow.field(column.name).type
                 assert _compatible(column.kind, actual), (path, column.name, actual)
@@ -207,7 +227,12 @@ def test_layout_schema_and_counts(sample: tuple[Path, gen.GenerationReport]) -> 
                 styles.add("two files")
             rows += pq.read_metadata(path).num_rows
         assert rows == report.rows[log]
-    assert styles == {"naive timestamps", "other integer width", "two files"}
+    assert styles == {
+        "naive timestamps",
+        "other integer width",
+        "two files",
+        "without ship_to_region",
+    }
     assert not list(out.glob(".generate-*")), "scratch folder left behind"
 
 
@@ -238,12 +263,13 @@ def test_quarantine_finds_exactly_the_rows_meant_to_be_bad(
 
 def test_good_rows_lie_before_their_partition_cutoff(logs: dict[str, pl.DataFrame]) -> None:
     for log, frame in logs.items():
-        version = pl.col(LOGS[log].version_column)
+        version = pl.col(ALL_LOGS[log].version_column)
         rows = good(frame)
         assert rows.filter(version >= cutoff_of(pl.col("dt"))).height == 0, log
         # ... and some arrive late: in a partition after the local date of their version time
-        late = rows.filter(local(LOGS[log].version_column).dt.date() < pl.col("dt"))
-        assert late.height > 0, log
+        # (the few appeals of this sample may all be on time: test_appeals_... checks theirs)
+        late = rows.filter(local(ALL_LOGS[log].version_column).dt.date() < pl.col("dt"))
+        assert late.height > 0 or log == "appeals", log
 
 
 def test_every_bad_row_kind_appears(
@@ -392,6 +418,248 @@ def test_shops_differ_in_size_and_quality(logs: dict[str, pl.DataFrame]) -> None
         .filter(pl.col("n") >= 20)["share"]
     )
     assert satisfaction.max() >= 0.95 > satisfaction.min()
+
+
+# --------------------------------------------------------------------------------------------------
+# ship_to_region (13.1)
+
+# The 31 mainland provinces, autonomous regions and municipalities (ISO 3166-2:CN without "CN-")
+MAINLAND = {
+    *("AH", "BJ", "CQ", "FJ", "GD", "GS", "GX", "GZ", "HA", "HB", "HE", "HI", "HL", "HN", "JL"),
+    *("JS", "JX", "LN", "NM", "NX", "QH", "SC", "SD", "SH", "SN", "SX", "TJ", "XJ", "XZ", "YN"),
+    "ZJ",
+}
+
+
+def region_files(out: Path) -> tuple[pl.DataFrame, list[Path]]:
+    """The (order_id, ship_to_region) rows of the orders files that carry the column, and the
+    orders files that leave it out."""
+    carried, without = [], []
+    for path in parquet_files(out, "orders"):
+        if "ship_to_region" in pq.read_schema(path).names:
+            rows = pl.read_parquet(path, columns=["order_id", "ship_to_region"])
+            carried.append(rows.with_columns(pl.col("order_id").cast(pl.Int64)))
+        else:
+            without.append(path)
+    return pl.concat(carried), without
+
+
+def test_ship_to_region_is_a_province_constant_across_an_orders_versions(
+    sample: tuple[Path, gen.GenerationReport],
+) -> None:
+    out, _ = sample
+    rows, _ = region_files(out)
+    per_order = rows.group_by("order_id").agg(
+        regions=pl.col("ship_to_region").n_unique(), region=pl.col("ship_to_region").first()
+    )
+    assert per_order["regions"].max() == 1  # one value (or null) in every version and copy
+    regions = per_order["region"].alias("ship_to_region")
+    assert set(regions.drop_nulls().unique()) == MAINLAND
+    assert 0.005 <= regions.null_count() / regions.len() <= 0.015  # unknown: ~1%
+    share = regions.drop_nulls().value_counts(normalize=True, sort=True, name="share")
+    assert share["ship_to_region"].head(3).to_list() == ["GD", "ZJ", "JS"]
+    assert 0.10 <= share["share"][0] <= 0.16  # Guangdong
+    big = share.filter(pl.col("ship_to_region").is_in(["GD", "ZJ", "JS", "SH", "BJ"]))
+    assert set(share["ship_to_region"].head(7)) >= {"GD", "ZJ", "JS", "SH", "BJ"}
+    assert 0.35 <= big["share"].sum() <= 0.50
+    assert share.filter(pl.col("ship_to_region") == "XZ")["share"][0] < 0.005  # Tibet: few
+
+
+def test_ship_to_region_is_left_out_of_some_orders_files(
+    sample: tuple[Path, gen.GenerationReport], logs: dict[str, pl.DataFrame]
+) -> None:
+    """Some partitions' files carry the column and others leave it out (a reader sees null there);
+    the style is per partition, so the files of one partition agree."""
+    out, _ = sample
+    rows, without = region_files(out)
+    assert without and rows.height
+    for path in without:
+        for sibling in path.parent.glob("*.parquet"):
+            assert "ship_to_region" not in pq.read_schema(sibling).names, sibling
+    # the same orders have a region in the files that carry it: the file left it out, not the data
+    left_out = pl.concat([pl.read_parquet(p, columns=["order_id"]) for p in without])
+    known = rows.filter(pl.col("ship_to_region").is_not_null())
+    assert left_out.cast(pl.Int64).join(known, on="order_id").height > 0
+    dts = [date.fromisoformat(p.parent.name.removeprefix("dt=")) for p in without]
+    unread = logs["orders"].filter(pl.col("dt").is_in(dts))
+    assert unread.height and unread["ship_to_region"].null_count() == unread.height
+    # about 15% of partitions, decided per log and day; no other log has an optional column
+    styles = [gen.file_style(gen.Rng(SEED), "orders", day).omit_optional for day in range(1000)]
+    assert 0.11 <= sum(styles) / len(styles) <= 0.19
+    orders = gen.arrow_schema(LOGS["orders"], gen.FileStyle(omit_optional=True))
+    assert orders.names == [c for c in LOGS["orders"].column_names if c != "ship_to_region"]
+    assert gen.arrow_schema(APPEALS, gen.FileStyle(omit_optional=True)).names == [
+        "appeal_id",
+        "shop_id",
+        "subject",
+        "subject_id",
+        "outcome",
+        "decided_at",
+    ]
+
+
+# --------------------------------------------------------------------------------------------------
+# Appeals (13.1)
+
+APPEAL_DAYS = 20
+SUBJECTS = {  # subject: its log, key, and the time the platform's decision follows
+    "order": ("orders", "order_id", "paid_at"),
+    "refund": ("refunds", "refund_id", "requested_at"),
+    "session": ("cs_sessions", "session_id", "started_at"),
+}
+
+
+@pytest.fixture(scope="module")
+def clean_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample's twin without bad rows: the same records in the same partitions."""
+    out = tmp_path_factory.mktemp("clean")
+    gen.generate(out, START, DAYS, SHOPS, ORDERS_PER_DAY, SEED, TZ, bad_rows=0)
+    return out
+
+
+@pytest.fixture(scope="module")
+def appeal_logs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pl.DataFrame]:
+    """A larger marketplace for the shares (20 days of 4,000 orders): the appeals and their
+    subjects' logs, classified."""
+    out = tmp_path_factory.mktemp("appeals")
+    gen.generate(out, START, APPEAL_DAYS, 300, 4_000, 13, TZ)
+    names = ("appeals", *(log for log, _, _ in SUBJECTS.values()))
+    return {log: classify(read_log(out, log), ALL_LOGS[log]) for log in names}
+
+
+def test_appeals_partitions_only_on_days_with_appeals(
+    sample: tuple[Path, gen.GenerationReport],
+) -> None:
+    """No decision falls within a day of the first subjects: the first day has no partition
+    (a missing partition means no appeals that day, 13.1); every partition written has rows."""
+    out, report = sample
+    folders = sorted((out / "appeals").iterdir())
+    assert f"dt={START}" not in {f.name for f in folders}
+    assert len(folders) >= DAYS - 3
+    for folder in folders:
+        files = list(folder.glob("*.parquet"))
+        assert files and sum(pq.read_metadata(f).num_rows for f in files) > 0, folder
+    assert report.rows["appeals"] == sum(
+        pq.read_metadata(f).num_rows for f in parquet_files(out, "appeals")
+    )
+
+
+def test_appeals_reference_existing_subjects_of_the_same_shop(
+    appeal_logs: dict[str, pl.DataFrame],
+) -> None:
+    appeals = good(appeal_logs["appeals"])
+    # a subject's first record may arrive up to 6 days late, past the last day: the appeals of
+    # the last 6 partitions may name subjects no file holds yet. (A subject whose only row was
+    # broken on purpose is in the logs, but has no good row to compare shop and times with.)
+    settled = START + timedelta(days=APPEAL_DAYS - 7)
+    for subject, (log, key, at) in SUBJECTS.items():
+        extra = ["closed_at"] if log == "cs_sessions" else []
+        subjects = (
+            good(appeal_logs[log])
+            .group_by(key)
+            .agg(pl.col("shop_id", at, *extra).first())
+            .rename({key: "subject_id", "shop_id": "subject_shop_id"})
+        )
+        mine = appeals.filter(pl.col("subject") == subject).join(
+            subjects, on="subject_id", how="left"
+        )
+        assert mine.height > 20, subject
+        ids = appeal_logs[log].select(pl.col(key).alias("subject_id")).unique()
+        early = mine.filter(pl.col("dt") <= settled)
+        assert early.join(ids, on="subject_id", how="anti").height == 0, subject  # in the logs
+        found = mine.filter(pl.col(at).is_not_null())  # with a good row to compare with
+        assert found.height >= 0.95 * mine.height, subject
+        assert (found["shop_id"] == found["subject_shop_id"]).all(), subject
+        delay = found["decided_at"] - found[at]
+        assert delay.min() >= timedelta(days=1) and delay.max() <= timedelta(days=10), subject
+        if extra:  # a session is decided on after it closed
+            assert (found["decided_at"] > found["closed_at"]).all()
+
+
+def test_appeal_shares_outcomes_copies_and_late_arrivals(
+    appeal_logs: dict[str, pl.DataFrame],
+) -> None:
+    appeals = good(appeal_logs["appeals"])
+    distinct = appeals.unique("appeal_id")
+    # shares of subjects appealed, among those whose appeals all fall in the generated days
+    # (decided at most 10 days after the subject)
+    until = cutoff_of(pl.lit(START + timedelta(days=APPEAL_DAYS - 12)))
+    plausible = {"order": (0.002, 0.0045), "refund": (0.01, 0.03), "session": (0.003, 0.008)}
+    for subject, (log, key, at) in SUBJECTS.items():
+        ids = good(appeal_logs[log]).filter(pl.col(at) < until).select(key).unique()
+        appealed = distinct.filter(pl.col("subject") == subject).select(
+            pl.col("subject_id").alias(key)
+        )
+        share = ids.join(appealed.unique(), on=key).height / ids.height
+        low, high = plausible[subject]
+        assert low <= share <= high, (subject, share)
+    upheld = (distinct["outcome"] == "upheld").mean()
+    assert isinstance(upheld, float) and 0.3 <= upheld <= 0.55
+    # a subject appealed twice: first rejected, then upheld; never more than twice
+    per_subject = distinct.sort("decided_at").group_by("subject", "subject_id").agg("outcome")
+    twice = per_subject.filter(pl.col("outcome").list.len() > 1)
+    assert twice.height >= 5
+    assert twice["outcome"].to_list() == [["rejected", "upheld"]] * twice.height
+    # copies: the same record again in a later partition (counted once by the spec)
+    copies = appeals.filter(pl.col("appeal_id").is_duplicated())
+    assert copies.height > 0
+    assert copies.select(pl.exclude("dt")).unique().height == copies["appeal_id"].n_unique()
+    assert (copies.group_by("appeal_id").agg(pl.col("dt").n_unique() == pl.len())["dt"]).all()
+    # late arrivals: emitted after the local date of decided_at
+    late = appeals.filter(local("decided_at").dt.date() < pl.col("dt"))
+    assert 0 < late.height <= 0.1 * appeals.height
+
+
+def test_bad_appeal_rows_carry_the_intended_defects(
+    sample: tuple[Path, gen.GenerationReport],
+    logs: dict[str, pl.DataFrame],
+    clean_sample: Path,
+) -> None:
+    """The sample against its clean twin: every appeal lies before its partition's cutoff except
+    the rows broken on purpose, and each of those differs from its clean self in exactly the one
+    way its reason names (13.1: a required null, an unknown subject or outcome, decided_at at or
+    after the cutoff)."""
+    _, report = sample
+    clean = classify(read_log(clean_sample, "appeals"), APPEALS)
+    assert clean["_reason"].null_count() == clean.height
+    assert clean.filter(pl.col("decided_at") >= cutoff_of(pl.col("dt"))).height == 0
+    dirty = logs["appeals"]
+    key = ["appeal_id", "dt"]
+    assert not clean.select(key).is_duplicated().any()
+    assert dirty.select(key).sort(key).equals(clean.select(key).sort(key))
+    columns = [c for c in APPEALS.column_names if c != "appeal_id"]
+    changed = pl.concat_list(
+        [pl.when(pl.col(c).ne_missing(pl.col(f"{c}_clean"))).then(pl.lit(c)) for c in columns]
+    ).list.drop_nulls()
+    rows = dirty.join(clean.drop("_reason"), on=key, suffix="_clean").with_columns(changed=changed)
+    broken = rows.filter(pl.col("changed").list.len() > 0)
+    assert broken.height == rows["_reason"].drop_nulls().len()  # the others are untouched
+    assert (broken["changed"].list.len() == 1).all()
+    broken = broken.with_columns(changed=pl.col("changed").list.first())
+    counts = dict(broken["_reason"].value_counts().iter_rows())
+    assert counts == {reason: n for reason, n in report.bad_rows["appeals"].items() if n}
+    assert (
+        set(counts)
+        == set(gen.BAD_KINDS["appeals"])
+        == {
+            "null_in_required_column",
+            "unknown_enum_value",
+            "at_or_after_partition_cutoff",
+        }
+    )
+    for row in broken.iter_rows(named=True):
+        column, reason = row["changed"], row["_reason"]
+        if reason == "null_in_required_column":
+            assert row[column] is None and row[f"{column}_clean"] is not None, row
+        elif reason == "unknown_enum_value":
+            assert column in ("subject", "outcome"), row
+            assert row[column] not in (APPEALS.column(column).enum or ()), row
+        else:
+            assert reason == "at_or_after_partition_cutoff" and column == "decided_at", row
+    beyond = broken.filter(pl.col("_reason") == "at_or_after_partition_cutoff")
+    cutoff = cutoff_of(pl.col("dt"))
+    assert beyond.filter(pl.col("decided_at") < cutoff).height == 0
+    assert beyond.filter(pl.col("decided_at") > cutoff + pl.duration(hours=3)).height == 0
 
 
 # --------------------------------------------------------------------------------------------------

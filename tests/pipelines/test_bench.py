@@ -559,3 +559,21 @@ def test_the_disk_need_grows_with_the_scale_and_counts_what_is_already_there(
     os.link(published, linked)
     (layout.root / "generated.json").write_bytes(b"y" * 24)
     assert bench.disk_need(m, layout).present_bytes == 1024  # the hard link counted once
+
+
+def test_the_floor_reads_orders_files_without_the_optional_region(tmp_path: Path) -> None:
+    """13.1: an orders file may leave `ship_to_region` out; the floor hashes it where some file
+    of the set carries it, and leaves it unnamed where none does (DuckDB could not bind it)."""
+    from pipelines import generate as gen
+
+    gen.generate(tmp_path, dt.date(2026, 3, 1), 1, 5, 50, 3, bad_rows=0)
+    (day,) = (tmp_path / "orders").iterdir()
+    frame = pl.read_parquet(day / "*.parquet").with_columns(ship_to_region=pl.lit("GD"))
+    with_region, without = tmp_path / "with.parquet", tmp_path / "without.parquet"
+    frame.write_parquet(with_region)
+    frame.drop("ship_to_region").write_parquet(without)
+    for files, named in (([without], False), ([with_region, without], True)):
+        sql = bench.floor_queries({"orders": files})["orders"]
+        assert ("ship_to_region" in sql) is named
+        rows, _ = duckdb.sql(sql).fetchall()[0]
+        assert rows == frame.height * len(files)
