@@ -22,8 +22,8 @@ UPHELD_SCHEMA = {"subject": pl.String, "subject_id": pl.Int64}
 
 
 def upheld_subjects(appeals: pl.LazyFrame) -> pl.LazyFrame:
-    """The distinct subjects with an upheld appeal; a rejected appeal changes nothing, and an
-    appeal counts once whatever the number of its copies (the subject alone is kept)."""
+    """The distinct subjects with an upheld appeal among `appeals` (the current ones: one row
+    per appeal_id, 2.5); a rejected appeal changes nothing, whatever its order."""
     return (
         appeals.filter(pl.col("outcome") == "upheld")
         .select("subject", "subject_id")

@@ -14,6 +14,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from pipelines.schemas import EVENT_TYPES, REFUND_REASONS, RULINGS, SELLER_DECISIONS
+from scoring.catalog import EXCLUDABLE_INDICATORS
 from tests.builders import complete_rows, frame
 
 TZ = zoneinfo.ZoneInfo("Asia/Shanghai")
@@ -212,6 +213,30 @@ def marketplaces(draw: st.DrawFn, max_orders: int = 40) -> dict[str, list[dict]]
         logs["cs_sessions"] += draw(sessions(shop_id, shop_id * 1000))
     logs["appeals"] = draw(appeals_of(logs))
     return {log: complete_rows(log, rows) for log, rows in logs.items()}
+
+
+@st.composite
+def exemptions(draw: st.DrawFn) -> list[dict]:
+    """0-2 random `[[exemptions]]` entries as the TOML parser gives them (13.3)."""
+    entries = []
+    for n in range(draw(st.integers(0, 2))):
+        first = dt.date(2026, 2, 12) + dt.timedelta(days=draw(st.integers(0, 36)))
+        ship_by = draw(st.one_of(st.none(), st.integers(0, 24 * 12)))
+        excluded = draw(st.lists(st.sampled_from(EXCLUDABLE_INDICATORS), unique=True, max_size=4))
+        if ship_by is None and not excluded:
+            excluded = ["delivery_hours"]
+        entry = {
+            "name": f"e{n}",
+            "paid_from": first,
+            "paid_to": first + dt.timedelta(days=draw(st.integers(0, 6))),
+            "regions": draw(st.sampled_from([[], ["GD"], ["GD", "ZJ"], ["XX"]])),
+            "exclude_from": excluded,
+        }
+        if ship_by is not None:
+            start = dt.datetime.combine(first, dt.time(), tzinfo=dt.UTC)
+            entry["ship_by"] = start + dt.timedelta(hours=ship_by)
+        entries.append(entry)
+    return entries
 
 
 VERSION_COLUMN = {

@@ -17,12 +17,11 @@ from pipelines.errors import InputError
 from pipelines.published import PUBLISHED_SCHEMAS, scan_day
 from pipelines.run import load_rules, run_day
 from pipelines.schemas import LOGS
-from scoring.catalog import EXCLUDABLE_INDICATORS
 from scoring.daily import TABLE_SCHEMAS
 from tests.builders import DEFAULT_RULES_PATH, default_rules_dict, window_is_empty
 from tests.compare import frame_differences, table_differences
 from tests.hypothesis_budget import examples
-from tests.marketplace import RUN_DATE, marketplaces, write_marketplace
+from tests.marketplace import RUN_DATE, exemptions, marketplaces, write_marketplace
 from tests.oracle.reference import reference_tables
 
 RULES = load_rules(DEFAULT_RULES_PATH)
@@ -78,30 +77,6 @@ def test_matches_independent_reference(logs) -> None:
                 shutil.rmtree(os.environ["EXPSCORE_DUMP"], ignore_errors=True)
                 shutil.copytree(raw, os.environ["EXPSCORE_DUMP"])
             assert not problems, "\n".join(problems)
-
-
-@st.composite
-def exemptions(draw: st.DrawFn) -> list[dict]:
-    """0-2 random `[[exemptions]]` entries as the TOML parser gives them (13.3)."""
-    entries = []
-    for n in range(draw(st.integers(0, 2))):
-        first = dt.date(2026, 2, 12) + dt.timedelta(days=draw(st.integers(0, 36)))
-        ship_by = draw(st.one_of(st.none(), st.integers(0, 24 * 12)))
-        excluded = draw(st.lists(st.sampled_from(EXCLUDABLE_INDICATORS), unique=True, max_size=4))
-        if ship_by is None and not excluded:
-            excluded = ["delivery_hours"]
-        entry = {
-            "name": f"e{n}",
-            "paid_from": first,
-            "paid_to": first + dt.timedelta(days=draw(st.integers(0, 6))),
-            "regions": draw(st.sampled_from([[], ["GD"], ["GD", "ZJ"], ["XX"]])),
-            "exclude_from": excluded,
-        }
-        if ship_by is not None:
-            start = dt.datetime.combine(first, dt.time(), tzinfo=dt.UTC)
-            entry["ship_by"] = start + dt.timedelta(hours=ship_by)
-        entries.append(entry)
-    return entries
 
 
 @PIPELINE

@@ -40,7 +40,7 @@ from pipelines.exchange import Exchange, is_uri, subfolder
 from pipelines.executors import IN_PROCESS, ExecutorOptions, open_executor
 from pipelines.load import QUARANTINE_SCHEMA, WindowLoad, list_partitions
 from pipelines.schemas import LOGS
-from pipelines.state.appeals import APPEALS, appeals_report, keep_appeals
+from pipelines.state.appeals import APPEALS, appeals_report, keep_appeals, kept_appeals
 from pipelines.state.ingest import (
     ROUTING,
     CheckedFile,
@@ -404,7 +404,6 @@ def _window_load(
         else [d.isoformat() for d in sorted(wanted - set(list_partitions(raw, log)))]
         for log, schema in LOGS.items()
     }
-    appeals = appeals.unique("appeal_id")
     current = {
         "orders": sum(d.counts.get("orders", 0) for d in done),
         "refunds": sum(d.counts.get("refunds", 0) for d in done),
@@ -510,4 +509,5 @@ def current_state(location: str) -> dict[str, pl.DataFrame]:
         )
         parts["refunds"].append(refunds.drop("_key", GONE))
         parts["cs_sessions"].append(night.current("sessions", "cs_sessions"))
+    parts[APPEALS].append(kept_appeals(store, manifest))
     return {log: pl.concat(frames) for log, frames in parts.items()}

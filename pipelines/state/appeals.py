@@ -16,9 +16,11 @@ from dataclasses import dataclass
 import polars as pl
 
 from pipelines.exchange import Exchange
+from pipelines.schemas import LOGS
 from pipelines.state.ingest import inbox_part, log_schema
 from pipelines.state.store import Manifest, StateStore
 from scoring.appeals import SUBJECT_KEYS, UPHELD_SCHEMA, Subject, upheld_subjects
+from scoring.current import current_rows
 from scoring.window import Window
 
 APPEALS = "appeals"  # the manifest's files entry of the kept appeals: appeals -> dt -> files
@@ -69,18 +71,23 @@ def keep_appeals(
     frames = [frame.cast(schema) for files in kept.values() for frame in store.read(files)]
     rows = pl.concat(frames) if frames else pl.DataFrame(schema=schema)
 
+    def current(w: Window) -> pl.DataFrame:
+        """The window's appeals, one per appeal_id: copies that disagree count as the copy
+        of the first partition (2.5), as the other append-only logs."""
+        in_window = rows.filter(pl.col("dt").is_between(w.first_date, w.run_date))
+        return current_rows(in_window, "appeal_id", None, LOGS[APPEALS].column_names)
+
     def upheld_in(w: Window | None) -> pl.DataFrame:
         if w is None:
             return pl.DataFrame(schema=UPHELD_SCHEMA)
-        in_window = rows.filter(pl.col("dt").is_between(w.first_date, w.run_date))
-        return upheld_subjects(in_window.lazy()).collect().sort("subject", "subject_id")
+        return upheld_subjects(current(w).lazy()).collect().sort("subject", "subject_id")
 
     first = window.first_date.isoformat()
     files = {day: f for day, f in kept.items() if first <= day <= window.run_date.isoformat()}
     upheld = Upheld(upheld_in(window), upheld_in(previous))
     exchange.write_parquet(upheld.now.to_arrow(), UPHELD, "now.parquet")
     exchange.write_parquet(upheld.before.to_arrow(), UPHELD, "before.parquet")
-    return files, upheld, rows.filter(pl.col("dt").is_between(window.first_date, window.run_date))
+    return files, upheld, current(window)
 
 
 def appeals_report(appeals: pl.DataFrame) -> dict:
@@ -93,6 +100,15 @@ def appeals_report(appeals: pl.DataFrame) -> dict:
         "read": {o: int(outcomes.get(o, 0)) for o in ("upheld", "rejected")},
         "subjects_upheld": {s: int(subjects.get(s, 0)) for s in SUBJECT_KEYS},
     }
+
+
+def kept_appeals(store: StateStore, manifest: Manifest) -> pl.DataFrame:
+    """The current appeals a committed state keeps (one row per appeal_id, 2.5)."""
+    schema = log_schema(APPEALS)
+    files = manifest.files.get(APPEALS, {}).get(APPEALS, {})
+    frames = [frame.cast(schema) for day in files.values() for frame in store.read(day)]
+    rows = pl.concat(frames) if frames else pl.DataFrame(schema=schema)
+    return current_rows(rows, "appeal_id", None, LOGS[APPEALS].column_names)
 
 
 def read_upheld(exchange: Exchange) -> Upheld:

@@ -51,12 +51,13 @@ import datetime as dt
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import polars as pl
 
 from pipelines.exchange import Exchange
 from pipelines.schemas import LOGS
-from pipelines.state.appeals import read_upheld
+from pipelines.state.appeals import Upheld, read_upheld
 from pipelines.state.ingest import inbox_part, log_schema
 from pipelines.state.store import StateStore
 from scoring.activity import refund_days, session_days
@@ -172,7 +173,11 @@ class ShardNight:
         self.files: Files = {table: dict(keys) for table, keys in task.files.items()}
         self.counts: dict[str, int] = {}
         self.counted: dict[str, int] = {}  # per log, the change tonight in its current rows
-        self.upheld = read_upheld(self.inbox)
+
+    @cached_property
+    def upheld(self) -> Upheld:
+        """Which subjects upheld appeals remove, tonight and last night (the driver's)."""
+        return read_upheld(self.inbox)
 
     # ---------------------------------------------------------------------------------------
     # reading

@@ -234,3 +234,75 @@ def test_a_rules_file_nested_too_deeply_is_a_rules_error(monkeypatch, capsys, ra
     rules.write_text("a = " + "[" * 5000 + "]" * 5000 + "\n")
     code, _, err = run(monkeypatch, capsys, raw, tmp_path / "out", "--rules", str(rules))
     assert code == 2 and f"rules file {rules}: nested too deeply" in err
+
+
+# --------------------------------------------------------------------------------------------
+# spec v1.1: the optional appeals log and ship_to_region (13.1)
+
+
+def test_bad_appeal_rows_are_quarantined_with_their_reasons(
+    monkeypatch, capsys, raw, tmp_path
+) -> None:
+    """13.1's three reasons; the good upheld appeal removes its order and is counted."""
+    appeals = [
+        {"appeal_id": 1, "subject": "order", "subject_id": 100, "decided_at": ts(2026, 3, 10, 3)},
+        {"appeal_id": 2, "subject": "review", "subject_id": 101, "decided_at": ts(2026, 3, 10, 3)},
+        {"appeal_id": 3, "outcome": "Upheld", "subject_id": 102, "decided_at": ts(2026, 3, 10, 3)},
+        {"appeal_id": 4, "subject_id": 103, "decided_at": ts(2026, 3, 10, 16)},  # at the cutoff
+        {"appeal_id": 5, "subject_id": None, "decided_at": ts(2026, 3, 10, 3)},
+    ]
+    write_partition(raw, "appeals", D, appeals)
+    out = tmp_path / "out"
+    assert run(monkeypatch, capsys, raw, out, "--force")[0] == 0
+    q = pl.read_parquet(out / "quarantine" / f"dt={D}" / "part-0.parquet")
+    reasons = dict(q.filter(pl.col("log") == "appeals").select("record_key", "reason").rows())
+    assert reasons == {
+        2: "unknown_enum_value",
+        3: "unknown_enum_value",
+        4: "at_or_after_partition_cutoff",
+        5: "null_in_required_column",
+    }
+    manifest = json.loads((out / "manifests" / f"dt={D}.json").read_text())
+    assert manifest["appeals"] == {
+        "read": {"upheld": 1, "rejected": 0},
+        "subjects_upheld": {"order": 1, "refund": 0, "session": 0},
+    }
+    assert manifest["rejected_by_reason"]["appeals"] == {
+        "at_or_after_partition_cutoff": 1,
+        "null_in_required_column": 1,
+        "unknown_enum_value": 2,
+    }
+    assert manifest["inputs"]["appeals"]["missing_partitions"] == []
+    shops = pl.read_parquet(out / "shop_scores" / f"dt={D}" / "part-0.parquet")
+    assert shops.select("valid_orders", "appeals_upheld").row(0) == (199, 1)
+
+
+def test_orders_without_ship_to_region_read_as_unknown_region(
+    monkeypatch, capsys, raw, tmp_path
+) -> None:
+    """A file without the column is normal (13.1); a region exemption never matches its rows."""
+    paid = ts(2026, 3, 10, 2)
+    rated = {"paid_at": paid, "review_rating": 5}  # in negative_review_rate's denominator
+    with_region = [{"order_id": 900 + i, **rated, "ship_to_region": "GD"} for i in range(3)]
+    write_partition(raw, "orders", D, with_region, "regions")
+    no_region = frame("orders", [{"order_id": 950, **rated}]).drop("ship_to_region")
+    no_region.write_parquet(raw / "orders" / f"dt={D}" / "no-region.parquet")
+    rules = tmp_path / "rules.toml"
+    shipped = Path("pipelines/config/rules.default.toml").read_text("utf-8")
+    rules.write_text(
+        shipped + '\n[[exemptions]]\nname = "typhoon"\npaid_from = 2026-03-10\n'
+        'paid_to = 2026-03-10\nregions = ["GD"]\nexclude_from = ["negative_review_rate"]\n',
+        "utf-8",
+    )
+    out = tmp_path / "out"
+    assert run(monkeypatch, capsys, raw, out, "--force", "--rules", str(rules))[0] == 0
+    indicators = pl.read_parquet(out / "shop_indicators" / f"dt={D}" / "part-0.parquet")
+    reviews = indicators.filter(pl.col("indicator") == "negative_review_rate")
+    assert reviews.select("denominator", "excluded").row(0) == (1, 3)  # GD out, unknown kept
+    manifest = json.loads((out / "manifests" / f"dt={D}.json").read_text())
+    assert manifest["exemptions"][0]["name"] == "typhoon"
+    assert manifest["exemptions"][0]["rows_matched"] == {
+        "orders": 3,
+        "refunds": 0,
+        "cs_sessions": 0,
+    }

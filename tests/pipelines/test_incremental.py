@@ -38,6 +38,7 @@ from tests.marketplace import (
     RUN_DATE,
     VERSION_COLUMN,
     business_day,
+    exemptions,
     marketplaces,
     write_marketplace,
 )
@@ -45,9 +46,10 @@ from tests.marketplace import (
 SAMPLE_RAW = Path(__file__).resolve().parents[2] / "data_samples" / "raw"
 
 
-def small_rules(window_days: int):
+def small_rules(window_days: int, exempt: list[dict] | None = None):
     rules = {**default_rules_dict(), "min_orders": 3, "min_item_orders": 2}
     rules["window_days"] = window_days
+    rules["exemptions"] = exempt or []
     return parse_rules(rules, f"small-w{window_days}")
 
 
@@ -73,7 +75,7 @@ def state_drift(raw: Path, out: Path, rules, day: dt.date) -> dict[str, int]:
         window_facts(raw, rules_window(rules, day), fresh, StateOptions())
         scratch = current_state(fresh)
     keys = {"orders": "order_id", "logistics": "event_id", "refunds": "refund_id",
-            "cs_sessions": "session_id"}  # fmt: skip
+            "cs_sessions": "session_id", "appeals": "appeal_id"}  # fmt: skip
     drift = {}
     for log, key in keys.items():
         a, b = sorted_rows(kept[log], key), sorted_rows(scratch[log], key)
@@ -128,7 +130,7 @@ def arrivals(draw: st.DrawFn) -> dict[str, Any]:
         day += dt.timedelta(days=draw(st.sampled_from([1, 1, 1, 2, 7, 0, -1, -3])))
     window_days = draw(st.sampled_from([2, 3, 7, 30]))
     return {"logs": logs, "late": late, "duplicates": duplicates, "dates": dates,
-            "window_days": window_days}  # fmt: skip
+            "window_days": window_days, "exemptions": draw(exemptions())}  # fmt: skip
 
 
 @settings(
@@ -138,8 +140,9 @@ def arrivals(draw: st.DrawFn) -> dict[str, Any]:
 )
 @given(arrivals())
 def test_incremental_runs_equal_from_scratch_runs(case: dict[str, Any]) -> None:
-    """Over a random sequence of run dates, with late and duplicate rows arriving in between."""
-    logs, rules = case["logs"], small_rules(case["window_days"])
+    """Over a random sequence of run dates, with late and duplicate rows (appeals among them)
+    arriving in between, and random exemptions in the rules."""
+    logs, rules = case["logs"], small_rules(case["window_days"], case["exemptions"])
     with tempfile.TemporaryDirectory() as tmp:
         raw, out = Path(tmp) / "raw", Path(tmp) / "out"
         held = {log: {i for i, _, _ in case["late"].get(log, [])} for log in logs}
