@@ -951,6 +951,7 @@ PEER_KEYS: dict[str, tuple[str, ...]] = {
     "item_traffic_weights": ("item_id",),
 }
 PEER_TOLERANCE = 1e-6
+PEER_NOT_COLUMNS = ("dt", "rules_version")  # what every published table carries (10)
 
 
 def compare_peer(
@@ -961,7 +962,9 @@ def compare_peer(
     Per table: rows on each side and on both (by key); per column the peer computes, the share
     of rows (of the full outer join, so a row on one side only disagrees) whose values agree
     (floats within `tolerance`, both null agreeing), and for floats the largest difference
-    where both have a value. Columns the peer leaves out (the shop `weight`) are not compared.
+    where both have a value. Columns the peer leaves out (the shop `weight`) are not compared;
+    `expscore_only` names them, so that a column expscore gains and the peer does not (as
+    `appeals_upheld` and `excluded` were, v1.1) shows instead of passing unseen.
     """
     tables: dict[str, Any] = {}
     for table, key in PEER_KEYS.items():
@@ -994,6 +997,9 @@ def compare_peer(
             "compared": True,
             "rows": {"expscore": ours.height, "peer": theirs.height, "both": both},
             "columns": columns,
+            "expscore_only": sorted(
+                c for c in ours.columns if c not in theirs.columns and c not in PEER_NOT_COLUMNS
+            ),
         }
     shops = tables["shop_scores"]
     items = tables["item_scores"]

@@ -3,29 +3,41 @@
 Issue 19 measures expscore against "a plain DuckDB SQL recompute of one date" of the spec's
 definitions: no window state, nothing kept from an earlier night, none of expscore's code. This
 module is that recompute, written from SCORING.md (v1.1) alone. It reads the raw Parquet
-partitions of the date's window, drops the rows the spec rejects (2.5), takes the current
-version of every order and refund and one copy of every event and session, and computes the
-window populations (3), the twelve indicators and the two bonus shares (4), priors, shrinkage,
-knots with the per-category overrides, weight spreading and dimension scores (5), the shop score,
-band, display score, peer percentile and points lost (6), PXI (7) and the traffic figures of 9
-that need no history. The harness (`pipelines/bench.py`) runs it in a child process like every
-other scenario and compares its tables with what expscore published for the same date.
+partitions of the date's window, the optional `appeals` log too (13.1), drops the rows the spec
+rejects (2.5, 13.1), takes the current version of every order and refund and one copy of every
+event, session and appeal, and computes the window populations (3) without the subjects of an
+upheld appeal (13.2), the exemptions of the rules (13.3: a later pickup deadline, rows removed
+from the indicators they name), the twelve indicators with the rows exemptions removed
+(`excluded`, 13.4) and the two bonus shares (4), priors, shrinkage, knots with the per-category
+overrides, weight spreading and dimension scores (5), the shop score, band, display score, peer
+percentile, points lost (6) and the subjects removed by upheld appeals (`appeals_upheld`, 13.4),
+PXI with the late shipments of v1.1 (7) and the traffic figures of 9 that need no history. The
+harness (`pipelines/bench.py`) runs it in a child process like every other scenario and
+compares its tables with what expscore published for the same date.
 
 Rules are data: the SQL is built from the rules TOML's values (knots become CASE expressions,
-weights and `k` literals), read here with `tomllib`, not through `scoring.rules`.
+weights and `k` literals, exemptions predicates on the local dates and the region), read here
+with `tomllib`, not through `scoring.rules`.
 
 Not computed, because the spec defines them through the day before (D-1), which a recompute of
 one date from raw logs does not have:
-- store labels (8): hysteresis against the labels held on D-1, and `since`;
+- store labels (8), those whose value exemptions reduce (13.3) among them: hysteresis against
+  the labels held on D-1, and `since`;
 - the shop traffic `weight` (9): `target_weight` clamped against D-1's weight (the
   `target_weight`, `refund_only_tier` and `campaign_eligible` are computed).
-Not computed because expscore does not implement them either: exemptions and upheld appeals
-(section 13; a rules file with `[[exemptions]]` is refused) and the quarantine table (rejected
-rows are dropped, not listed).
+Not computed because they are not tables of the date: the quarantine (rejected rows are
+dropped, not listed) and the manifest (nor its counts of the rows each exemption matched and of
+the appeals read). A rules file is refused (`PeerRulesError`) only when an exemption carries a
+key SCORING.md 13.3 does not define, or names an indicator it may not exclude.
 
 Readings where the spec leaves a choice follow README's "How the spec is read" (points lost with
 the spread dimension weight, duplicates broken on the remaining columns, quality refunds wherever
-requested, priors over exact integer numerators, the score clamped into [3.0, 5.0]).
+requested, priors over exact integer numerators, the score clamped into [3.0, 5.0]), and for
+v1.1: copies of an appeal keep the earliest `dt`, then the same tie rule; an order's pickup
+deadline is moved by every matching exemption's `ship_by` before the `excluded` rows of
+`pickup_on_time_rate` are counted; exemptions change no PXI figure but the late shipment of an
+order excluded from `pickup_on_time_rate`; a `ship_by` without an offset is a local time in
+the rules' `timezone` (the earlier instant when the clocks repeat it).
 
 Run as `python -m pipelines.bench_peer SPEC.json`: the spec names the date, the rules file, the
 raw files per log and partition, and the output folder; the tables are written there as Parquet
@@ -42,9 +54,11 @@ import sys
 import time
 import tomllib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import duckdb
 
@@ -52,23 +66,56 @@ HOUR_US = 3_600_000_000
 STALL_US = 72 * HOUR_US  # a gap of more than 72 h is a stall (4; exactly 72 h is not, 12.6)
 PICKUP_GRACE = "INTERVAL 48 HOUR"  # deadline(o) = later of paid_at + 48 h and promised_ship_at
 
-# The twelve indicators of section 4 in the spec's order, with their dimension and the shop sums
-# (columns of `shop_sums`) that make their numerator and denominator. `hours` indicators sum
-# microseconds, divided by 3.6e9 once (12.7).
-INDICATORS: tuple[tuple[str, str, str, str, bool], ...] = (
-    ("quality_refund_rate", "product", "quality_refunds", "delivered", False),
-    ("negative_review_rate", "product", "negative_reviews", "rated", False),
-    ("pickup_on_time_rate", "logistics", "picked_up_on_time", "pickup_due", False),
-    ("delivery_promise_rate", "logistics", "promise_kept", "promise_due", False),
-    ("track_anomaly_rate", "logistics", "anomalies", "picked_up", False),
-    ("delivery_hours", "logistics", "delivery_us", "delivered", True),
-    ("door_delivery_rate", "logistics", "door_deliveries", "delivered", False),
-    ("cs_response_rate", "service", "fast_responses", "service_hour_sessions", False),
-    ("cs_satisfaction_rate", "service", "satisfied_sessions", "rated_sessions", False),
-    ("refund_refusal_rate", "service", "refused_refunds", "decided_refunds", False),
-    ("platform_help_rate", "service", "help_requests", "valid_orders", False),
-    ("refund_handling_hours", "service", "handling_us", "decided_refunds", True),
+# The twelve indicators of section 4 in the spec's order, with their dimension and whether they
+# are `hours` indicators (their numerator sums microseconds, divided by 3.6e9 once, 12.7).
+INDICATORS: tuple[tuple[str, str, bool], ...] = (
+    ("quality_refund_rate", "product", False),
+    ("negative_review_rate", "product", False),
+    ("pickup_on_time_rate", "logistics", False),
+    ("delivery_promise_rate", "logistics", False),
+    ("track_anomaly_rate", "logistics", False),
+    ("delivery_hours", "logistics", True),
+    ("door_delivery_rate", "logistics", False),
+    ("cs_response_rate", "service", False),
+    ("cs_satisfaction_rate", "service", False),
+    ("refund_refusal_rate", "service", False),
+    ("platform_help_rate", "service", False),
+    ("refund_handling_hours", "service", True),
 )
+# Every indicator but `platform_help_rate` (whose numerator mixes refunds and sessions over
+# |V|, and which no exemption may name, 13.3) counts the rows of one population: orders of V
+# (`order_facts`), refunds of R (`refund_facts`), sessions of C (`session_facts`). Per indicator:
+# that population, the predicate of a row in its denominator, and its numerator's (for hours
+# indicators: the microseconds a row adds). An exemption naming the indicator removes its
+# matching rows from both (13.3); those it removes from the denominator are `excluded` (13.4).
+MEASURES: dict[str, tuple[str, str, str]] = {
+    "quality_refund_rate": ("order", "delivered_at IS NOT NULL", "quality_refund"),
+    "negative_review_rate": ("order", "review_rating IS NOT NULL", "review_rating <= 2"),
+    "pickup_on_time_rate": ("order", "pickup_due", "on_time"),
+    "delivery_promise_rate": ("order", "promise_due", "kept"),
+    "track_anomaly_rate": ("order", "pickup_at IS NOT NULL", "anomaly"),
+    "delivery_hours": (
+        "order",
+        "delivered_at IS NOT NULL",
+        "epoch_us(delivered_at) - epoch_us(paid_at)",
+    ),
+    "door_delivery_rate": ("order", "delivered_at IS NOT NULL", "door"),
+    "cs_response_rate": ("session", "service_hour", "first_response_seconds <= 180"),
+    "cs_satisfaction_rate": ("session", "satisfaction IS NOT NULL", "satisfaction >= 4"),
+    "refund_refusal_rate": (
+        "refund",
+        "seller_decision IS NOT NULL",
+        "seller_decision = 'refused'",
+    ),
+    "refund_handling_hours": (
+        "refund",
+        "seller_decision IS NOT NULL",
+        "epoch_us(decided_at) - epoch_us(requested_at)",
+    ),
+}
+# The time whose local date an exemption's [paid_from, paid_to] matches, per population (13.3).
+MATCHED_TIME = {"order": "paid_at", "refund": "requested_at", "session": "started_at"}
+EXEMPTION_KEYS = frozenset({"name", "paid_from", "paid_to", "regions", "ship_by", "exclude_from"})
 DIMENSIONS = ("product", "logistics", "service")
 
 # The raw columns (2.1-2.4) with the type each is read as. Every integer is read as BIGINT so an
@@ -90,6 +137,7 @@ COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
         ("review_rating", "BIGINT"),
         ("is_abnormal", "BOOLEAN"),
         ("updated_at", "TIMESTAMPTZ"),
+        ("ship_to_region", "VARCHAR"),
     ),
     "refunds": (
         ("refund_id", "BIGINT"),
@@ -129,13 +177,30 @@ COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
         ("escalated_to_platform", "BOOLEAN"),
         ("closed_at", "TIMESTAMPTZ"),
     ),
+    "appeals": (  # optional log (13.1): a missing folder or partition holds no appeals
+        ("appeal_id", "BIGINT"),
+        ("shop_id", "BIGINT"),
+        ("subject", "VARCHAR"),
+        ("subject_id", "BIGINT"),
+        ("outcome", "VARCHAR"),
+        ("decided_at", "TIMESTAMPTZ"),
+    ),
 }
 NULLABLE = {
-    "orders": {"promised_ship_at", "promised_delivery_at", "cancelled_at", "review_rating"},
+    "orders": {
+        "promised_ship_at",
+        "promised_delivery_at",
+        "cancelled_at",
+        "review_rating",
+        "ship_to_region",
+    },
     "refunds": {"seller_decision", "decided_at", "escalated_at", "ruling", "completed_at"},
     "logistics": {"door_delivery"},
     "cs_sessions": {"order_id", "first_response_seconds", "satisfaction"},
+    "appeals": set(),
 }
+# Columns a file may leave out: they read as null (13.1).
+OPTIONAL = {"orders": ("ship_to_region",)}
 ENUMS = {
     "refund_type": ("refund_only", "return_refund"),
     "reason": (
@@ -157,18 +222,21 @@ ENUMS = {
         "exception",
         "returned",
     ),
+    "subject": ("order", "refund", "session"),
+    "outcome": ("upheld", "rejected"),
 }
 VERSION_COLUMN = {
     "orders": "updated_at",
     "refunds": "updated_at",
     "logistics": "event_at",
     "cs_sessions": "closed_at",
+    "appeals": "decided_at",
 }
 
 # What the peer computes and what it leaves out, for the harness's JSON.
 COMPUTES = (
-    "shop_scores (every column)",
-    "shop_indicators (every column)",
+    "shop_scores (every column, appeals_upheld too)",
+    "shop_indicators (every column, excluded too)",
     "item_scores (every column)",
     "shop_traffic_weights: target_weight, refund_only_tier, campaign_eligible",
     "item_traffic_weights (every column)",
@@ -177,7 +245,7 @@ SKIPS = (
     "shop_labels: hysteresis and `since` need the labels held on D-1 (8)",
     "shop_traffic_weights.weight: target_weight clamped against D-1's weight (9)",
     "quarantine: rejected rows are dropped, not listed",
-    "exemptions and upheld appeals (13): not implemented by expscore either",
+    "manifest: the rows each exemption matched, the appeals read (13.4)",
 )
 STEPS = ("read", "facts", "compute", "write")
 TABLES = (
@@ -201,16 +269,75 @@ def read_rules(path: Path | None) -> dict[str, Any]:
     """The rules TOML as a dict (the shipped rules when `path` is None).
 
     Not validated beyond what the SQL needs: the harness runs expscore on the same file, which
-    validates it strictly (scoring/rules.py).
+    validates it strictly (scoring/rules.py). Refused (`PeerRulesError`): an exemption with a
+    key 13.3 does not define, or naming an indicator the peer does not exclude (13.3 allows
+    every one but `platform_help_rate`): the peer would otherwise compute something else.
     """
     if path is None:
         text = resources.files("pipelines.config").joinpath("rules.default.toml").read_text("utf-8")
     else:
         text = Path(path).read_text("utf-8")
     rules = tomllib.loads(text)
-    if rules.get("exemptions"):
-        raise PeerRulesError("the peer does not apply exemptions (section 13)")
+    for position, exemption in enumerate(rules.get("exemptions", [])):
+        unknown = sorted(set(exemption) - EXEMPTION_KEYS)
+        if unknown:
+            raise PeerRulesError(
+                f"exemptions[{position}] has keys the peer does not apply: {', '.join(unknown)}"
+            )
+        named = sorted(set(exemption.get("exclude_from", [])) - set(MEASURES))
+        if named:
+            raise PeerRulesError(
+                f"exemptions[{position}] excludes what the peer cannot: {', '.join(named)}"
+            )
     return rules
+
+
+@dataclass(frozen=True)
+class Exemption:
+    """One `[[exemptions]]` entry (13.3) as the SQL applies it."""
+
+    name: str
+    paid_from: dt.date
+    paid_to: dt.date
+    regions: tuple[str, ...]
+    ship_by: dt.datetime | None  # a UTC instant
+    exclude_from: frozenset[str]
+
+
+def exemptions(rules: Mapping[str, Any]) -> list[Exemption]:
+    """The rules' exemptions: dates as dates, `ship_by` as a UTC instant (an offset datetime;
+    without an offset, a local time in the rules' `timezone`, the earlier instant when the
+    clocks repeat it)."""
+    tz = ZoneInfo(str(rules["timezone"]))
+    listed = []
+    for entry in rules.get("exemptions", []):
+        ship_by = entry.get("ship_by")
+        if ship_by is not None:
+            if not isinstance(ship_by, dt.datetime):
+                raise PeerRulesError(f"exemption {entry.get('name')!r}: ship_by is not a datetime")
+            if ship_by.tzinfo is None:
+                ship_by = ship_by.replace(tzinfo=tz)
+            ship_by = ship_by.astimezone(dt.UTC)
+        listed.append(
+            Exemption(
+                name=str(entry["name"]),
+                paid_from=_date(entry["paid_from"]),
+                paid_to=_date(entry["paid_to"]),
+                regions=tuple(str(r) for r in entry.get("regions", [])),
+                ship_by=ship_by,
+                exclude_from=frozenset(entry.get("exclude_from", [])),
+            )
+        )
+    return listed
+
+
+def _date(value: object) -> dt.date:
+    """A TOML date (a string in ISO form is taken too)."""
+    if isinstance(value, dt.datetime):
+        raise PeerRulesError(f"an exemption date is a datetime: {value}")
+    if isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(str(value))
 
 
 def _overrides(rules: Mapping[str, Any]) -> dict[int, Mapping[str, Any]]:
@@ -240,7 +367,7 @@ def dimension_weights(rules: Mapping[str, Any], category: int | None) -> dict[st
 
 def _lit(value: object) -> str:
     """A SQL literal: strings quoted, floats as DOUBLE (an `e0` exponent: a bare `0.005` is a
-    DECIMAL literal in DuckDB), dates as DATE."""
+    DECIMAL literal in DuckDB), dates as DATE, aware datetimes as TIMESTAMPTZ."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -248,6 +375,8 @@ def _lit(value: object) -> str:
     if isinstance(value, float):
         text = repr(value)
         return text if "e" in text or "inf" in text or "nan" in text else f"{text}e0"
+    if isinstance(value, dt.datetime):  # an aware instant
+        return f"TIMESTAMPTZ '{value.astimezone(dt.UTC).isoformat(sep=' ')}'"
     if isinstance(value, dt.date):
         return f"DATE '{value.isoformat()}'"
     return "'" + str(value).replace("'", "''") + "'"
@@ -312,18 +441,22 @@ def _good_rows(log: str) -> str:
 def _raw_rows(log: str, partitions: Mapping[dt.date, Sequence[str]], tz: str) -> str:
     """Every row of the log's window partitions, cast to the spec's types, with its partition
     `dt` and that partition's cutoff (00:00 of dt+1 in tz). One scan per partition, so `dt` is
-    the folder's and files of one partition may differ in column order, width and extras."""
+    the folder's and files of one partition may differ in column order, width and extras. An
+    optional column (`OPTIONAL`) missing from a file reads as null: `union_by_name` fills it
+    where another file of the partition has it, the empty `UNION ALL BY NAME` where none does."""
     casts = ", ".join(f'CAST("{name}" AS {kind}) AS "{name}"' for name, kind in COLUMNS[log])
+    kinds = dict(COLUMNS[log])
+    optional = ", ".join(f'CAST(NULL AS {kinds[c]}) AS "{c}"' for c in OPTIONAL.get(log, ()))
     selects = []
     for day, paths in sorted(partitions.items()):
         if not paths:
             continue
         listing = ", ".join(_lit(str(p)) for p in paths)
         cutoff = f"timezone({_lit(tz)}, CAST({_lit(day + dt.timedelta(days=1))} AS TIMESTAMP))"
-        selects.append(
-            f"SELECT {casts}, {_lit(day)} AS dt, {cutoff} AS part_cutoff "
-            f"FROM read_parquet([{listing}], union_by_name = true)"
-        )
+        source = f"read_parquet([{listing}], union_by_name = true)"
+        if optional:
+            source = f"(SELECT * FROM {source} UNION ALL BY NAME SELECT {optional} WHERE false)"
+        selects.append(f"SELECT {casts}, {_lit(day)} AS dt, {cutoff} AS part_cutoff FROM {source}")
     if not selects:  # no partition of this log in the window: no rows, the same columns
         nulls = ", ".join(f'CAST(NULL AS {kind}) AS "{name}"' for name, kind in COLUMNS[log])
         return (
@@ -337,8 +470,9 @@ def _current(log: str, partitions: Mapping[dt.date, Sequence[str]], tz: str, key
     """The log's kept rows, one per key.
 
     Change logs (orders, refunds): the version with the greatest (updated_at, dt) (2.5);
-    append-only logs (events, sessions): one copy per key, the earliest dt. Remaining ties are
-    broken on the other columns, ascending, so that the choice never depends on read order.
+    append-only logs (events, sessions, appeals): one copy per key, the earliest dt. Remaining
+    ties are broken on the other columns, ascending, so that the choice never depends on read
+    order.
     """
     names = [name for name, _ in COLUMNS[log]]
     if log in ("orders", "refunds"):
@@ -355,6 +489,77 @@ def _current(log: str, partitions: Mapping[dt.date, Sequence[str]], tz: str, key
     )
 
 
+def _matches(exemption: Exemption, population: str, tz: str) -> str:
+    """The predicate of a row of `population` (order, refund, session) that `exemption` matches
+    (13.3): the local date of its time in [paid_from, paid_to]; a region list matches orders
+    only, by `ship_to_region`, and a null region matches no list."""
+    if exemption.regions and population != "order":
+        return "false"
+    local_date = f"CAST(timezone({_lit(tz)}, {MATCHED_TIME[population]}) AS DATE)"
+    predicate = f"{local_date} BETWEEN {_lit(exemption.paid_from)} AND {_lit(exemption.paid_to)}"
+    if exemption.regions:
+        listing = ", ".join(_lit(region) for region in exemption.regions)
+        predicate += f" AND coalesce(ship_to_region IN ({listing}), false)"
+    return f"({predicate})"
+
+
+def _excluded_columns(listed: Sequence[Exemption], population: str, tz: str) -> str:
+    """`ex_<indicator>` for each indicator over `population`: the row matches an exemption that
+    names the indicator (the union over several exemptions, 13.3)."""
+    columns = []
+    for indicator, (counted, _, _) in MEASURES.items():
+        if counted == population:
+            matching = [_matches(e, population, tz) for e in listed if indicator in e.exclude_from]
+            columns.append(f"{' OR '.join(matching) or 'false'} AS ex_{indicator}")
+    return ",\n       ".join(columns)
+
+
+def _ship_by_terms(listed: Sequence[Exemption], tz: str) -> str:
+    """Extra arguments of the deadline's `greatest`: each exemption's `ship_by` where the order
+    matches it, else null (which `greatest` skips): the latest `ship_by` wins (13.3)."""
+    return "".join(
+        f", CASE WHEN {_matches(e, 'order', tz)} THEN {_lit(e.ship_by)} END"
+        for e in listed
+        if e.ship_by is not None
+    )
+
+
+def _population_sums(population: str) -> str:
+    """Per shop, `n_`, `d_` and `x_<indicator>` of the indicators over `population`: the
+    numerator and denominator without the rows an exemption removed, and those rows."""
+    hours = {indicator for indicator, _, is_hours in INDICATORS if is_hours}
+    sums = []
+    for indicator, (counted, denominator, numerator) in MEASURES.items():
+        if counted != population:
+            continue
+        kept = f"({denominator}) AND NOT ex_{indicator}"
+        sums.append(
+            f"coalesce(sum({numerator}) FILTER (WHERE {kept}), 0) AS n_{indicator}"
+            if indicator in hours
+            else f"count(*) FILTER (WHERE {kept} AND ({numerator})) AS n_{indicator}"
+        )
+        sums.append(f"count(*) FILTER (WHERE {kept}) AS d_{indicator}")
+        sums.append(f"count(*) FILTER (WHERE ({denominator}) AND ex_{indicator}) AS x_{indicator}")
+    return ",\n           ".join(sums)
+
+
+def _sum_columns() -> str:
+    """The indicator sums of `shop_sums`, 0 for a shop without rows of the population."""
+    alias = {"order": "o", "refund": "r", "session": "c"}
+    columns = []
+    for indicator, (counted, _, _) in MEASURES.items():
+        columns += [
+            f"coalesce({alias[counted]}.{part}_{indicator}, 0) AS {part}_{indicator}"
+            for part in ("n", "d", "x")
+        ]
+    columns += [  # help refunds and escalated sessions over |V|; no exemption may name it
+        "coalesce(h.help_refunds, 0) + coalesce(c.escalated_sessions, 0) AS n_platform_help_rate",
+        "coalesce(o.valid_orders, 0) AS d_platform_help_rate",
+        "0 AS x_platform_help_rate",
+    ]
+    return ",\n       ".join(columns)
+
+
 # --------------------------------------------------------------------------------------------
 # the statements
 
@@ -367,16 +572,25 @@ def peer_statements(
 ) -> list[tuple[str, str]]:
     """The recompute of `day` as (step, SQL) pairs, run in order on one connection.
 
-    Steps (`STEPS`): `read` (validate, current state), `facts` (per order), `compute` (sums,
-    indicators, scores, items, weights), `write` (the tables as Parquet under `out`).
+    Steps (`STEPS`): `read` (validate, current state), `facts` (per order, refund and session of
+    the window), `compute` (sums, indicators, scores, items, weights), `write` (the tables as
+    Parquet under `out`).
     """
     tz = str(rules["timezone"])
+    listed = exemptions(rules)
     window_days = int(rules["window_days"])
     first_day = day - dt.timedelta(days=window_days - 1)
     start = f"timezone({_lit(tz)}, CAST({_lit(first_day)} AS TIMESTAMP))"
     cutoff = f"timezone({_lit(tz)}, CAST({_lit(day + dt.timedelta(days=1))} AS TIMESTAMP))"
     in_window = f"BETWEEN {start} AND {cutoff} - INTERVAL 1 MICROSECOND"  # start <= t < cutoff
     local = f"timezone({_lit(tz)}, {{}})"  # a UTC instant as local time in tz
+
+    def not_upheld(subject: str, key: str) -> str:  # 13.2: matched by the id alone
+        return f"{key} NOT IN (SELECT subject_id FROM upheld WHERE subject = {_lit(subject)})"
+
+    def upheld(subject: str, key: str) -> str:
+        return f"{key} IN (SELECT subject_id FROM upheld WHERE subject = {_lit(subject)})"
+
     parts = {log: files.get(log, {}) for log in COLUMNS}
     steps: list[tuple[str, str]] = [
         ("read", f"CREATE TEMP TABLE {table} AS {_current(log, parts[log], tz, key)}")
@@ -385,20 +599,29 @@ def peer_statements(
             ("refunds_cur", "refunds", "refund_id"),
             ("events", "logistics", "event_id"),
             ("sessions", "cs_sessions", "session_id"),
+            ("appeals_cur", "appeals", "appeal_id"),
         )
     ]
+    steps.append(
+        (
+            "read",
+            "CREATE TEMP TABLE upheld AS  -- subjects with an upheld appeal in the window (13.2)\n"
+            "SELECT DISTINCT subject, subject_id FROM appeals_cur WHERE outcome = 'upheld'",
+        )
+    )
 
-    # ---- facts per order of V (3, 4)
+    # ---- facts per order of V, refund of R, session of C (3, 4, 13)
     local_paid = local.format("paid_at")
+    service_hour = f"hour({local.format('started_at')}) BETWEEN 8 AND 22"
     steps += [
         (
             "facts",
             f"""
-CREATE TEMP TABLE v AS
+CREATE TEMP TABLE v AS  -- V without the orders of upheld appeals (3, 13.2)
 SELECT order_id, shop_id, item_id, category_id, paid_at, amount_cents, promised_ship_at,
-       promised_delivery_at, return_insurance, cancelled_at, review_rating
+       promised_delivery_at, return_insurance, cancelled_at, review_rating, ship_to_region
 FROM orders_cur
-WHERE paid_at {in_window} AND NOT is_abnormal""",
+WHERE paid_at {in_window} AND NOT is_abnormal AND {not_upheld("order", "order_id")}""",
         ),
         (
             "facts",
@@ -430,12 +653,13 @@ FROM trails""",
         (
             "facts",
             f"""
-CREATE TEMP TABLE refund_flags AS  -- current, not abnormal refunds of each order (4, 7, reading 3)
-SELECT order_id,
+CREATE TEMP TABLE refund_flags AS  -- current refunds of each order, not abnormal, not appealed
+SELECT order_id,                   -- away (4, 7, reading 3, 13.2)
        bool_or(reason IN ('quality', 'not_as_described')) AS quality_refund,
        bool_or(reason IN ('quality', 'not_as_described', 'damaged')
                AND requested_at < {cutoff}) AS problem_refund
-FROM refunds_cur WHERE NOT is_abnormal GROUP BY order_id""",
+FROM refunds_cur WHERE NOT is_abnormal AND {not_upheld("refund", "refund_id")}
+GROUP BY order_id""",
         ),
         (
             "facts",
@@ -447,7 +671,10 @@ WITH o AS (
            coalesce(t.stall, false) AS stall,
            coalesce(r.quality_refund, false) AS quality_refund,
            coalesce(r.problem_refund, false) AS problem_refund,
-           greatest(v.paid_at + {PICKUP_GRACE}, v.promised_ship_at) AS deadline
+           -- the later of paid_at + 48 h, promised_ship_at and the matching exemptions' ship_by
+           greatest(v.paid_at + {PICKUP_GRACE}, v.promised_ship_at{_ship_by_terms(listed, tz)})
+               AS deadline,
+           {_excluded_columns(listed, "order", tz)}
     FROM v LEFT JOIN tracking t ON v.order_id = t.order_id
            LEFT JOIN refund_flags r ON v.order_id = r.order_id
 ), due AS (
@@ -460,42 +687,68 @@ WITH o AS (
                   OR (promised_delivery_at < {cutoff}
                       AND NOT (cancelled_at IS NOT NULL AND pickup_at IS NULL))) AS promise_due
     FROM o
+), outcomes AS (
+    SELECT *,
+           pickup_due AND coalesce(pickup_at <= deadline, false) AS on_time,
+           promise_due AND coalesce(delivered_at <= promised_delivery_at, false) AS kept,
+           pickup_at IS NOT NULL AND (exception OR stall) AS anomaly,
+           -- delivered before 00:00 of the second day after the local paid date
+           coalesce(delivered_at < timezone({_lit(tz)},
+               CAST(CAST({local_paid} AS DATE) + 2 AS TIMESTAMP)), false) AS next_day
+    FROM due
 )
-SELECT *,
-       pickup_due AND coalesce(pickup_at <= deadline, false) AS on_time,
-       promise_due AND coalesce(delivered_at <= promised_delivery_at, false) AS kept,
-       pickup_at IS NOT NULL AND (exception OR stall) AS anomaly,
-       -- delivered before 00:00 of the second day after the local paid date
-       coalesce(delivered_at < timezone({_lit(tz)},
-           CAST(CAST({local_paid} AS DATE) + 2 AS TIMESTAMP)), false) AS next_day
-FROM due""",
+SELECT *,  -- 7 (c): due and not on time; not when excluded from pickup_on_time_rate (13.3)
+       pickup_due AND NOT on_time AND NOT ex_pickup_on_time_rate AS late_shipment
+FROM outcomes""",
+        ),
+        (
+            "facts",
+            f"""
+CREATE TEMP TABLE refund_facts AS  -- R without the refunds of upheld appeals (3, 13.2)
+SELECT shop_id, requested_at, seller_decision, decided_at,
+       {_excluded_columns(listed, "refund", tz)}
+FROM refunds_cur
+WHERE requested_at {in_window} AND NOT is_abnormal AND {not_upheld("refund", "refund_id")}""",
+        ),
+        (
+            "facts",
+            f"""
+CREATE TEMP TABLE session_facts AS  -- C without the sessions of upheld appeals (3, 13.2)
+SELECT shop_id, started_at, first_response_seconds, satisfaction, escalated_to_platform,
+       {service_hour} AS service_hour,
+       {_excluded_columns(listed, "session", tz)}
+FROM sessions
+WHERE started_at {in_window} AND {not_upheld("session", "session_id")}""",
+        ),
+        (
+            "facts",
+            f"""
+CREATE TEMP TABLE appealed AS  -- subjects upheld appeals took out of V, R or C, per own shop (13.4)
+SELECT shop_id, count(*) AS appeals_upheld FROM (
+    SELECT shop_id FROM orders_cur
+    WHERE paid_at {in_window} AND NOT is_abnormal AND {upheld("order", "order_id")}
+    UNION ALL
+    SELECT shop_id FROM refunds_cur
+    WHERE requested_at {in_window} AND NOT is_abnormal AND {upheld("refund", "refund_id")}
+    UNION ALL
+    SELECT shop_id FROM sessions
+    WHERE started_at {in_window} AND {upheld("session", "session_id")}
+) GROUP BY shop_id""",
         ),
     ]
 
     # ---- per-shop sums (3, 4): orders count for the order's shop, refunds and sessions for
     # their own (12.4)
-    service_hour = f"hour({local.format('started_at')}) BETWEEN 8 AND 22"
     steps += [
         (
             "compute",
             f"""
 CREATE TEMP TABLE shop_sums AS
-WITH orders AS (
+WITH o AS (
     SELECT shop_id, count(*) AS valid_orders,
-           count(delivered_at) AS delivered,
-           count(*) FILTER (WHERE delivered_at IS NOT NULL AND quality_refund) AS quality_refunds,
-           count(review_rating) AS rated,
-           count(*) FILTER (WHERE review_rating <= 2) AS negative_reviews,
-           count(*) FILTER (WHERE pickup_due) AS pickup_due,
-           count(*) FILTER (WHERE on_time) AS picked_up_on_time,
-           count(*) FILTER (WHERE promise_due) AS promise_due,
-           count(*) FILTER (WHERE kept) AS promise_kept,
-           count(pickup_at) AS picked_up,
-           count(*) FILTER (WHERE anomaly) AS anomalies,
-           coalesce(sum(epoch_us(delivered_at) - epoch_us(paid_at)), 0) AS delivery_us,
-           count(*) FILTER (WHERE delivered_at IS NOT NULL AND door) AS door_deliveries,
            count(*) FILTER (WHERE return_insurance) AS insured,
-           count(*) FILTER (WHERE next_day) AS next_day
+           count(*) FILTER (WHERE next_day) AS next_day,
+           {_population_sums("order")}
     FROM order_facts GROUP BY shop_id
 ), categories AS (  -- main category: greatest amount in V, the smallest id on a tie (3)
     SELECT shop_id, arg_max(category_id, (amount, -category_id)) AS main_category_id
@@ -503,54 +756,34 @@ WITH orders AS (
           FROM order_facts GROUP BY shop_id, category_id)
     GROUP BY shop_id
 ), r AS (
-    SELECT shop_id, count(*) AS refunds, count(seller_decision) AS decided_refunds,
-           count(*) FILTER (WHERE seller_decision = 'refused') AS refused_refunds,
-           coalesce(sum(epoch_us(decided_at) - epoch_us(requested_at))
-                    FILTER (WHERE seller_decision IS NOT NULL), 0) AS handling_us
-    FROM refunds_cur WHERE requested_at {in_window} AND NOT is_abnormal GROUP BY shop_id
-), help AS (
+    SELECT shop_id,
+           {_population_sums("refund")}
+    FROM refund_facts GROUP BY shop_id
+), help AS (  -- help refunds: current, not abnormal, not appealed away (4, 13.2)
     SELECT shop_id, count(*) AS help_refunds
     FROM refunds_cur
     WHERE NOT is_abnormal AND platform_help AND escalated_at {in_window}
-      AND ruling IS DISTINCT FROM 'buyer_responsible'
+      AND ruling IS DISTINCT FROM 'buyer_responsible' AND {not_upheld("refund", "refund_id")}
     GROUP BY shop_id
 ), c AS (
-    SELECT shop_id, count(*) AS sessions,
-           count(*) FILTER (WHERE {service_hour}) AS service_hour_sessions,
-           count(*) FILTER (WHERE {service_hour} AND first_response_seconds <= 180)
-               AS fast_responses,
-           count(satisfaction) AS rated_sessions,
-           count(*) FILTER (WHERE satisfaction >= 4) AS satisfied_sessions,
-           count(*) FILTER (WHERE escalated_to_platform) AS escalated_sessions
-    FROM sessions WHERE started_at {in_window} GROUP BY shop_id
+    SELECT shop_id, count(*) FILTER (WHERE escalated_to_platform) AS escalated_sessions,
+           {_population_sums("session")}
+    FROM session_facts GROUP BY shop_id
 ), shops AS (  -- a shop with an order in V, a refund in R or a session in C (10, 12.8)
-    SELECT shop_id FROM orders UNION SELECT shop_id FROM r UNION SELECT shop_id FROM c
+    SELECT shop_id FROM o UNION SELECT shop_id FROM r UNION SELECT shop_id FROM c
 )
 SELECT s.shop_id, m.main_category_id,
-       coalesce(o.valid_orders, 0) AS valid_orders, coalesce(o.delivered, 0) AS delivered,
-       coalesce(o.quality_refunds, 0) AS quality_refunds, coalesce(o.rated, 0) AS rated,
-       coalesce(o.negative_reviews, 0) AS negative_reviews,
-       coalesce(o.pickup_due, 0) AS pickup_due,
-       coalesce(o.picked_up_on_time, 0) AS picked_up_on_time,
-       coalesce(o.promise_due, 0) AS promise_due, coalesce(o.promise_kept, 0) AS promise_kept,
-       coalesce(o.picked_up, 0) AS picked_up, coalesce(o.anomalies, 0) AS anomalies,
-       coalesce(o.delivery_us, 0) AS delivery_us,
-       coalesce(o.door_deliveries, 0) AS door_deliveries,
+       coalesce(o.valid_orders, 0) AS valid_orders,
        coalesce(o.insured, 0) AS insured, coalesce(o.next_day, 0) AS next_day,
-       coalesce(c.service_hour_sessions, 0) AS service_hour_sessions,
-       coalesce(c.fast_responses, 0) AS fast_responses,
-       coalesce(c.rated_sessions, 0) AS rated_sessions,
-       coalesce(c.satisfied_sessions, 0) AS satisfied_sessions,
-       coalesce(r.decided_refunds, 0) AS decided_refunds,
-       coalesce(r.refused_refunds, 0) AS refused_refunds,
-       coalesce(r.handling_us, 0) AS handling_us,
-       coalesce(h.help_refunds, 0) + coalesce(c.escalated_sessions, 0) AS help_requests
+       coalesce(a.appeals_upheld, 0) AS appeals_upheld,
+       {_sum_columns()}
 FROM shops s
-LEFT JOIN orders o ON s.shop_id = o.shop_id
+LEFT JOIN o ON s.shop_id = o.shop_id
 LEFT JOIN categories m ON s.shop_id = m.shop_id
 LEFT JOIN r ON s.shop_id = r.shop_id
 LEFT JOIN help h ON s.shop_id = h.shop_id
-LEFT JOIN c ON s.shop_id = c.shop_id""",
+LEFT JOIN c ON s.shop_id = c.shop_id
+LEFT JOIN appealed a ON s.shop_id = a.shop_id""",
         ),
         ("compute", _indicator_rows_sql(rules)),
         ("compute", _scored_indicators_sql(rules)),
@@ -566,8 +799,9 @@ LEFT JOIN c ON s.shop_id = c.shop_id""",
 
 
 def _indicator_rows_sql(rules: Mapping[str, Any]) -> str:
-    """Shop x indicator with its exact numerator (a count, or microseconds) and denominator,
-    and the shop's rule key (its main category when that category has overrides)."""
+    """Shop x indicator with its exact numerator (a count, or microseconds) and denominator
+    after exemptions, the rows they removed (`excluded`), and the shop's rule key (its main
+    category when that category has overrides)."""
     overridden = sorted(_overrides(rules))
     rule_key = (
         f"CASE WHEN main_category_id IN ({', '.join(map(str, overridden))}) "
@@ -576,13 +810,15 @@ def _indicator_rows_sql(rules: Mapping[str, Any]) -> str:
         else "CAST(NULL AS BIGINT)"
     )
     selects = []
-    for position, (indicator, dimension, numerator, denominator, hours) in enumerate(INDICATORS):
+    for position, (indicator, dimension, hours) in enumerate(INDICATORS):
+        numerator, denominator = f"n_{indicator}", f"d_{indicator}"
         value = f"{numerator} / {_lit(float(HOUR_US))}" if hours else f"CAST({numerator} AS DOUBLE)"
         selects.append(
             f"SELECT shop_id, main_category_id, {rule_key} AS rule_key, {position} AS position, "
             f"{_lit(indicator)} AS indicator, {_lit(dimension)} AS dimension, "
             f"CAST({numerator} AS HUGEINT) AS exact_numerator, {value} AS numerator, "
-            f"CAST({denominator} AS BIGINT) AS denominator, {_lit(hours)} AS hours FROM shop_sums"
+            f"CAST({denominator} AS BIGINT) AS denominator, "
+            f"CAST(x_{indicator} AS BIGINT) AS excluded, {_lit(hours)} AS hours FROM shop_sums"
         )
     return "CREATE TEMP TABLE indicator_rows AS\n" + "\nUNION ALL\n".join(selects)
 
@@ -734,7 +970,7 @@ WITH dims AS (
                 ELSE 'insufficient_orders' END AS status,
            t.product_score, t.logistics_score, t.service_score,
            {bonus_term("s.insured", insured)} + {bonus_term("s.next_day", next_day)} AS bonus,
-           t.weighted
+           t.weighted, s.appeals_upheld
     FROM shop_sums s JOIN totals t ON s.shop_id = t.shop_id
 ), scored AS (
     SELECT *,
@@ -755,7 +991,8 @@ SELECT s.shop_id, s.main_category_id, s.valid_orders, s.status, s.score,
             WHEN s.score >= 4.5e0 THEN '4.5-4.8'
             WHEN s.score >= 4.0e0 THEN '4.0-4.5'
             ELSE '<4.0' END AS band,
-       s.product_score, s.logistics_score, s.service_score, s.bonus, r.peer_percentile
+       s.product_score, s.logistics_score, s.service_score, s.bonus, r.peer_percentile,
+       CAST(s.appeals_upheld AS BIGINT) AS appeals_upheld
 FROM scored s LEFT JOIN ranked r ON s.shop_id = r.shop_id"""
 
 
@@ -767,8 +1004,8 @@ CREATE TEMP TABLE item_scores AS
 WITH items AS (
     SELECT item_id, min(shop_id) AS shop_id, min(category_id) AS category_id,
            count(*) AS paid_orders,
-           count(*) FILTER (WHERE problem_refund OR review_rating <= 2
-                                  OR (pickup_due AND NOT on_time)) AS problem_orders
+           count(*) FILTER (WHERE problem_refund OR review_rating <= 2 OR late_shipment)
+               AS problem_orders
     FROM order_facts GROUP BY item_id
 ), priors AS (
     SELECT category_id, sum(problem_orders) / sum(paid_orders) AS prior
@@ -824,7 +1061,7 @@ def _outputs() -> dict[str, str]:
     return {
         "shop_scores": "SELECT * FROM shop_scores",
         "shop_indicators": (
-            "SELECT shop_id, indicator, dimension, numerator, denominator, "
+            "SELECT shop_id, indicator, dimension, numerator, denominator, excluded, "
             "CASE WHEN denominator > 0 THEN numerator / denominator END AS raw_value, prior, "
             "smoothed AS smoothed_value, indicator_score, effective_weight, "
             "CASE WHEN assessed THEN effective_dimension_weight * effective_weight "

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
@@ -161,8 +162,17 @@ def test_the_sql_peer_publishes_what_expscore_publishes(xs_run) -> None:
     assert strict["all_agree"] is True
     shops = strict["tables"]["shop_scores"]
     assert shops["rows"]["expscore"] == shops["rows"]["peer"] == shops["rows"]["both"] > 0
-    assert set(shops["columns"]) == set(bench_peer_columns("shop_scores"))
+    assert set(shops["columns"]) == set(bench_peer_columns("shop_scores"))  # appeals_upheld too
+    indicators = strict["tables"]["shop_indicators"]["columns"]
+    assert set(indicators) == set(bench_peer_columns("shop_indicators"))  # excluded too
     assert "weight" not in strict["tables"]["shop_traffic_weights"]["columns"]  # needs D-1
+    assert {t: c["expscore_only"] for t, c in strict["tables"].items()} == {
+        "shop_scores": [],
+        "shop_indicators": [],
+        "item_scores": [],
+        "shop_traffic_weights": ["weight"],
+        "item_traffic_weights": [],
+    }
     scored = pl.read_parquet(Path(result["work"]) / "runs" / "peer" / "shop_scores.parquet")
     assert scored.filter(pl.col("status") == "scored").height > 0  # scores, not only nulls
 
@@ -226,16 +236,204 @@ def test_the_sql_peer_follows_the_rules_file(
     assert shops.filter(pl.col("status") == "scored").height > shops.height // 2
 
 
-def test_the_peer_refuses_rules_it_does_not_compute(tmp_path: Path) -> None:
+# Three overlapping exemptions: the south's holiday moves the pickup deadline furthest; the
+# courier strike has an earlier ship_by (the latest of the matching ones wins); the north's
+# snow excludes pickup_on_time_rate, shares Shanghai with the south (its orders get the south's
+# ship_by too) and has no ship_by. Together they name every indicator an exemption may name.
+EXEMPTIONS = """
+[[exemptions]]
+name = "spring_festival_south"
+paid_from = 2026-02-10
+paid_to = 2026-02-12
+regions = ["GD", "ZJ", "JS", "SH", "FJ"]
+ship_by = 2026-02-15T00:00:00+08:00
+exclude_from = [
+    "delivery_hours", "track_anomaly_rate", "delivery_promise_rate", "negative_review_rate",
+]
+
+[[exemptions]]
+name = "courier_strike"
+paid_from = 2026-02-09
+paid_to = 2026-02-11
+ship_by = 2026-02-13T20:00:00
+exclude_from = [
+    "door_delivery_rate", "quality_refund_rate", "cs_response_rate", "cs_satisfaction_rate",
+    "refund_refusal_rate", "refund_handling_hours",
+]
+
+[[exemptions]]
+name = "snow_north"
+paid_from = 2026-02-08
+paid_to = 2026-02-12
+regions = ["SH", "BJ", "HE", "SD", "TJ", "LN"]
+exclude_from = ["pickup_on_time_rate"]
+"""
+APPEAL_ID = 8 * 10**17  # far above the generator's appeal ids (order_id * 16 + slot)
+
+
+def _run(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> None:
+    monkeypatch.setattr(sys, "argv", ["expscore", *argv])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code in (0, None)
+
+
+def _read_log(raw: Path, log: str, columns: Sequence[str]) -> pl.DataFrame:
+    """Some columns of every file of a raw log, timestamps as UTC instants (files differ in
+    widths, extras and time zones on purpose)."""
+    frames = []
+    for path in sorted((raw / log).glob("dt=*/*.parquet")):
+        frame = pl.read_parquet(path, columns=list(columns))
+        frames.append(
+            frame.select(
+                (
+                    pl.col(c).dt.replace_time_zone("UTC")
+                    if frame.schema[c] == pl.Datetime and frame.schema[c].time_zone is None
+                    else pl.col(c)
+                )
+                .cast(pl.Datetime("us", "UTC") if frame.schema[c] == pl.Datetime else pl.Int64)
+                .alias(c)
+                if c != "is_abnormal"
+                else pl.col(c)
+                for c in columns
+            )
+        )
+    return pl.concat(frames)
+
+
+def _appeal_rows(raw: Path, start: dt.datetime, cutoff: dt.datetime) -> tuple[list[dict], int]:
+    """Appeals on subjects of the window: upheld (one of them after a rejection, its upheld
+    appeal sent twice), rejected only, and upheld in rows the quarantine rejects (13.1); and
+    the number of subjects in V, R and C that the upheld ones remove."""
+    orders = (
+        _read_log(raw, "orders", ("order_id", "shop_id", "paid_at", "is_abnormal"))
+        .group_by("order_id")
+        .agg(pl.col("shop_id").first(), pl.col("paid_at").first(), pl.col("is_abnormal").any())
+        .filter(~pl.col("is_abnormal"), pl.col("paid_at").is_between(start, cutoff, closed="left"))
+    )
+    ids = orders.sort("order_id").unique("shop_id", keep="first").sort("order_id")["order_id"]
+    refunds = (
+        _read_log(raw, "refunds", ("refund_id", "requested_at", "is_abnormal"))
+        .group_by("refund_id")
+        .agg(pl.col("requested_at").first(), pl.col("is_abnormal").any())
+        .filter(~pl.col("is_abnormal"), pl.col("requested_at").is_between(start, cutoff, "left"))
+        .sort("refund_id")
+    )
+    sessions = _read_log(raw, "cs_sessions", ("session_id", "started_at")).filter(
+        pl.col("started_at").is_between(start, cutoff, closed="left")
+    )
+    o1, o2, o3, o4, o5 = ids[:5]
+    r1, s1 = refunds["refund_id"][0], sessions["session_id"].min()
+    rows = [  # (partition day, appeal_id offset, shop, subject, id, outcome, decided hour UTC)
+        (12, 1, 1, "order", o1, "upheld", 2),  # the shop is reported, never matched (13.1)
+        (12, 2, 1, "order", o2, "rejected", 3),
+        (13, 3, 1, "order", o2, "upheld", 1),
+        (13, 4, 1, "order", o3, "rejected", 1),
+        (13, 5, None, "order", o4, "upheld", 1),  # null in a required column: quarantined
+        (12, 6, 1, "order", o5, "upheld", 17),  # 01:00 of the 13th local, in dt=12: quarantined
+        (13, 7, 1, "order", o5, "Upheld", 2),  # unknown enum value: quarantined
+        (13, 8, 1, "refund", r1, "upheld", 4),
+        (13, 9, 1, "session", s1, "upheld", 5),
+    ]
+    appeals = [
+        {
+            "dt": day,
+            "appeal_id": APPEAL_ID + offset,
+            "shop_id": shop,
+            "subject": subject,
+            "subject_id": int(subject_id),
+            "outcome": outcome,
+            "decided_at": dt.datetime(2026, 2, day, hour, tzinfo=dt.UTC),
+        }
+        for day, offset, shop, subject, subject_id, outcome, hour in rows
+    ]
+    appeals.append(dict(appeals[2]))  # a copy of an appeal counts once (2.5)
+    return appeals, 4  # o1, o2, r1, s1
+
+
+def test_the_sql_peer_applies_appeals_regions_and_exemptions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SCORING.md 13 in the peer: a generated marketplace, with orders files with and without
+    `ship_to_region`, upheld, rejected and quarantined appeals of orders, refunds and sessions,
+    and two overlapping exemptions (a region list, ship_by dates, every indicator an exemption
+    may name), scored by `expscore run` and by the peer: every column the peer computes agrees
+    to 1e-9, `excluded` and `appeals_upheld` included."""
+    raw, out, peer = tmp_path / "raw", tmp_path / "out", tmp_path / "peer"
+    generate = ["generate", "--out", str(raw), "--start", "2026-02-08", "--days", "6"]
+    _run(monkeypatch, [*generate, "--shops", "20", "--orders-per-day", "200", "--seed", "3"])
+    day = dt.date(2026, 2, 13)
+    # a file without the optional region beside one with it, and a partition without it at all
+    for path in sorted((raw / "orders" / "dt=2026-02-12").glob("*.parquet"))[-1:] + sorted(
+        (raw / "orders" / "dt=2026-02-11").glob("*.parquet")
+    ):
+        pl.read_parquet(path).drop("ship_to_region", strict=False).write_parquet(path)
+    start = dt.datetime(2026, 2, 7, 16, tzinfo=dt.UTC)  # 00:00 of 2026-02-08 in tz
+    appeals, removed = _appeal_rows(raw, start, dt.datetime(2026, 2, 13, 16, tzinfo=dt.UTC))
+    for partition in (12, 13):
+        folder = raw / "appeals" / f"dt=2026-02-{partition}"
+        folder.mkdir(parents=True, exist_ok=True)
+        rows = [{k: v for k, v in a.items() if k != "dt"} for a in appeals if a["dt"] == partition]
+        pl.DataFrame(rows).write_parquet(folder / "peer-test.parquet")
+    shipped = (Path(bench.__file__).parent / "config" / "rules.default.toml").read_text("utf-8")
+    rules = tmp_path / "rules.toml"
+    text = shipped.replace("window_days = 30", "window_days = 6")
+    rules.write_text(text.replace("min_orders = 30", "min_orders = 10") + EXEMPTIONS, "utf-8")
+    run = ["run", "--date", day.isoformat(), "--raw", str(raw), "--out", str(out)]
+    _run(monkeypatch, [*run, "--rules", str(rules), "--force"])
+
+    files = bench.raw_partition_files(raw, bench.window_dates(day, 6))
+    assert set(files["appeals"]) == {"2026-02-12", "2026-02-13"} or len(files["appeals"]) > 2
+    spec = {"date": day.isoformat(), "rules": str(rules), "files": files, "out": str(peer)}
+    bench_peer.run(spec)
+    agreement = bench.compare_peer(peer, out, day, tolerance=1e-9)
+    assert agreement["all_agree"] is True, agreement
+    for table in ("shop_scores", "shop_indicators"):
+        compared = agreement["tables"][table]
+        assert compared["rows"]["expscore"] == compared["rows"]["peer"] == compared["rows"]["both"]
+        assert set(compared["columns"]) == set(bench_peer_columns(table))
+        assert compared["expscore_only"] == []
+
+    # what was compared is not trivial: appeals removed subjects, exemptions rows, per indicator
+    shops = pl.read_parquet(peer / "shop_scores.parquet")
+    assert shops["appeals_upheld"].sum() >= removed
+    excluded = dict(
+        pl.read_parquet(peer / "shop_indicators.parquet")
+        .group_by("indicator")
+        .agg(pl.col("excluded").sum())
+        .iter_rows()
+    )
+    assert excluded.pop("platform_help_rate") == 0
+    assert all(n > 0 for n in excluded.values()), excluded
+    assert shops.filter(pl.col("status") == "scored").height > shops.height // 2
+
+
+def test_the_peer_reads_exemptions_and_refuses_only_keys_it_does_not_apply(
+    tmp_path: Path,
+) -> None:
+    """13.3 in the rules: TOML dates, `ship_by` with an offset or (without) in the rules' time
+    zone; an exemption key the spec does not define is refused, not ignored."""
     rules = tmp_path / "rules.toml"
     shipped = (Path(bench.__file__).parent / "config" / "rules.default.toml").read_text("utf-8")
-    rules.write_text(
-        shipped
-        + '[[exemptions]]\nname = "x"\npaid_from = 2026-02-10\npaid_to = 2026-02-11\n'
-        + 'exclude_from = ["delivery_hours"]\n',
-        "utf-8",
+    exemptions = (
+        '[[exemptions]]\nname = "x"\npaid_from = 2026-02-10\npaid_to = 2026-02-11\n'
+        'regions = ["GD"]\nship_by = 2026-02-13T08:00:00\nexclude_from = ["delivery_hours"]\n'
+        '[[exemptions]]\nname = "y"\npaid_from = 2026-02-11\npaid_to = 2026-02-11\n'
+        "ship_by = 2026-02-14T00:00:00+08:00\n"
     )
-    with pytest.raises(bench_peer.PeerRulesError, match="exemptions"):
+    rules.write_text(shipped + exemptions, "utf-8")
+    x, y = bench_peer.exemptions(bench_peer.read_rules(rules))
+    assert (x.paid_from, x.paid_to, x.regions) == (
+        dt.date(2026, 2, 10),
+        dt.date(2026, 2, 11),
+        ("GD",),
+    )
+    assert x.ship_by == dt.datetime(2026, 2, 13, 0, 0, tzinfo=dt.UTC)  # 08:00 in Asia/Shanghai
+    assert x.exclude_from == {"delivery_hours"}
+    assert y.ship_by == dt.datetime(2026, 2, 13, 16, 0, tzinfo=dt.UTC)
+    assert y.regions == () and y.exclude_from == frozenset()
+    rules.write_text(shipped + exemptions + 'reason = "typhoon"\n', "utf-8")
+    with pytest.raises(bench_peer.PeerRulesError, match="reason"):
         bench_peer.read_rules(rules)
 
 
