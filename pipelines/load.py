@@ -53,7 +53,7 @@ class WindowLoad:
     rows_current: dict[str, int] = field(default_factory=dict)
     rejected: dict[str, dict[str, int]] = field(default_factory=dict)  # log -> reason -> rows
     missing_partitions: dict[str, list[str]] = field(default_factory=dict)
-    appeals: dict = field(default_factory=dict)  # pipelines.state.appeals.appeals_report
+    appeals_summary: dict = field(default_factory=dict)  # pipelines.state.appeals.appeals_report
 
 
 # --------------------------------------------------------------------------------------------

@@ -292,7 +292,7 @@ def _run_day(
     status = "published" if not failed else ("forced" if force else "held")
     manifest = build_manifest(run_date, raw, out, rules, loaded, tables, quarantine, timings)
     manifest["exemptions"] = exemption_account(night.facts.activity.collect(), rules.exemptions)
-    manifest["appeals"] = loaded.appeals
+    manifest["appeals"] = loaded.appeals_summary
     manifest.update(
         run_id=run_id or invocation_run_id(),
         code_version=str(code_version()),

@@ -418,7 +418,7 @@ def _window_load(
         rows_current=current,
         rejected={log: dict(sorted(r.items())) for log, r in rejected.items()},
         missing_partitions=missing,
-        appeals=appeals_report(appeals),
+        appeals_summary=appeals_report(appeals),
     )
 
 

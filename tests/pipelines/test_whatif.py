@@ -14,6 +14,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 from typer.testing import CliRunner
 
@@ -367,12 +368,34 @@ def test_different_windows_compute_facts_per_rule_set(tmp_path: Path, monkeypatc
     report = whatif_module.run_whatif(RAW, tmp_path / "out", other, None, dt.date(2026, 10, 10))
     assert len(facts_calls) == 2
     assert report.facts_shared is False and report.bands[-1] == "absent"
-    assert any("different windows" in note for note in report.notes)
+    assert any("count different rows" in note for note in report.notes)
     assert "window_days" in report.rules_changes["rule"].to_list()
     document = whatif_module.report_json(report)
     assert document["facts_shared"] is False
     assert len(document["band_migration"]["overall"]) == 6  # absent is a row and a column
-    assert "different windows" in whatif_module.report_html(report)
+    assert "count different rows" in whatif_module.report_html(report)
+
+
+def test_a_new_exemption_is_a_rules_change_with_facts_per_rule_set(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """An exemption changes which rows the sums count (13.3): each side gets its own facts, the
+    rules diff names the exemption, and shops it reaches move."""
+    other = tmp_path / "rules.typhoon.toml"
+    other.write_text(
+        EXAMPLE.read_text()
+        + '\n[[exemptions]]\nname = "storm"\npaid_from = 2026-09-20\npaid_to = 2026-10-08\n'
+        'exclude_from = ["delivery_hours", "track_anomaly_rate", "pickup_on_time_rate"]\n',
+        encoding="utf-8",
+    )
+    facts_calls = counting(monkeypatch, "window_facts")
+    report = whatif_module.run_whatif(RAW, tmp_path / "out", other, None, dt.date(2026, 10, 10))
+    assert len(facts_calls) == 2
+    assert report.facts_shared is False
+    changes = report.rules_changes.filter(pl.col("rule") == "exemptions.storm")
+    assert changes["note"].to_list() == ["new exemption"]
+    gains = whatif_module.report_json(report)["traffic_weight"]["top_gains"]
+    assert gains, "an exemption of three logistics indicators over 19 days lifts some shop"
 
 
 def test_a_tiny_marketplace_gives_a_valid_report(tmp_path: Path) -> None:
