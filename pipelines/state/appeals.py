@@ -64,30 +64,35 @@ def keep_appeals(
     manifest)."""
     kept: Files = dict(manifest.files.get(APPEALS, {}).get(APPEALS, {})) if manifest else {}
     schema = log_schema(APPEALS)
+    frames = [frame.cast(schema) for files in kept.values() for frame in store.read(files)]
+    stored = pl.concat(frames) if frames else pl.DataFrame(schema=schema)
     new = pl.from_arrow(exchange.read_arrow(APPEALS, inbox_part(0))).cast(schema)  # type: ignore[union-attr]
     for (day,), rows in new.partition_by("dt", as_dict=True).items():
         name = store.new_file(0, APPEALS, day.isoformat(), version)
         kept[day.isoformat()] = {**kept.get(day.isoformat(), {}), name: store.write(rows, name)}
-    frames = [frame.cast(schema) for files in kept.values() for frame in store.read(files)]
-    rows = pl.concat(frames) if frames else pl.DataFrame(schema=schema)
-
-    def current(w: Window) -> pl.DataFrame:
-        """The window's appeals, one per appeal_id: copies that disagree count as the copy
-        of the first partition (2.5), as the other append-only logs."""
-        in_window = rows.filter(pl.col("dt").is_between(w.first_date, w.run_date))
-        return current_rows(in_window, "appeal_id", None, LOGS[APPEALS].column_names)
-
-    def upheld_in(w: Window | None) -> pl.DataFrame:
-        if w is None:
-            return pl.DataFrame(schema=UPHELD_SCHEMA)
-        return upheld_subjects(current(w).lazy()).collect().sort("subject", "subject_id")
-
-    first = window.first_date.isoformat()
-    files = {day: f for day, f in kept.items() if first <= day <= window.run_date.isoformat()}
-    upheld = Upheld(upheld_in(window), upheld_in(previous))
+    # last night's subjects from what it had read; tonight's with tonight's rows too (a late
+    # file can bring an appeal into a partition last night's window already held)
+    tonight = current(pl.concat([stored, new]), window)
+    upheld = Upheld(
+        upheld_subjects(tonight.lazy()).collect().sort("subject", "subject_id"),
+        pl.DataFrame(schema=UPHELD_SCHEMA)
+        if previous is None
+        else upheld_subjects(current(stored, previous).lazy())
+        .collect()
+        .sort("subject", "subject_id"),
+    )
     exchange.write_parquet(upheld.now.to_arrow(), UPHELD, "now.parquet")
     exchange.write_parquet(upheld.before.to_arrow(), UPHELD, "before.parquet")
-    return files, upheld, current(window)
+    first, last = window.first_date.isoformat(), window.run_date.isoformat()
+    files = {day: f for day, f in kept.items() if first <= day <= last}
+    return files, upheld, tonight
+
+
+def current(rows: pl.DataFrame, window: Window) -> pl.DataFrame:
+    """The appeals of `window`'s partitions, one per appeal_id: copies that disagree count as
+    the copy of the first partition (2.5), as for the other append-only logs."""
+    in_window = rows.filter(pl.col("dt").is_between(window.first_date, window.run_date))
+    return current_rows(in_window, "appeal_id", None, LOGS[APPEALS].column_names)
 
 
 def appeals_report(appeals: pl.DataFrame) -> dict:
