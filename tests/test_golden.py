@@ -46,6 +46,12 @@ def test_sample_covers_every_band_and_label() -> None:
     tiers = set(read(EXPECTED, "shop_traffic_weights", last)["refund_only_tier"])
     assert tiers == {"autonomous", "negotiate_first", "standard"}
     assert read(EXPECTED, "item_scores", last).filter(pl.col("pxi").is_not_null()).height > 100
+    # spec v1.1: the sample's window holds the shipped Spring Festival exemption and appeals
+    excluded = read(EXPECTED, "shop_indicators", last).filter(pl.col("excluded") > 0)
+    assert set(excluded["indicator"]) == {
+        "delivery_hours", "track_anomaly_rate", "delivery_promise_rate",
+    }  # fmt: skip
+    assert read(EXPECTED, "shop_scores", last).filter(pl.col("appeals_upheld") > 0).height > 10
 
 
 def test_sample_matches_independent_reference(produced: Path) -> None:

@@ -30,7 +30,7 @@ from tests.compare import run_differences
 from tests.pipelines.cli_runner import cli
 
 SAMPLE_RAW = Path(__file__).resolve().parents[2] / "data_samples" / "raw"
-D = dt.date(2026, 10, 10)
+D = dt.date(2026, 2, 28)
 RULES = load_rules(None)
 
 

@@ -71,13 +71,13 @@ def test_json_next_tier_by_hand(monkeypatch, capsys, out) -> None:
     )
     top = json.loads(stdout)["indicators"][0]
     assert top["indicator"] == "quality_refund_rate"
-    # 10 of 131 delivered orders; smoothed 0.0688 lies between the knots 0.03 (4.0) and 0.08 (3.0)
-    assert (top["numerator"], top["denominator"]) == (10.0, 131)
+    # 9 of 143 delivered orders; smoothed 0.0585 lies between the knots 0.03 (4.0) and 0.08 (3.0)
+    assert (top["numerator"], top["denominator"]) == (9.0, 143)
     assert 0.03 < top["smoothed_value"] < 0.08
     tier = top["next_tier"]
     assert (tier["target_value"], tier["target_score"], tier["at_best"]) == (0.03, 4.0, False)
-    # own rate r over the same 131 orders with (131 r + 20 prior) / 151 = 0.03
-    expected = (0.03 * (131 + 20) - 20 * top["prior"]) / 131
+    # own rate r over the same 143 orders with (143 r + 20 prior) / 163 = 0.03
+    expected = (0.03 * (143 + 20) - 20 * top["prior"]) / 143
     assert tier["raw_value_needed"] == pytest.approx(expected)
     assert tier["score_gain"] == pytest.approx(
         top["points_lost"] * (4.0 - top["indicator_score"]) / (5.0 - top["indicator_score"])
@@ -89,17 +89,17 @@ def test_text(monkeypatch, capsys, out) -> None:
     assert code == 0
     lines = stdout.splitlines()
     day = golden_dates()[-1]
-    assert lines[0] == f"shop {SHOP} on {day} (rules 2026.1), main category 1005, 168 valid orders"
-    assert lines[1].startswith("score 3.6442 (shown 3.6), band <4.0, above 6.5% of peers")
+    assert lines[0] == f"shop {SHOP} on {day} (rules 2026.2), main category 1005, 198 valid orders"
+    assert lines[1].startswith("score 3.7462 (shown 3.7), band <4.0, above 3.8% of peers")
     assert "on the smoothed value" in stdout
     table = lines[lines.index(next(x for x in lines if x.startswith("indicators"))) + 1 :]
     header, first = table[0].split(), table[1].split()
     assert header[:3] == ["indicator", "dim", "better"]
-    assert first[:4] == ["quality_refund_rate", "product", "lower", "0.0763"]
+    assert first[:4] == ["quality_refund_rate", "product", "lower", "0.0629"]
     assert "<= 0.03 -> 4.0" in table[1]
     for ind in INDICATORS:
         assert ind.id in stdout
-    assert lines[-1].startswith("labels:")
+    assert any(line.startswith("labels:") for line in lines)
 
 
 def test_text_marks_best_and_not_assessed() -> None:
@@ -167,7 +167,7 @@ def test_bad_input_exits_2(monkeypatch, capsys, out, args, message) -> None:
 
 def test_rules_of_another_version_are_refused(monkeypatch, capsys, out, tmp_path) -> None:
     other = tmp_path / "rules.toml"
-    other.write_text(DEFAULT_RULES_PATH.read_text().replace('version = "2026.1"', 'version = "x"'))
+    other.write_text(DEFAULT_RULES_PATH.read_text().replace('version = "2026.2"', 'version = "x"'))
     code, _, err = cli(
         monkeypatch,
         capsys,
@@ -179,9 +179,40 @@ def test_rules_of_another_version_are_refused(monkeypatch, capsys, out, tmp_path
         "--rules",
         str(other),
     )
-    assert code == 2 and "scored with rules version '2026.1'" in err
+    assert code == 2 and "scored with rules version '2026.2'" in err
 
 
 def test_no_output_exits_2(monkeypatch, capsys, tmp_path) -> None:
     code, _, err = cli(monkeypatch, capsys, "explain", "--out", str(tmp_path), "--shop", "1")
     assert code == 2 and "no published shop_scores" in err
+
+
+def test_exemptions_and_upheld_appeals_are_explained(monkeypatch, capsys, out) -> None:
+    """Per indicator the rows an exemption removed and which exemption (the sample's window
+    holds the shipped Spring Festival exemption); per shop its upheld appeals."""
+    code, stdout, _ = cli(
+        monkeypatch, capsys, "explain", "--out", str(out), "--shop", str(SHOP), "--json"
+    )
+    assert code == 0
+    doc = json.loads(stdout)
+    rows = published(out, "shop_indicators").filter(pl.col("shop_id") == SHOP)
+    excluded = dict(rows.select("indicator", "excluded").rows())
+    for ind in doc["indicators"]:
+        assert ind["excluded"] == excluded[ind["indicator"]]
+        named = ind["indicator"] in (
+            "delivery_hours",
+            "track_anomaly_rate",
+            "delivery_promise_rate",
+        )
+        assert ind["exempted_by"] == ("spring_festival_2026" if named else None)
+    assert excluded["delivery_hours"] > 0
+    appealed = published(out, "shop_scores").filter(pl.col("appeals_upheld") > 0)
+    shop = appealed.row(0, named=True)
+    code, text, _ = cli(
+        monkeypatch, capsys, "explain", "--out", str(out), "--shop", str(shop["shop_id"])
+    )
+    assert code == 0
+    assert (
+        f"upheld appeals [申诉成立]: {shop['appeals_upheld']} orders, refunds or sessions" in text
+    )
+    assert "rows removed by exemptions [豁免]: " in text

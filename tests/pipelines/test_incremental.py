@@ -312,7 +312,7 @@ def test_an_order_arriving_after_its_events_gets_them(tmp_path) -> None:
 
 
 RULES = load_rules(DEFAULT_RULES_PATH)
-D = dt.date(2026, 10, 10)
+D = dt.date(2026, 2, 28)
 
 
 @pytest.fixture(scope="module")
@@ -338,8 +338,8 @@ def test_first_run_loads_the_whole_window(nightly) -> None:
 def test_nightly_run_reads_only_the_new_partition(nightly) -> None:
     state = nightly["nightly"].manifest["state"]
     loaded, evicted = state["partitions_loaded"], state["partitions_evicted"]
-    assert {log: loaded[log] for log in EVERY_DAY} == {log: ["2026-10-10"] for log in EVERY_DAY}
-    assert {log: evicted[log] for log in EVERY_DAY} == {log: ["2026-09-10"] for log in EVERY_DAY}
+    assert {log: loaded[log] for log in EVERY_DAY} == {log: ["2026-02-28"] for log in EVERY_DAY}
+    assert {log: evicted[log] for log in EVERY_DAY} == {log: ["2026-01-29"] for log in EVERY_DAY}
     assert {state["partitions_kept"][log] for log in EVERY_DAY} == {29}
     first = nightly["first"].manifest["state"]["night"]
     # a night folds the day's events into the orders they name; it recomputes few
@@ -364,7 +364,7 @@ def test_a_night_writes_only_what_changed(nightly) -> None:
     assert 0 < len(written) < len(files) / 2
     # the events, refunds and sessions of the new day only
     per_partition = {(t, k) for t, k, _ in written if t in ("events", "refunds", "sessions")}
-    assert {k for _, k in per_partition} == {"2026-10-10"}
+    assert {k for _, k in per_partition} == {"2026-02-28"}
 
 
 def test_nightly_runs_keep_the_current_state_of_the_stored_rows(nightly) -> None:
@@ -380,8 +380,8 @@ def test_a_rerun_reads_nothing_and_gives_the_same_tables(nightly) -> None:
 def test_a_run_for_an_older_date_equals_its_from_scratch_run(tmp_path: Path) -> None:
     out = tmp_path / "out"
     run_day(SAMPLE_RAW, out, RULES, D, force=True)
-    scratch, back = scratch_then_incremental(SAMPLE_RAW, out, RULES, dt.date(2026, 10, 5))
-    assert "after 2026-10-05" in back.manifest["state"]["rebuilt_because"]
+    scratch, back = scratch_then_incremental(SAMPLE_RAW, out, RULES, dt.date(2026, 2, 23))
+    assert "after 2026-02-23" in back.manifest["state"]["rebuilt_because"]
     assert not differences(back, scratch)
 
 
@@ -448,7 +448,7 @@ def test_a_changed_old_partition_rebuilds(tmp_path: Path) -> None:
     shutil.copytree(SAMPLE_RAW, raw)
     run_day(raw, out, RULES, D, force=True)
     # a restated partition: one of its files is removed upstream
-    partition = raw / "refunds" / "dt=2026-10-01"
+    partition = raw / "refunds" / "dt=2026-02-19"
     removed = sorted(partition.glob("*.parquet"))[0]
     removed.unlink()
     scratch, again = scratch_then_incremental(raw, out, RULES, D)
@@ -460,7 +460,7 @@ def test_a_late_file_in_a_partition_already_read_is_folded_in(tmp_path: Path) ->
     raw, out = tmp_path / "raw", tmp_path / "out"
     shutil.copytree(SAMPLE_RAW, raw)
     run_day(raw, out, RULES, D, force=True)
-    partition = raw / "orders" / "dt=2026-10-03"
+    partition = raw / "orders" / "dt=2026-02-21"
     first = sorted(partition.glob("*.parquet"))[0]
     late = (
         pl.read_parquet(first)
@@ -470,7 +470,7 @@ def test_a_late_file_in_a_partition_already_read_is_folded_in(tmp_path: Path) ->
             updated_at=pl.col("updated_at") + dt.timedelta(hours=1),
         )
     )
-    late.filter(pl.col("updated_at").dt.date() < dt.date(2026, 10, 3)).write_parquet(
+    late.filter(pl.col("updated_at").dt.date() < dt.date(2026, 2, 21)).write_parquet(
         partition / "zz-late.parquet"
     )
     scratch, again = scratch_then_incremental(raw, out, RULES, D)

@@ -75,7 +75,8 @@ def test_headline_is_the_4_8_share_of_the_date(out: Path, page: str) -> None:
     )
     share = scored.filter(pl.col("band") == "4.8+").height / scored.height
     assert f'<div class="value">{share:.1%}</div>' in page
-    assert f"{scored.height:,} / 300" in page
+    shops = pl.read_parquet(out / "shop_scores" / f"dt={day}" / "part-0.parquet").height
+    assert f"{scored.height:,} / {shops:,}" in page
     first = golden_dates()[0]
     assert f"period {first} to {day}, 3 published dates" in page
 

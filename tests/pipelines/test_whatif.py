@@ -28,7 +28,7 @@ from tests.builders import DEFAULT_RULES_PATH, ts, write_partition
 ROOT = Path(__file__).resolve().parents[2]
 RAW = ROOT / "data_samples" / "raw"
 EXAMPLE = ROOT / "examples" / "rules.stricter_help_1001.toml"
-DATE = "2026-10-10"
+DATE = "2026-02-28"
 SECTIONS = {
     "summary": "Summary",
     "rules": "Rules that differ",
@@ -347,7 +347,7 @@ def test_what_if_scores_exactly_as_a_run_of_the_new_rules(published) -> None:
 def test_what_if_reads_d1_from_out_and_writes_nothing_there(published) -> None:
     assert published["before"] and published["after"] == published["before"]
     notes = " ".join(published["json"]["notes"])
-    assert "Both sides start from the labels and weights published for 2026-10-09" in notes
+    assert "Both sides start from the labels and weights published for 2026-02-27" in notes
     # hysteresis is in play: labels held on D-1 keep their since date on both sides
     old_side, new_side, _ = published["sides"]
     for side in (old_side, new_side):
@@ -365,7 +365,7 @@ def test_different_windows_compute_facts_per_rule_set(tmp_path: Path, monkeypatc
         EXAMPLE.read_text().replace("window_days = 30", "window_days = 28"), encoding="utf-8"
     )
     facts_calls = counting(monkeypatch, "window_facts")
-    report = whatif_module.run_whatif(RAW, tmp_path / "out", other, None, dt.date(2026, 10, 10))
+    report = whatif_module.run_whatif(RAW, tmp_path / "out", other, None, dt.date(2026, 2, 28))
     assert len(facts_calls) == 2
     assert report.facts_shared is False and report.bands[-1] == "absent"
     assert any("count different rows" in note for note in report.notes)
@@ -384,12 +384,12 @@ def test_a_new_exemption_is_a_rules_change_with_facts_per_rule_set(
     other = tmp_path / "rules.typhoon.toml"
     other.write_text(
         EXAMPLE.read_text()
-        + '\n[[exemptions]]\nname = "storm"\npaid_from = 2026-09-20\npaid_to = 2026-10-08\n'
+        + '\n[[exemptions]]\nname = "storm"\npaid_from = 2026-02-08\npaid_to = 2026-02-26\n'
         'exclude_from = ["delivery_hours", "track_anomaly_rate", "pickup_on_time_rate"]\n',
         encoding="utf-8",
     )
     facts_calls = counting(monkeypatch, "window_facts")
-    report = whatif_module.run_whatif(RAW, tmp_path / "out", other, None, dt.date(2026, 10, 10))
+    report = whatif_module.run_whatif(RAW, tmp_path / "out", other, None, dt.date(2026, 2, 28))
     assert len(facts_calls) == 2
     assert report.facts_shared is False
     changes = report.rules_changes.filter(pl.col("rule") == "exemptions.storm")

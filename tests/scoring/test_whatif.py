@@ -1,7 +1,7 @@
 """What-if comparison (scoring/whatif.py): pure frames, checked on the committed sample and on
 hand-built frames.
 
-The sample's facts for 2026-10-10 are loaded and computed once for the module; each rule set is
+The sample's facts for 2026-02-28 are loaded and computed once for the module; each rule set is
 then scored from them with `score_facts`, exactly as the what-if command does.
 """
 
@@ -38,7 +38,7 @@ from tests.builders import default_rules
 from .support import rules_with
 
 SAMPLE_RAW = Path(__file__).resolve().parents[2] / "data_samples" / "raw"
-SAMPLE_DATE = dt.date(2026, 10, 10)
+SAMPLE_DATE = dt.date(2026, 2, 28)
 Tables = dict[str, pl.LazyFrame]
 
 
