@@ -122,7 +122,7 @@ def _notes(report_out: Path, run_date: dt.date, base: Rules, new: Rules, shared:
     if shared:
         notes.append(
             "Facts (orders, refunds, sessions, per-shop sums) were computed once and scored "
-            "under both rule sets (same time zone and window)."
+            "under both rule sets (same time zone, window and exemptions)."
         )
     else:
         notes.append(

@@ -39,7 +39,7 @@ def test_run_publishes_tables_and_manifest(monkeypatch, capsys, raw: Path, tmp_p
     manifest = json.loads((out / "manifests" / "dt=2026-03-02.json").read_text())
     assert manifest["inputs"]["orders"]["rows_read"] == 3
     assert manifest["outputs"]["shop_indicators"]["rows"] == 12
-    assert manifest["rules_version"] == "2026.1"
+    assert manifest["rules_version"] == "2026.2"
 
 
 def test_missing_column_exits_2_naming_file_and_column(

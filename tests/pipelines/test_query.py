@@ -157,9 +157,9 @@ def test_manifests_view(out: Path) -> None:
         "FROM manifests ORDER BY dt",
     )
     frame = pl.from_arrow(result)
-    assert frame["v"].to_list() == ["2026.1"] * 3
+    assert frame["v"].to_list() == ["2026.2"] * 3
     assert frame["held"].to_list() == [False] * 3
-    assert frame["shops"].to_list() == [300] * 3
+    assert frame["shops"].to_list() == [299] * 3
 
 
 def doc_sql_blocks() -> list[str]:

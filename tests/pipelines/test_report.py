@@ -116,3 +116,24 @@ def test_bad_input_exits_2(monkeypatch, capsys, out, tmp_path) -> None:
         monkeypatch, capsys, "report", "--out", str(out), "--html", str(tmp_path / "x" / "r.html")
     )
     assert code == 2 and "does not exist" in err
+
+
+def test_exemption_and_appeal_panels_show_the_samples_rows(out: Path, page: str) -> None:
+    """The sample's window holds the Spring Festival exemption and upheld appeals (v1.1): both
+    panels draw them, with the numbers of the published columns."""
+    from pipelines.report import load_report_data
+
+    data = load_report_data(out, None, 7)
+    day = golden_dates()[-1]
+    indicators = pl.read_parquet(out / "shop_indicators" / f"dt={day}" / "part-0.parquet")
+    assert data.exempted["rows"].sum() == indicators["excluded"].sum() > 0
+    assert set(data.exempted["indicator"]) == {
+        "delivery_hours", "track_anomaly_rate", "delivery_promise_rate",
+    }  # fmt: skip
+    shops = pl.read_parquet(out / "shop_scores" / f"dt={day}" / "part-0.parquet")
+    last = data.appeals.filter(pl.col("dt") == day)["subjects"].item()
+    assert last == shops["appeals_upheld"].sum() > 0
+    for section in ("exemptions-applied", "appeals-upheld"):
+        assert f'<section id="{section}">' in page
+    assert "no exemption removed a row" not in page
+    assert "no upheld appeal in the period" not in page

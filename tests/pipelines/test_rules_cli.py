@@ -47,7 +47,7 @@ def test_check_prints_every_problem_on_its_own_line(monkeypatch, capsys, tmp_pat
 def test_check_passes_the_shipped_rules(monkeypatch, capsys) -> None:
     code, stdout, stderr = cli(monkeypatch, capsys, "rules", "check", str(DEFAULT_RULES_PATH))
     assert code == 0 and stderr == ""
-    assert stdout.startswith(f"rules file {DEFAULT_RULES_PATH}: ok (version 2026.1, ")
+    assert stdout.startswith(f"rules file {DEFAULT_RULES_PATH}: ok (version 2026.2, ")
 
 
 def test_check_names_a_file_that_is_not_toml(monkeypatch, capsys, tmp_path) -> None:
