@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from scoring.activity import ShopSums, refund_side, session_side, shop_activity
-from scoring.appeals import mark_upheld, upheld_subjects
+from scoring.appeals import UPHELD_SCHEMA, mark_upheld, upheld_subjects
 from scoring.facts import (
     refund_facts,
     session_facts,
@@ -168,7 +168,11 @@ def part_sums(
 
 def day_facts(inputs: DayInputs, window: Window) -> DayFacts:
     """raw current state -> facts -> per-shop sums: the whole window as one part."""
-    upheld = upheld_subjects(inputs.appeals if inputs.appeals is not None else no_appeals())
+    upheld = (
+        upheld_subjects(inputs.appeals)
+        if inputs.appeals is not None
+        else pl.LazyFrame(schema=UPHELD_SCHEMA)
+    )
     events = inputs.logistics.filter(pl.col("event_at") < pl.lit(window.cutoff))
     orders = mark_upheld(inputs.orders, upheld, "order")
     refunds = mark_upheld(inputs.refunds, upheld, "refund")
@@ -206,11 +210,6 @@ def score_facts(
 
 def rules_window(rules: Rules, run_date: dt.date) -> Window:
     return Window(run_date, rules.window_days, rules.timezone, rules.exemptions)
-
-
-def no_appeals() -> pl.LazyFrame:
-    """The appeals log of a window without any (a raw folder may have no `appeals` log)."""
-    return pl.LazyFrame(schema={"subject": pl.String, "subject_id": pl.Int64, "outcome": pl.String})
 
 
 def score_day(inputs: DayInputs, rules: Rules, run_date: dt.date) -> dict[str, pl.LazyFrame]:

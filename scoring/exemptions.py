@@ -10,14 +10,12 @@ indicator's `excluded` sum instead of its numerator and denominator.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal
 
 import polars as pl
 
+from scoring.catalog import Source
 from scoring.rules import ExemptionRule
 from scoring.window import Window, local_date
-
-Source = Literal["orders", "refunds", "sessions"]
 
 # The time whose local date puts a row of each fact table in an exemption's date range (13.3).
 MATCHED_BY: dict[Source, str] = {
@@ -101,8 +99,6 @@ def exemption_account(activity: pl.DataFrame, exemptions: Iterable[ExemptionRule
     for e in exemptions:
         matched = {
             log: int(activity[matched_column(source, e)].sum())
-            if matched_column(source, e) in activity.columns
-            else 0
             for source, log in LOG_OF_SOURCE.items()
         }
         account.append({**e.as_data(), "rows_matched": matched})

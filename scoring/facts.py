@@ -209,8 +209,6 @@ def pickup_deadline(window: Window) -> pl.Expr:
         .then(pl.col("promised_ship_at"))
         .otherwise(grace)
     )
-    if not any(e.ship_by is not None for e in window.exemptions):
-        return promised
     return pl.max_horizontal(promised, exempt_ship_by(window.exemptions, window.tz))
 
 

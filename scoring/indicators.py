@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Literal
 
 import polars as pl
 
-from scoring.catalog import INDICATOR_BY_ID, INDICATORS
+from scoring.catalog import INDICATOR_BY_ID, INDICATORS, Source
 from scoring.exemptions import excluded
 from scoring.reshape import to_long
 from scoring.window import Window
 
-Source = Literal["orders", "refunds", "sessions"]
 MICROS_PER_HOUR = 3.6e9
 CS_RESPONSE_LIMIT_SECONDS = 180
 

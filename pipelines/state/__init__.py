@@ -218,7 +218,7 @@ def _night(
                     store, manifest, ingested.quarantine, window, version
                 )
                 previous = _stored_window(manifest, window)
-                appeal_files, _, appeals = keep_appeals(
+                appeal_files, upheld, appeals = keep_appeals(
                     store, manifest, exchange, window, previous, version
                 )
                 tasks = [
@@ -255,7 +255,7 @@ def _night(
     store.collect_garbage(committed)
     return WindowFacts(
         facts=_facts(totals, window),
-        load=_window_load(store, committed, raw, window, done, appeals),
+        load=_window_load(store, committed, raw, window, done, appeals, upheld.now),
         state=_state_report(store, committed, manifest, plan, reason, done),
         execution=_execution_report(options.executor, done),
     )
@@ -374,10 +374,12 @@ def _window_load(
     window: Window,
     done: list[ShardDone],
     appeals: pl.DataFrame,
+    upheld: pl.DataFrame,
 ) -> WindowLoad:
     """What the manifest and the gates report about the window's raw input.
 
     An optional log (appeals) has no missing partitions: a day without one had none (13.1).
+    `appeals` are the window's current appeals, `upheld` the subjects they remove.
     """
     files, rejected = [], {log: {} for log in LOGS}
     for log in LOGS:
@@ -418,7 +420,7 @@ def _window_load(
         rows_current=current,
         rejected={log: dict(sorted(r.items())) for log, r in rejected.items()},
         missing_partitions=missing,
-        appeals_summary=appeals_report(appeals),
+        appeals_summary=appeals_report(appeals, upheld),
     )
 
 

@@ -45,11 +45,6 @@ class Upheld:
         moved = pl.concat([now, before]).value_counts().filter(pl.col("count") == 1)
         return moved["subject_id"].sort()
 
-    def ids(self, subject: Subject, tonight: bool = True) -> pl.DataFrame:
-        """The (subject, subject_id) rows of `subject`, tonight's or last night's."""
-        frame = self.now if tonight else self.before
-        return frame.filter(pl.col("subject") == subject)
-
 
 def keep_appeals(
     store: StateStore,
@@ -62,11 +57,9 @@ def keep_appeals(
     """Add tonight's appeal rows to the kept ones, drop the partitions that left the window,
     and return the files (by dt), the upheld subjects, and the window's appeals (for the
     manifest)."""
-    kept: Files = dict(manifest.files.get(APPEALS, {}).get(APPEALS, {})) if manifest else {}
-    schema = log_schema(APPEALS)
-    frames = [frame.cast(schema) for files in kept.values() for frame in store.read(files)]
-    stored = pl.concat(frames) if frames else pl.DataFrame(schema=schema)
-    new = pl.from_arrow(exchange.read_arrow(APPEALS, inbox_part(0))).cast(schema)  # type: ignore[union-attr]
+    kept: Files = dict(kept_files(manifest)) if manifest else {}
+    stored = stored_rows(store, kept)
+    new = pl.from_arrow(exchange.read_arrow(APPEALS, inbox_part(0))).cast(log_schema(APPEALS))  # type: ignore[union-attr]
     for (day,), rows in new.partition_by("dt", as_dict=True).items():
         name = store.new_file(0, APPEALS, day.isoformat(), version)
         kept[day.isoformat()] = {**kept.get(day.isoformat(), {}), name: store.write(rows, name)}
@@ -74,18 +67,33 @@ def keep_appeals(
     # file can bring an appeal into a partition last night's window already held)
     tonight = current(pl.concat([stored, new]), window)
     upheld = Upheld(
-        upheld_subjects(tonight.lazy()).collect().sort("subject", "subject_id"),
+        upheld_of(tonight),
         pl.DataFrame(schema=UPHELD_SCHEMA)
         if previous is None
-        else upheld_subjects(current(stored, previous).lazy())
-        .collect()
-        .sort("subject", "subject_id"),
+        else upheld_of(current(stored, previous)),
     )
     exchange.write_parquet(upheld.now.to_arrow(), UPHELD, "now.parquet")
     exchange.write_parquet(upheld.before.to_arrow(), UPHELD, "before.parquet")
     first, last = window.first_date.isoformat(), window.run_date.isoformat()
     files = {day: f for day, f in kept.items() if first <= day <= last}
     return files, upheld, tonight
+
+
+def kept_files(manifest: Manifest) -> Files:
+    """The kept appeal files of a committed state, by raw partition."""
+    return manifest.files.get(APPEALS, {}).get(APPEALS, {})
+
+
+def stored_rows(store: StateStore, files: Files) -> pl.DataFrame:
+    """Every kept appeal row of `files` (copies included), with its `dt`."""
+    schema = log_schema(APPEALS)
+    frames = [frame.cast(schema) for day in files.values() for frame in store.read(day)]
+    return pl.concat(frames) if frames else pl.DataFrame(schema=schema)
+
+
+def upheld_of(appeals: pl.DataFrame) -> pl.DataFrame:
+    """`scoring.appeals.upheld_subjects` of current appeals, collected and in a fixed order."""
+    return upheld_subjects(appeals.lazy()).collect().sort("subject", "subject_id")
 
 
 def current(rows: pl.DataFrame, window: Window) -> pl.DataFrame:
@@ -95,11 +103,11 @@ def current(rows: pl.DataFrame, window: Window) -> pl.DataFrame:
     return current_rows(in_window, "appeal_id", None, LOGS[APPEALS].column_names)
 
 
-def appeals_report(appeals: pl.DataFrame) -> dict:
+def appeals_report(appeals: pl.DataFrame, upheld: pl.DataFrame) -> dict:
     """The manifest's account of the window's appeals (13.4): read by outcome, and the distinct
-    subjects the upheld ones remove, by kind. (Quarantined appeals are in `rejected_by_reason`.)"""
+    subjects the upheld ones remove (`upheld`, `upheld_of` the same appeals), by kind.
+    (Quarantined appeals are in `rejected_by_reason`.)"""
     outcomes = dict(appeals.group_by("outcome").len().rows())
-    upheld = upheld_subjects(appeals.lazy()).collect()
     subjects = dict(upheld.group_by("subject").len().rows())
     return {
         "read": {o: int(outcomes.get(o, 0)) for o in ("upheld", "rejected")},
@@ -109,10 +117,7 @@ def appeals_report(appeals: pl.DataFrame) -> dict:
 
 def kept_appeals(store: StateStore, manifest: Manifest) -> pl.DataFrame:
     """The current appeals a committed state keeps (one row per appeal_id, 2.5)."""
-    schema = log_schema(APPEALS)
-    files = manifest.files.get(APPEALS, {}).get(APPEALS, {})
-    frames = [frame.cast(schema) for day in files.values() for frame in store.read(day)]
-    rows = pl.concat(frames) if frames else pl.DataFrame(schema=schema)
+    rows = stored_rows(store, kept_files(manifest))
     return current_rows(rows, "appeal_id", None, LOGS[APPEALS].column_names)
 
 
