@@ -169,6 +169,4 @@ APPEALS = LogSchema(
     ),
 )
 
-LOGS: dict[str, LogSchema] = {
-    s.name: s for s in (ORDERS, REFUNDS, LOGISTICS, CS_SESSIONS, APPEALS)
-}
+LOGS: dict[str, LogSchema] = {s.name: s for s in (ORDERS, REFUNDS, LOGISTICS, CS_SESSIONS, APPEALS)}

@@ -67,10 +67,8 @@ def order_side(orders_v: pl.LazyFrame, window: Window) -> pl.LazyFrame:
     )
 
 
-def refund_side(
-    refunds_f: pl.LazyFrame, window: Window, by: tuple[str, ...] = ("shop_id",)
-) -> pl.LazyFrame:
-    """Per-shop sums over refund facts (`scoring.facts.refund_facts` or `dated_refunds`)."""
+def refund_side(refunds_f: pl.LazyFrame, window: Window, by: tuple[str, ...]) -> pl.LazyFrame:
+    """Sums over refunds dated by the way they count (`scoring.facts.dated_refunds`), per `by`."""
     damaged_decided = (
         pl.col("in_r") & (pl.col("reason") == "damaged") & pl.col("seller_decision").is_not_null()
     )
@@ -85,11 +83,9 @@ def refund_side(
     )
 
 
-def session_side(
-    sessions_c: pl.LazyFrame, window: Window, by: tuple[str, ...] = ("shop_id",)
-) -> pl.LazyFrame:
-    """Per-shop sums over the sessions of C (or per `by`: see `session_days`); the sessions an
-    upheld appeal took out of C are counted in `appealed_sessions` alone."""
+def session_side(sessions_c: pl.LazyFrame, window: Window, by: tuple[str, ...]) -> pl.LazyFrame:
+    """Sums over sessions dated by their start (`scoring.facts.dated_sessions`), per `by`; the
+    sessions an upheld appeal took out of C are counted in `appealed_sessions` alone."""
     answered_in_hours = pl.col("in_service_hours") & pl.col("first_response_seconds").is_not_null()
     in_c = sessions_c.filter(~pl.col("appeal_upheld"))
     sums = in_c.group_by(*by).agg(

@@ -10,19 +10,11 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from scoring.activity import ShopSums, refund_side, session_side, shop_activity
-from scoring.appeals import UPHELD_SCHEMA, mark_upheld, upheld_subjects
-from scoring.facts import (
-    refund_facts,
-    session_facts,
-    tracking_facts,
-    with_refund_flags,
-)
+from scoring.activity import ShopSums
 from scoring.indicators import indicator_counts
 from scoring.labels import held_labels, label_candidates
-from scoring.product import item_scores, merge_item_counts
+from scoring.product import item_scores
 from scoring.rules import Rules
-from scoring.settling import order_sums
 from scoring.shop_score import scored_indicators, shop_scores
 from scoring.weights import item_traffic_weights, shop_traffic_weights
 from scoring.window import Window
@@ -104,27 +96,6 @@ PREVIOUS_LABELS_SCHEMA = {"shop_id": pl.Int64, "label": pl.String, "since": pl.D
 PREVIOUS_WEIGHTS_SCHEMA = {"shop_id": pl.Int64, "weight": pl.Float64}
 
 
-@dataclass(frozen=True)
-class DayInputs:
-    """Current state of the five logs, and what the run published for D-1 (empty when nothing)."""
-
-    orders: pl.LazyFrame
-    refunds: pl.LazyFrame
-    logistics: pl.LazyFrame
-    cs_sessions: pl.LazyFrame
-    previous_labels: pl.LazyFrame
-    previous_weights: pl.LazyFrame
-    appeals: pl.LazyFrame | None = None  # the window's appeals (13.1); None: none
-
-
-def no_previous() -> tuple[pl.LazyFrame, pl.LazyFrame]:
-    """D-1 as if nothing was held: no labels, no weights."""
-    return (
-        pl.LazyFrame(schema=PREVIOUS_LABELS_SCHEMA),
-        pl.LazyFrame(schema=PREVIOUS_WEIGHTS_SCHEMA),
-    )
-
-
 def _finish(frame: pl.LazyFrame, table: str, run_date: dt.date, rules: Rules) -> pl.LazyFrame:
     """Select the published columns with their types, add dt and rules_version, sort by key."""
     schema = TABLE_SCHEMAS[table]
@@ -166,25 +137,6 @@ def part_sums(
     return sums, by_order["items"]
 
 
-def day_facts(inputs: DayInputs, window: Window) -> DayFacts:
-    """raw current state -> facts -> per-shop sums: the whole window as one part."""
-    upheld = (
-        upheld_subjects(inputs.appeals)
-        if inputs.appeals is not None
-        else pl.LazyFrame(schema=UPHELD_SCHEMA)
-    )
-    events = inputs.logistics.filter(pl.col("event_at") < pl.lit(window.cutoff))
-    orders = mark_upheld(inputs.orders, upheld, "order")
-    refunds = mark_upheld(inputs.refunds, upheld, "refund")
-    sessions = mark_upheld(inputs.cs_sessions, upheld, "session")
-    tracked = orders.join(tracking_facts(events), on="order_id", how="left")
-    by_order = order_sums(with_refund_flags(tracked, refunds), window)
-    by_refund = refund_side(refund_facts(refunds, window), window)
-    by_session = session_side(session_facts(sessions, window), window)
-    sums, items = part_sums(by_order, by_refund, by_session)
-    return DayFacts(window, merge_item_counts(items), shop_activity(sums))
-
-
 def score_facts(
     facts: DayFacts,
     rules: Rules,
@@ -210,9 +162,3 @@ def score_facts(
 
 def rules_window(rules: Rules, run_date: dt.date) -> Window:
     return Window(run_date, rules.window_days, rules.timezone, rules.exemptions)
-
-
-def score_day(inputs: DayInputs, rules: Rules, run_date: dt.date) -> dict[str, pl.LazyFrame]:
-    """All six output tables for `run_date` (not yet collected)."""
-    facts = day_facts(inputs, rules_window(rules, run_date))
-    return score_facts(facts, rules, inputs.previous_labels, inputs.previous_weights)

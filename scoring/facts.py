@@ -212,16 +212,11 @@ def pickup_deadline(window: Window) -> pl.Expr:
     return pl.max_horizontal(promised, exempt_ship_by(window.exemptions, window.tz))
 
 
-def with_refund_flags(orders: pl.LazyFrame, refunds: pl.LazyFrame) -> pl.LazyFrame:
-    """Current orders with `order_refund_flags` of their current refunds (null: none)."""
-    return orders.join(order_refund_flags(refunds), on="order_id", how="left")
-
-
 def orders_of_v(flagged: pl.LazyFrame, window: Window) -> pl.LazyFrame:
     """V with its facts, from current orders with their tracking facts and refund flags.
 
-    The window state keeps both on its order rows (folding each night's events and refunds
-    into them); `scoring.daily.day_facts` joins them from all events and refunds at once.
+    The window state keeps both on its order rows, folding each night's events and refunds
+    into them (`merge_tracking`, `order_refund_flags`).
     """
     return window_order_facts(valid_paid_orders(flagged, window), window)
 
@@ -243,22 +238,6 @@ def window_order_facts(orders_v: pl.LazyFrame, window: Window) -> pl.LazyFrame:
     )
 
 
-def refund_facts(refunds: pl.LazyFrame, window: Window) -> pl.LazyFrame:
-    """Current refunds that count somewhere: in R, a help event in the window, or `appealed`
-    (in R but for an upheld appeal, counted for `appeals_upheld` only).
-
-    `in_r`: requested in the window (R). `is_help`: escalated in the window and not ruled the
-    buyer's responsibility (a null ruling counts). All use the refund's own shop (12.4).
-    """
-    counted = ~counts_nowhere()
-    requested = in_window("requested_at", window) & ~pl.col("is_abnormal")
-    return refunds.with_columns(
-        in_r=requested & counted,
-        is_help=asks_platform_help() & in_window("escalated_at", window) & counted,
-        appealed=requested & pl.col("appeal_upheld"),
-    ).filter(pl.col("in_r") | pl.col("is_help") | pl.col("appealed"))
-
-
 def asks_platform_help() -> pl.Expr:
     """A refund escalated to the platform and not ruled the buyer's responsibility (a null
     ruling counts): a help event on the day it was escalated."""
@@ -268,8 +247,9 @@ def asks_platform_help() -> pl.Expr:
 def dated_refunds(refunds: pl.LazyFrame, tz: str) -> pl.LazyFrame:
     """A refund's two ways into the sums, each with the local `day` that puts it there: its
     request (`in_r`, or `appealed` when an upheld appeal removed it) on the day it was
-    requested, and its help event (`is_help`) on the day it was escalated. Over the days of a
-    window they are `refund_facts` of that window."""
+    requested, and its help event (`is_help`) on the day it was escalated. Summed over the days
+    of a window: R (`in_r`, for the refund's own shop, 12.4) and the window's help events, whose
+    ruling is not the buyer's responsibility (a null ruling counts)."""
     requested = refunds.filter(~pl.col("is_abnormal")).with_columns(
         day=local_date("requested_at", tz),
         in_r=~pl.col("appeal_upheld"),
@@ -285,12 +265,6 @@ def dated_refunds(refunds: pl.LazyFrame, tz: str) -> pl.LazyFrame:
         appealed=pl.lit(False),
     )
     return pl.concat([requested, helped])
-
-
-def session_facts(sessions: pl.LazyFrame, window: Window) -> pl.LazyFrame:
-    """Sessions started in the window, with whether they started in local service hours: C,
-    and those an upheld appeal took out of it (`appeal_upheld`, see `session_side`)."""
-    return dated_sessions(sessions.filter(in_window("started_at", window)), window.tz)
 
 
 def dated_sessions(sessions: pl.LazyFrame, tz: str) -> pl.LazyFrame:

@@ -7,7 +7,10 @@ harmless default, so each test reads as the few facts it is about.
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
 import tomllib
+import zoneinfo
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,13 @@ import polars as pl
 from pipelines.errors import InputError
 from pipelines.run import require_input
 from pipelines.schemas import LOGS
-from scoring.daily import DayInputs, no_previous, rules_window, score_day
+from pipelines.state import StateOptions, window_facts
+from scoring.daily import (
+    PREVIOUS_LABELS_SCHEMA,
+    PREVIOUS_WEIGHTS_SCHEMA,
+    rules_window,
+    score_facts,
+)
 from scoring.rules import Rules, parse_rules
 
 DEFAULT_RULES_PATH = (
@@ -170,6 +179,22 @@ def picked_up_on_time(
     ]
 
 
+@dataclass(frozen=True)
+class Inputs:
+    """Hand-built rows of the five logs, and what the run published for D-1 (None: nothing)."""
+
+    orders: list[dict] = field(default_factory=list)
+    refunds: list[dict] = field(default_factory=list)
+    logistics: list[dict] = field(default_factory=list)
+    cs_sessions: list[dict] = field(default_factory=list)
+    appeals: list[dict] = field(default_factory=list)
+    previous_labels: pl.DataFrame | None = None
+    previous_weights: pl.DataFrame | None = None
+
+    def logs(self) -> dict[str, list[dict]]:
+        return {log: getattr(self, log) for log in LOGS}
+
+
 def day_inputs(
     orders: list[dict] = (),
     refunds: list[dict] = (),
@@ -178,29 +203,75 @@ def day_inputs(
     previous_labels: pl.DataFrame | None = None,
     previous_weights: pl.DataFrame | None = None,
     appeals: list[dict] = (),
-) -> DayInputs:
-    """Current-state inputs for `score_day` straight from row dicts (no loader involved)."""
-    empty_labels, empty_weights = no_previous()
-    return DayInputs(
-        orders=frame("orders", list(orders)).lazy(),
-        refunds=frame("refunds", list(refunds)).lazy(),
-        logistics=frame("logistics", list(logistics)).lazy(),
-        cs_sessions=frame("cs_sessions", list(cs_sessions)).lazy(),
-        previous_labels=empty_labels if previous_labels is None else previous_labels.lazy(),
-        previous_weights=empty_weights if previous_weights is None else previous_weights.lazy(),
-        appeals=frame("appeals", list(appeals)).lazy(),
+) -> Inputs:
+    """The rows a test is about, for `score`; every other column gets its default."""
+    return Inputs(
+        list(orders),
+        list(refunds),
+        list(logistics),
+        list(cs_sessions),
+        list(appeals),
+        previous_labels,
+        previous_weights,
     )
+
+
+VERSION_TIME = {
+    "orders": "updated_at",
+    "refunds": "updated_at",
+    "logistics": "event_at",
+    "cs_sessions": "closed_at",
+    "appeals": "decided_at",
+}
+
+
+def write_raw(raw: Path, logs: dict[str, list[dict]], tz: str) -> Path:
+    """Each row into the raw partition of its version time's local business day (in `tz`),
+    as upstream would emit it: a row the run's window cannot see lands after the run date."""
+    zone = zoneinfo.ZoneInfo(tz)
+    for log, rows in logs.items():
+        by_day: dict[dt.date, list[dict]] = {}
+        for row in complete_rows(log, rows):
+            by_day.setdefault(row[VERSION_TIME[log]].astimezone(zone).date(), []).append(row)
+        for day, day_rows in by_day.items():
+            write_partition(raw, log, day, day_rows)
+    return raw
 
 
 RUN_DATE = dt.date(2026, 3, 20)  # window: 2026-02-19 .. 2026-03-20 local
 
 
 def score(
-    inputs: DayInputs, rules: Rules | None = None, run_date: dt.date = RUN_DATE
+    inputs: Inputs, rules: Rules | None = None, run_date: dt.date = RUN_DATE
 ) -> dict[str, pl.DataFrame]:
-    """All six tables for hand-built inputs, collected."""
-    tables = score_day(inputs, rules or default_rules(), run_date)
-    return dict(zip(tables, pl.collect_all(list(tables.values())), strict=True))
+    """All six tables for hand-built rows, computed by the code the nightly run runs.
+
+    The rows are written as raw partitions; the run's state stage (`window_facts`: load,
+    quarantine, the window state's shard tasks) makes the facts and its score stage
+    (`score_facts`) the tables, with `inputs`' D-1 labels and weights as the published history.
+    Only reading that history from, and publishing to, an output folder are left out (the
+    pipeline tests cover them). A row the loader rejects fails the test: hand-built rows are
+    meant to be valid input.
+    """
+    rules = rules or default_rules()
+    window = rules_window(rules, run_date)
+    with tempfile.TemporaryDirectory(prefix="expscore-unit-") as tmp:
+        raw = write_raw(Path(tmp) / "raw", inputs.logs(), rules.timezone)
+        require_input(raw, window)  # the run refuses a window without input, as here
+        night = window_facts(raw, window, str(Path(tmp) / "state"), StateOptions())
+        rejected = {log: r for log, r in night.load.rejected.items() if r}
+        assert not rejected, f"hand-built rows were quarantined: {rejected}"
+        labels = _history(inputs.previous_labels, PREVIOUS_LABELS_SCHEMA)
+        weights = _history(inputs.previous_weights, PREVIOUS_WEIGHTS_SCHEMA)
+        tables = score_facts(night.facts, rules, labels, weights)
+        return dict(zip(tables, pl.collect_all(list(tables.values())), strict=True))
+
+
+def _history(frame: pl.DataFrame | None, schema: dict[str, pl.DataType]) -> pl.LazyFrame:
+    """D-1's published table as the run reads it (`pipelines.run.previous_outputs`)."""
+    if frame is None:
+        return pl.LazyFrame(schema=schema)
+    return frame.lazy().select([pl.col(c).cast(t) for c, t in schema.items()])
 
 
 def indicator_row(tables: dict[str, pl.DataFrame], shop_id: int, indicator: str) -> dict[str, Any]:

@@ -8,8 +8,7 @@ import random
 import polars as pl
 import pytest
 
-from scoring.daily import DayInputs
-from tests.builders import PAID, RUN_DATE, day_inputs, default_rules, score, ts
+from tests.builders import PAID, RUN_DATE, Inputs, day_inputs, default_rules, score, ts
 from tests.compare import frame_differences
 
 from .support import HOUR, many
@@ -52,7 +51,7 @@ def rich_rows() -> dict[str, list[dict]]:
     return rows
 
 
-def inputs(rows: dict[str, list[dict]]) -> DayInputs:
+def inputs(rows: dict[str, list[dict]]) -> Inputs:
     return day_inputs(**rows)
 
 

@@ -466,6 +466,8 @@ def test_sessions_in_window_are_start_inclusive_cutoff_exclusive():
     sessions = [
         {"started_at": START - US, "satisfaction": 5},
         {"started_at": START, "satisfaction": 5},
+        # closed as it started, so it is in partition D; one closed after the cutoff is not yet
+        {"started_at": CUTOFF - US, "closed_at": CUTOFF - US, "satisfaction": 1},
         {"started_at": CUTOFF - US, "satisfaction": 1},
         {"started_at": CUTOFF, "satisfaction": 5},
     ]

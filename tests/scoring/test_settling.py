@@ -13,18 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipelines.state.shard import ORDER_ROW_SCHEMA
-from scoring.activity import refund_days, refund_side, session_side
-from scoring.facts import (
-    dated_sessions,
-    refund_facts,
-    session_facts,
-    window_order_facts,
-)
-from scoring.rules import ExemptionRule
+from scoring.facts import window_order_facts
 from scoring.settling import ORDER_SUMS, net_sums, order_sums, settled, sum_changes
 from scoring.window import Window
 from tests.builders import PAID, complete_rows
-from tests.builders import frame as log_frame
 from tests.hypothesis_budget import examples
 
 TZ = "Asia/Shanghai"  # PAID is 10:00 local on 2026-03-01
@@ -164,123 +156,3 @@ def test_a_change_keeps_a_key_whose_count_stayed_and_another_sum_moved() -> None
     assert sum_changes("orders", [now], [now]).collect().height == 0  # nothing changed
     categories = order_sums(order.lazy(), after)["categories"]
     assert net_sums("categories", [categories], [categories]).collect().height == 0  # at zero
-
-
-exemption_days = st.one_of(
-    st.none(), st.tuples(st.integers(0, 40), st.integers(0, 10))
-)  # none, or (first day after 2026-03-01, length)
-
-
-def exemptions_of(days: tuple[int, int] | None, *indicators: str) -> tuple[ExemptionRule, ...]:
-    if days is None:
-        return ()
-    first = PAID_DATE + dt.timedelta(days=days[0])
-    last = first + dt.timedelta(days=days[1])
-    return (ExemptionRule("drawn", first, last, exclude_from=indicators),)
-
-
-@settings(max_examples=examples(60), deadline=None)
-@given(
-    starts=st.lists(st.tuples(st.integers(0, 24 * 40 - 1), st.booleans()), min_size=1, max_size=30),
-    run_day=st.integers(0, 40),
-    days=st.integers(1, 30),
-    exempt=exemption_days,
-)
-def test_session_sums_by_start_date_add_up_to_the_window_sums(
-    starts: list[tuple[int, bool]], run_day: int, days: int, exempt: tuple[int, int] | None
-) -> None:
-    """The state keeps session sums per start date and adds the window's dates: that must be
-    the sums of C (sessions started in the window), whatever the hours and the zone, with
-    sessions removed by upheld appeals and taken out of indicators by an exemption."""
-    start = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
-    sessions = pl.DataFrame(
-        complete_rows(
-            "cs_sessions",
-            [
-                {
-                    "session_id": i,
-                    "shop_id": i % 3,
-                    "started_at": start + h * HOUR,
-                    "closed_at": start + (h + 1) * HOUR,
-                    "first_response_seconds": (i * 37) % 400,
-                }
-                for i, (h, _) in enumerate(starts)
-            ],
-        )
-    ).with_columns(appeal_upheld=pl.Series([appealed for _, appealed in starts]))
-    sessions = sessions.lazy()
-    ruled_out = exemptions_of(exempt, "cs_response_rate", "cs_satisfaction_rate")
-    w = Window(PAID_DATE + dt.timedelta(days=run_day), days, TZ, ruled_out)
-    whole = session_side(session_facts(sessions, w), w).collect()
-    by_day = session_side(dated_sessions(sessions, w.tz), w, ("day", "shop_id"))
-    added = (
-        by_day.filter(pl.col("day").is_between(w.first_date, w.run_date))
-        .drop("day")
-        .pipe(lambda f: net_sums("sessions", [f], []))
-        .collect()
-    )
-    assert added.sort("shop_id").to_dicts() == whole.sort("shop_id").to_dicts()
-
-
-@settings(max_examples=examples(60), deadline=None)
-@given(
-    refunds=st.lists(
-        st.tuples(
-            st.integers(0, 24 * 40 - 1),  # requested, hours after the start
-            st.one_of(st.none(), st.integers(0, 24 * 10)),  # escalated, hours after the request
-            st.booleans(),  # platform_help
-            st.sampled_from([None, "merchant_responsible", "buyer_responsible", "no_fault"]),
-            st.sampled_from([None, "agreed", "refused"]),
-            st.sampled_from(["damaged", "quality", "other"]),
-            st.booleans(),  # is_abnormal
-            st.booleans(),  # an upheld appeal
-        ),
-        min_size=1,
-        max_size=30,
-    ),
-    run_day=st.integers(0, 45),
-    days=st.integers(1, 30),
-    exempt=exemption_days,
-)
-def test_refund_sums_by_day_add_up_to_the_window_sums(
-    refunds: list[tuple], run_day: int, days: int, exempt: tuple[int, int] | None
-) -> None:
-    """A refund enters the sums by its request (R) and by its help event, each on its own day:
-    the window's days must add up to the sums of R and the help events of the window."""
-    start = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
-    rows = []
-    for i, (requested, escalated, helped, ruling, decision, reason, abnormal, _) in enumerate(
-        refunds
-    ):
-        asked = start + requested * HOUR
-        rows.append(
-            {
-                "refund_id": i,
-                "shop_id": i % 3,
-                "requested_at": asked,
-                "escalated_at": None if escalated is None else asked + escalated * HOUR,
-                "platform_help": helped,
-                "ruling": ruling,
-                "seller_decision": decision,
-                "decided_at": None if decision is None else asked + 5 * HOUR,
-                "reason": reason,
-                "is_abnormal": abnormal,
-            }
-        )
-    frame = (
-        log_frame("refunds", rows)
-        .with_columns(pl.col(pl.Datetime).dt.replace_time_zone("UTC"))
-        .with_columns(appeal_upheld=pl.Series([r[-1] for r in refunds]))
-        .lazy()
-    )
-    ruled_out = exemptions_of(exempt, "refund_refusal_rate", "refund_handling_hours")
-    w = Window(PAID_DATE + dt.timedelta(days=run_day), days, TZ, ruled_out)
-    whole = refund_side(refund_facts(frame, w), w).collect()
-    added = (
-        refund_days(frame, w)
-        .filter(pl.col("day").is_between(w.first_date, w.run_date))
-        .drop("day")
-        .pipe(lambda f: net_sums("refunds", [f], []))
-        .collect()
-    )
-    assert added.sort("shop_id").to_dicts() == whole.sort("shop_id").to_dicts()

@@ -17,7 +17,13 @@ import polars as pl
 import pytest
 
 from pipelines.state import StateOptions, window_facts
-from scoring.daily import DayFacts, no_previous, rules_window, score_facts
+from scoring.daily import (
+    PREVIOUS_LABELS_SCHEMA,
+    PREVIOUS_WEIGHTS_SCHEMA,
+    DayFacts,
+    rules_window,
+    score_facts,
+)
 from scoring.rules import Knots, Rules
 from scoring.whatif import (
     ABSENT,
@@ -54,7 +60,11 @@ def sample_facts() -> DayFacts:
 
 def scored(facts: DayFacts, rules: Rules) -> Tables:
     """The six tables of one rule set, collected once and handed on as LazyFrames."""
-    lazy = score_facts(facts, rules, *no_previous())
+    no_history = (
+        pl.LazyFrame(schema=PREVIOUS_LABELS_SCHEMA),
+        pl.LazyFrame(schema=PREVIOUS_WEIGHTS_SCHEMA),
+    )  # nothing published for D-1
+    lazy = score_facts(facts, rules, *no_history)
     return dict(zip(lazy, [f.lazy() for f in pl.collect_all(list(lazy.values()))], strict=True))
 
 
