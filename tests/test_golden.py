@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import polars as pl
 import pytest
 
+from pipelines.run import load_rules
 from tests.compare import frame_differences
-from tests.golden import EXPECTED, TABLES, golden_dates, produce, read
+from tests.golden import EXPECTED, TABLES, golden_dates, read
 
 
 @pytest.fixture(scope="module")
-def produced(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("golden")
-    produce(out)
-    return out
+def produced(sample_output: Path) -> Path:
+    return sample_output
 
 
 @pytest.mark.parametrize("table", TABLES)
@@ -52,6 +52,44 @@ def test_sample_covers_every_band_and_label() -> None:
         "delivery_hours", "track_anomaly_rate", "delivery_promise_rate",
     }  # fmt: skip
     assert read(EXPECTED, "shop_scores", last).filter(pl.col("appeals_upheld") > 0).height > 10
+
+
+def day_pairs(table: str) -> list[tuple[pl.DataFrame, pl.DataFrame]]:
+    """(D-1, D) of `table` for each golden date but the first (which has no D-1)."""
+    frames = [read(EXPECTED, table, day) for day in golden_dates()]
+    return list(itertools.pairwise(frames))
+
+
+def test_sample_clamps_weights_both_ways_by_a_share_of_d_minus_1() -> None:
+    """The daily clamp binds upwards and downwards on the sample's dates, and binds at least
+    once where D-1's weight is not 1, so a clamp of +/-0.1 (not 10%) would change the tables."""
+    change = load_rules(None).max_daily_change
+    up, down = [], []
+    for before, now in day_pairs("shop_traffic_weights"):
+        joined = now.join(before.select("shop_id", previous="weight"), on="shop_id")
+        held_back = pl.col("weight") != pl.col("target_weight")
+        for bound, factor in ((up, 1 + change), (down, 1 - change)):
+            at_bound = (pl.col("weight") - pl.col("previous") * factor).abs() < 1e-12
+            bound.append(joined.filter(at_bound & held_back))
+    up_bound, down_bound = pl.concat(up), pl.concat(down)
+    assert up_bound.height > 0 and down_bound.height > 0
+    assert pl.concat([up_bound, down_bound]).filter(pl.col("previous") != 1.0).height > 0
+
+
+def test_sample_holds_a_label_by_hysteresis_and_drops_one() -> None:
+    """Some label is kept with a value that would not gain it (between exit and enter), and
+    some label held on D-1 is gone on D."""
+    rules = load_rules(None)
+    kept_by_hysteresis = dropped = 0
+    for before, now in day_pairs("shop_labels"):
+        kept = now.join(before.select("shop_id", "label"), on=["shop_id", "label"], how="semi")
+        for label, rule in rules.labels.items():
+            values = kept.filter(pl.col("label") == label)["value"]
+            short_of_enter = values < rule.enter if rule.exit <= rule.enter else values > rule.enter
+            kept_by_hysteresis += int(short_of_enter.sum())
+        dropped += before.join(now, on=["shop_id", "label"], how="anti").height
+    assert kept_by_hysteresis > 0
+    assert dropped > 0
 
 
 def test_sample_matches_independent_reference(produced: Path) -> None:

@@ -1,8 +1,8 @@
 """Shared by the tests of explain, query, report and progress: run the CLI, build the sample output.
 
-Each test module backfills the sample's last three dates once (a module-scoped fixture calling
-`tests.golden.produce`), so the analyst commands are tested on the same tables the golden test
-pins down.
+Each test module reads a copy of the golden run's output (the `sample_output` fixture of
+tests/conftest.py: the sample's golden dates, backfilled once a session), so the analyst
+commands are tested on the same tables the golden test pins down.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import pytest
 from pipelines.explain import _indicator_display
 from scoring.catalog import INDICATORS
 from tests.builders import DEFAULT_RULES_PATH
-from tests.golden import golden_dates, produce
+from tests.golden import golden_dates
 from tests.pipelines.analyst_support import cli
 
 SHOP = 100001  # scored, main category 1005, loses most on quality refunds
@@ -19,10 +19,8 @@ ITEM = 100001000
 
 
 @pytest.fixture(scope="module")
-def out(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("explain")
-    produce(out)
-    return out
+def out(sample_output: Path) -> Path:
+    return sample_output
 
 
 def published(out: Path, table: str) -> pl.DataFrame:

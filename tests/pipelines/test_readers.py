@@ -3,7 +3,7 @@
 `dt` lives in the folder name only (`<table>/dt=YYYY-MM-DD/`). When it was also a column inside
 each file, pandas and pyarrow refused the tables ("Unable to merge: Field dt has incompatible
 types: date32[day] vs dictionary<values=string ...>"). Each reader here reads each table of the
-sample's output (three dates) and must count, per date, the rows DuckDB counts; then the
+sample's output (the golden dates) and must count, per date, the rows DuckDB counts; then the
 one-liners of docs/analysts.md, run as written, must give `dt` as a date.
 """
 
@@ -25,16 +25,14 @@ import pytest
 
 from pipelines.load import sql_literal
 from pipelines.published import PUBLISHED_TABLES
-from tests.golden import ROOT, golden_dates, produce
+from tests.golden import ROOT, golden_dates
 
 DOCS = ROOT / "docs" / "analysts.md"
 
 
 @pytest.fixture(scope="module")
-def out(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("readers")
-    produce(out)
-    return out
+def out(sample_output: Path) -> Path:
+    return sample_output
 
 
 def duckdb_counts(folder: Path) -> Counter[str]:
