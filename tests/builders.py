@@ -6,7 +6,10 @@ harmless default, so each test reads as the few facts it is about.
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
+import functools
+import shutil
 import tempfile
 import tomllib
 import zoneinfo
@@ -289,3 +292,17 @@ def window_is_empty(raw: Path, rules: Rules, day: dt.date) -> bool:
     except InputError:
         return True
     return False
+
+
+@functools.cache
+def small_raw() -> Path:
+    """A small generated marketplace over the sample's 40 days (2026-01-20..02-28: 40 shops,
+    150 orders a day, every log, late rows and bad rows): for the tests of the state's and the
+    executors' mechanics, which need realistic input but not the sample's volume (a run costs
+    about a sixth of the sample's). Generated once per test process; treat it as read-only."""
+    from pipelines.generate import generate_raw
+
+    folder = Path(tempfile.mkdtemp(prefix="expscore-small-raw-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    generate_raw(folder, dt.date(2026, 1, 20), 40, shops=40, orders_per_day=150, seed=11)
+    return folder

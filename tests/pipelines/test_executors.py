@@ -1,13 +1,15 @@
 """Who runs the shard tasks cannot change a table (issue 6).
 
-The sample is scored with each executor (in this process, a process pool, Ray) and with several
-shard counts; every table must be identical, bit for bit, to the in-process run with 4 shards.
+A small generated marketplace is scored with each executor (in this process, a process pool,
+Ray) and with several shard counts; every table must be identical, bit for bit, to the
+in-process run with 4 shards.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import importlib.util
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,17 +28,17 @@ from pipelines.run import RunResult, StateOptions, backfill, load_rules, run_day
 from pipelines.state import EXCHANGE_DIR, STATE_DIR
 from pipelines.state.store import StateStore
 from scoring.daily import TABLE_SCHEMAS
+from tests.builders import small_raw
 from tests.compare import run_differences
 from tests.pipelines.cli_runner import cli
 
-SAMPLE_RAW = Path(__file__).resolve().parents[2] / "data_samples" / "raw"
 D = dt.date(2026, 2, 28)
 RULES = load_rules(None)
 
 
 def scored(out: Path, shards: int, executor: ExecutorOptions) -> RunResult:
     options = StateOptions(shards=shards, executor=executor)
-    return run_day(SAMPLE_RAW, out, RULES, D, publish=False, state=options)
+    return run_day(small_raw(), out, RULES, D, publish=False, state=options)
 
 
 def identical(a: RunResult, b: RunResult) -> list[str]:
@@ -106,7 +108,7 @@ def test_a_published_run_leaves_no_exchange_files(tmp_path: Path) -> None:
     leftover.mkdir(parents=True)
     (leftover / "part-00000.parquet").write_bytes(b"left by a killed run")
     options = StateOptions(shards=2, executor=ExecutorOptions("processes", workers=2))
-    run_day(SAMPLE_RAW, out, RULES, D, force=True, state=options)
+    run_day(small_raw(), out, RULES, D, force=True, state=options)
     assert list((out / STATE_DIR / EXCHANGE_DIR).iterdir()) == []
 
 
@@ -126,7 +128,7 @@ def test_a_failing_task_fails_the_map(kind: str) -> None:
 
 def test_a_failing_shard_keeps_the_published_tables(tmp_path: Path, monkeypatch) -> None:
     out = tmp_path / "out"
-    run_day(SAMPLE_RAW, out, RULES, D, force=True, state=StateOptions(shards=2))
+    run_day(small_raw(), out, RULES, D, force=True, state=StateOptions(shards=2))
     before = {p: p.read_bytes() for p in out.rglob("*.parquet") if STATE_DIR not in p.parts}
     store = StateStore(str(out / STATE_DIR))
     version = store.latest()[0].version
@@ -136,7 +138,7 @@ def test_a_failing_shard_keeps_the_published_tables(tmp_path: Path, monkeypatch)
 
     monkeypatch.setattr("pipelines.state.shard_night", broken)
     with pytest.raises(OSError, match="exchange unreachable"):
-        run_day(SAMPLE_RAW, out, RULES, D, force=True, state=StateOptions(shards=2))
+        run_day(small_raw(), out, RULES, D, force=True, state=StateOptions(shards=2))
     after = {p: p.read_bytes() for p in out.rglob("*.parquet") if STATE_DIR not in p.parts}
     assert after == before
     assert store.latest()[0].version == version  # the state did not move either
@@ -167,7 +169,7 @@ def test_exchange_round_trip_and_removal(tmp_path: Path) -> None:
 )
 def test_executor_options_are_checked(tmp_path, monkeypatch, capsys, args, message) -> None:
     code, _, err = cli(
-        monkeypatch, capsys, "run", "--raw", str(SAMPLE_RAW), "--out", str(tmp_path), *args
+        monkeypatch, capsys, "run", "--raw", str(small_raw()), "--out", str(tmp_path), *args
     )
     assert code == 2
     assert message in err
@@ -208,18 +210,28 @@ def test_an_exchange_on_object_storage(reference: RunResult, tmp_path: Path, s3_
     assert "exchange/expscore/tmp" in [info.path for info in left]  # the run's folder was there
 
 
+def last_days(raw: Path, days: int) -> Path:
+    """The partitions of the last `days` dates up to D of the small marketplace: a state of
+    few files, since every request to the local S3 server costs milliseconds."""
+    for log_dir in small_raw().iterdir():
+        for part in log_dir.iterdir():
+            if part.name >= f"dt={D - dt.timedelta(days=days - 1)}":
+                shutil.copytree(part, raw / log_dir.name / part.name)
+    return raw
+
+
 def test_a_state_on_object_storage(tmp_path: Path, s3_exchange) -> None:
     """The whole state on S3, read and written by the workers: two nights, the same tables as
     a from-scratch run."""
     uri, fs = s3_exchange
     state = uri.replace("/tmp?", "/state?")
     options = StateOptions(shards=2, executor=ExecutorOptions("processes"), location=state)
-    out = tmp_path / "out"
-    run_day(SAMPLE_RAW, out, RULES, D - dt.timedelta(days=1), force=True, state=options)
-    night = run_day(SAMPLE_RAW, out, RULES, D, force=True, state=options)
+    out, raw = tmp_path / "out", last_days(tmp_path / "raw", 5)
+    run_day(raw, out, RULES, D - dt.timedelta(days=1), force=True, state=options)
+    night = run_day(raw, out, RULES, D, force=True, state=options)
     assert night.manifest["state"]["rebuilt_because"] is None
     assert night.manifest["state"]["partitions_loaded"]["orders"] == [D.isoformat()]
-    scratch = run_day(SAMPLE_RAW, out, RULES, D, publish=False)
+    scratch = run_day(raw, out, RULES, D, publish=False)
     assert not identical(night, scratch)
     stored = fs.get_file_info(pafs.FileSelector("exchange/expscore/state", recursive=True))
     manifests = [i.base_name for i in stored if "/manifests/" in i.path]
@@ -255,7 +267,9 @@ def test_a_backfill_connects_to_ray_once(tmp_path: Path, monkeypatch) -> None:
     fake = FakeRay()
     monkeypatch.setitem(sys.modules, "ray", fake)
     options = StateOptions(shards=2, executor=ExecutorOptions("ray"))
-    manifests = backfill(SAMPLE_RAW, tmp_path, RULES, D - dt.timedelta(days=1), D, state=options)
+    manifests = backfill(
+        small_raw(), tmp_path, RULES, D - dt.timedelta(days=1), D, force=True, state=options
+    )
     assert [m["execution"]["executor"] for m in manifests] == ["ray", "ray"]
     assert fake.connections == 1
     assert not fake.connected

@@ -30,6 +30,7 @@ from tests.builders import (
     default_rules_dict,
     frame,
     indicator_row,
+    small_raw,
     ts,
     window_is_empty,
 )
@@ -43,8 +44,6 @@ from tests.marketplace import (
     marketplaces,
     write_marketplace,
 )
-
-SAMPLE_RAW = Path(__file__).resolve().parents[2] / "data_samples" / "raw"
 
 
 def small_rules(window_days: int, exempt: list[dict] | None = None):
@@ -319,8 +318,8 @@ D = dt.date(2026, 2, 28)
 def nightly(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The sample's 10-09 from an empty state, then 10-10 on top of it."""
     out = tmp_path_factory.mktemp("nightly") / "out"
-    first = run_day(SAMPLE_RAW, out, RULES, D - dt.timedelta(days=1), force=True)
-    scratch, nightly = scratch_then_incremental(SAMPLE_RAW, out, RULES, D)
+    first = run_day(small_raw(), out, RULES, D - dt.timedelta(days=1), force=True)
+    scratch, nightly = scratch_then_incremental(small_raw(), out, RULES, D)
     return {"out": out, "first": first, "scratch": scratch, "nightly": nightly}
 
 
@@ -368,38 +367,38 @@ def test_a_night_writes_only_what_changed(nightly) -> None:
 
 
 def test_nightly_runs_keep_the_current_state_of_the_stored_rows(nightly) -> None:
-    assert not state_drift(SAMPLE_RAW, nightly["out"], RULES, D)
+    assert not state_drift(small_raw(), nightly["out"], RULES, D)
 
 
 def test_a_rerun_reads_nothing_and_gives_the_same_tables(nightly) -> None:
-    again = run_day(SAMPLE_RAW, nightly["out"], RULES, D, force=True)
+    again = run_day(small_raw(), nightly["out"], RULES, D, force=True)
     assert again.manifest["state"]["files_read"] == 0
     assert not differences(again, nightly["nightly"])
 
 
 def test_a_run_for_an_older_date_equals_its_from_scratch_run(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    run_day(SAMPLE_RAW, out, RULES, D, force=True)
-    scratch, back = scratch_then_incremental(SAMPLE_RAW, out, RULES, dt.date(2026, 2, 23))
+    run_day(small_raw(), out, RULES, D, force=True)
+    scratch, back = scratch_then_incremental(small_raw(), out, RULES, dt.date(2026, 2, 23))
     assert "after 2026-02-23" in back.manifest["state"]["rebuilt_because"]
     assert not differences(back, scratch)
 
 
 def test_state_for_another_window_is_rebuilt(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    run_day(SAMPLE_RAW, out, RULES, D, force=True)
+    run_day(small_raw(), out, RULES, D, force=True)
     data = default_rules_dict()
     data["window_days"] = 28
     shorter = parse_rules(data, "w28")
-    scratch, again = scratch_then_incremental(SAMPLE_RAW, out, shorter, D)
+    scratch, again = scratch_then_incremental(small_raw(), out, shorter, D)
     assert "window_days" in again.manifest["state"]["rebuilt_because"]
     assert not differences(again, scratch)
 
 
 def test_rebuild_gives_the_same_tables(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    first = run_day(SAMPLE_RAW, out, RULES, D, force=True)
-    rebuilt = run_day(SAMPLE_RAW, out, RULES, D, force=True, state=StateOptions(rebuild=True))
+    first = run_day(small_raw(), out, RULES, D, force=True)
+    rebuilt = run_day(small_raw(), out, RULES, D, force=True, state=StateOptions(rebuild=True))
     assert rebuilt.manifest["state"]["rebuilt_because"] == "--rebuild"
     assert set(rebuilt.manifest["state"]["partitions_kept"].values()) == {0}
     assert not differences(rebuilt, first)
@@ -407,27 +406,27 @@ def test_rebuild_gives_the_same_tables(tmp_path: Path) -> None:
 
 def test_a_damaged_state_file_is_found_and_rebuilt(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    first = run_day(SAMPLE_RAW, out, RULES, D, force=True)
+    first = run_day(small_raw(), out, RULES, D, force=True)
     data = sorted((out / STATE_DIR / "data").rglob("*.parquet"))
     data[len(data) // 2].write_bytes(b"PAR1 torn PAR1")
-    again = run_day(SAMPLE_RAW, out, RULES, D, force=True)
+    again = run_day(small_raw(), out, RULES, D, force=True)
     assert "state file" in again.manifest["state"]["rebuilt_because"]
     assert not differences(again, first)
 
 
 def test_a_manifest_that_cannot_be_read_rebuilds(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    first = run_day(SAMPLE_RAW, out, RULES, D, force=True)
+    first = run_day(small_raw(), out, RULES, D, force=True)
     (manifest,) = (out / STATE_DIR / "manifests").glob("*.json")
     manifest.write_text("{ torn")
-    again = run_day(SAMPLE_RAW, out, RULES, D, force=True)
+    again = run_day(small_raw(), out, RULES, D, force=True)
     assert "cannot be read" in again.manifest["state"]["rebuilt_because"]
     assert not differences(again, first)
 
 
 def test_a_bad_new_file_leaves_the_state_as_it_was(tmp_path: Path) -> None:
     raw, out = tmp_path / "raw", tmp_path / "out"
-    shutil.copytree(SAMPLE_RAW, raw)
+    shutil.copytree(small_raw(), raw)
     run_day(raw, out, RULES, D - dt.timedelta(days=1), force=True)
     store = StateStore(str(out / STATE_DIR))
     before, _ = store.latest()
@@ -445,7 +444,7 @@ def test_a_bad_new_file_leaves_the_state_as_it_was(tmp_path: Path) -> None:
 
 def test_a_changed_old_partition_rebuilds(tmp_path: Path) -> None:
     raw, out = tmp_path / "raw", tmp_path / "out"
-    shutil.copytree(SAMPLE_RAW, raw)
+    shutil.copytree(small_raw(), raw)
     run_day(raw, out, RULES, D, force=True)
     # a restated partition: one of its files is removed upstream
     partition = raw / "refunds" / "dt=2026-02-19"
@@ -458,7 +457,7 @@ def test_a_changed_old_partition_rebuilds(tmp_path: Path) -> None:
 
 def test_a_late_file_in_a_partition_already_read_is_folded_in(tmp_path: Path) -> None:
     raw, out = tmp_path / "raw", tmp_path / "out"
-    shutil.copytree(SAMPLE_RAW, raw)
+    shutil.copytree(small_raw(), raw)
     run_day(raw, out, RULES, D, force=True)
     partition = raw / "orders" / "dt=2026-02-21"
     first = sorted(partition.glob("*.parquet"))[0]
@@ -484,7 +483,7 @@ def test_a_late_file_in_a_partition_already_read_is_folded_in(tmp_path: Path) ->
 @pytest.mark.parametrize("shards", [1, 3, 8])
 def test_shard_count_does_not_change_the_tables(nightly, shards: int) -> None:
     result = run_day(
-        SAMPLE_RAW, nightly["out"], RULES, D, publish=False, state=StateOptions(shards=shards)
+        small_raw(), nightly["out"], RULES, D, publish=False, state=StateOptions(shards=shards)
     )
     assert result.manifest["execution"]["shards"] == shards
     assert not differences(result, nightly["scratch"])
@@ -492,11 +491,11 @@ def test_shard_count_does_not_change_the_tables(nightly, shards: int) -> None:
 
 def test_another_shard_count_rebuilds_the_kept_state(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    first = run_day(SAMPLE_RAW, out, RULES, D, force=True)
-    again = run_day(SAMPLE_RAW, out, RULES, D, force=True, state=StateOptions(shards=5))
+    first = run_day(small_raw(), out, RULES, D, force=True)
+    again = run_day(small_raw(), out, RULES, D, force=True, state=StateOptions(shards=5))
     assert "shards" in again.manifest["state"]["rebuilt_because"]
     assert again.manifest["state"]["shards"] == 5
-    kept = run_day(SAMPLE_RAW, out, RULES, D, force=True)  # no --shards: the state's count
+    kept = run_day(small_raw(), out, RULES, D, force=True)  # no --shards: the state's count
     assert kept.manifest["state"]["rebuilt_because"] is None
     assert kept.manifest["state"]["shards"] == 5
     assert not differences(again, first)
@@ -510,7 +509,7 @@ def test_window_lengths_from_a_week_to_two_months(tmp_path: Path, window_days: i
     rules = parse_rules(data, f"w{window_days}")
     out = tmp_path / "out"
     for day in (D - dt.timedelta(days=2), D - dt.timedelta(days=1), D):
-        scratch, incremental = scratch_then_incremental(SAMPLE_RAW, out, rules, day)
+        scratch, incremental = scratch_then_incremental(small_raw(), out, rules, day)
         assert not differences(incremental, scratch)
     assert incremental.manifest["state"]["rebuilt_because"] is None
 
@@ -527,14 +526,14 @@ def test_a_damaged_data_block_of_the_same_size_is_found(tmp_path: Path, table: s
     unchanged. (A file read only on demand, such as a partition's events or an old date's
     orders, is checked when a night needs it.)"""
     out = tmp_path / "out"
-    first = run_day(SAMPLE_RAW, out, RULES, D, force=True)
+    first = run_day(small_raw(), out, RULES, D, force=True)
     files = sorted((out / STATE_DIR / "data").glob(f"*/{table}/*/*.parquet"))
     damaged = max(files, key=lambda p: (p.parent.name, p.stat().st_size))
     data = bytearray(damaged.read_bytes())
     for i in range(100, 400):
         data[i] ^= 0xFF
     damaged.write_bytes(bytes(data))
-    again = run_day(SAMPLE_RAW, out, RULES, D, force=True)
+    again = run_day(small_raw(), out, RULES, D, force=True)
     assert "state file" in again.manifest["state"]["rebuilt_because"]
     assert not differences(again, first)
 
@@ -571,10 +570,10 @@ def test_a_reader_holding_the_state_open_changes_nothing(tmp_path: Path) -> None
     """Readers (DuckDB over the state's files, an operator's shell) never make a night set the
     good state aside: there is no database to lock, only immutable files."""
     out = tmp_path / "out"
-    run_day(SAMPLE_RAW, out, RULES, D - dt.timedelta(days=1), force=True)
+    run_day(small_raw(), out, RULES, D - dt.timedelta(days=1), force=True)
     held = [p.open("rb") for p in sorted((out / STATE_DIR / "data").rglob("*.parquet"))[:20]]
     try:
-        scratch, night = scratch_then_incremental(SAMPLE_RAW, out, RULES, D)
+        scratch, night = scratch_then_incremental(small_raw(), out, RULES, D)
     finally:
         for handle in held:
             handle.close()
@@ -586,7 +585,7 @@ def test_disk_full_while_the_state_is_written_keeps_the_last_version(
     tmp_path: Path, monkeypatch
 ) -> None:
     out = tmp_path / "out"
-    run_day(SAMPLE_RAW, out, RULES, D - dt.timedelta(days=1), force=True)
+    run_day(small_raw(), out, RULES, D - dt.timedelta(days=1), force=True)
     store = StateStore(str(out / STATE_DIR))
     before, _ = store.latest()
     real_write, writes = StateStore.write, []
@@ -599,11 +598,11 @@ def test_disk_full_while_the_state_is_written_keeps_the_last_version(
 
     monkeypatch.setattr(StateStore, "write", disk_full_after_five)
     with pytest.raises(OSError, match="No space left on device"):
-        run_day(SAMPLE_RAW, out, RULES, D, force=True)
+        run_day(small_raw(), out, RULES, D, force=True)
     monkeypatch.setattr(StateStore, "write", real_write)
     assert store.latest()[0] == before
     assert not (out / "shop_scores" / f"dt={D}").exists()
-    scratch, night = scratch_then_incremental(SAMPLE_RAW, out, RULES, D)
+    scratch, night = scratch_then_incremental(small_raw(), out, RULES, D)
     assert night.manifest["state"]["rebuilt_because"] is None  # the files it left are deleted
     assert not differences(night, scratch)
     listed = {
