@@ -10,7 +10,7 @@ from typing import Literal
 
 Direction = Literal["higher", "lower"]
 DIMENSIONS: tuple[str, ...] = ("product", "logistics", "service")
-# The raw logs of SCORING.md 2 (their columns: pipelines/schemas.py).
+# The raw logs of SCORING.md 2 (their columns: scoring/contract.py).
 RAW_LOGS: tuple[str, ...] = ("orders", "refunds", "logistics", "cs_sessions")
 
 

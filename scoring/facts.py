@@ -1,7 +1,7 @@
 """From current state to facts: one row per order of V, per refund, per session (SCORING.md 3).
 
 Every later number is a sum over these rows, so each fact is named for what it means and computed
-once. Inputs are current-state LazyFrames with UTC-aware timestamps (see `pipelines.load`).
+once. Inputs are current-state LazyFrames with UTC-aware timestamps (see `pipelines.ingest.load`).
 """
 
 from __future__ import annotations

@@ -20,9 +20,9 @@ from typing import Any
 import polars as pl
 
 from pipelines.errors import InputError
-from pipelines.run import require_input
-from pipelines.schemas import LOGS
+from pipelines.nightly.run import require_input
 from pipelines.state import StateOptions, window_facts
+from scoring.contract import LOGS
 from scoring.daily import (
     PREVIOUS_LABELS_SCHEMA,
     PREVIOUS_WEIGHTS_SCHEMA,
@@ -271,7 +271,7 @@ def score(
 
 
 def _history(frame: pl.DataFrame | None, schema: dict[str, pl.DataType]) -> pl.LazyFrame:
-    """D-1's published table as the run reads it (`pipelines.run.previous_outputs`)."""
+    """D-1's published table as the run reads it (`pipelines.nightly.run.previous_outputs`)."""
     if frame is None:
         return pl.LazyFrame(schema=schema)
     return frame.lazy().select([pl.col(c).cast(t) for c, t in schema.items()])
@@ -300,7 +300,7 @@ def small_raw() -> Path:
     150 orders a day, every log, late rows and bad rows): for the tests of the state's and the
     executors' mechanics, which need realistic input but not the sample's volume (a run costs
     about a sixth of the sample's). Generated once per test process; treat it as read-only."""
-    from pipelines.generate import generate_raw
+    from pipelines.devtools.generate import generate_raw
 
     folder = Path(tempfile.mkdtemp(prefix="expscore-small-raw-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import polars as pl
 
-from pipelines.load import latest_partition_date
-from pipelines.published import scan_day
-from pipelines.run import QUARANTINE_TABLE, backfill, load_rules
+from pipelines.analyst.published import scan_day
+from pipelines.ingest.load import latest_partition_date
+from pipelines.nightly.run import QUARANTINE_TABLE, backfill, load_rules
 from scoring.daily import TABLE_KEYS, TABLE_SCHEMAS
 from tests.compare import _same
 

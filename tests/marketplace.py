@@ -13,8 +13,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from pipelines.schemas import EVENT_TYPES, REFUND_REASONS, RULINGS, SELLER_DECISIONS
 from scoring.catalog import EXCLUDABLE_INDICATORS
+from scoring.contract import EVENT_TYPES, REFUND_REASONS, RULINGS, SELLER_DECISIONS
 from tests.builders import complete_rows, frame
 
 TZ = zoneinfo.ZoneInfo("Asia/Shanghai")

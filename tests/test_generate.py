@@ -1,4 +1,5 @@
-"""Tests of the synthetic raw-log generator (pipelines/generate.py) against SCORING.md sections 2
+"""Tests of the synthetic raw-log generator (pipelines/devtools/generate.py) against SCORING.md
+sections 2
 and 13.1 (the orders' optional `ship_to_region`, the optional `appeals` log).
 
 The quarantine rules are re-implemented here, independently of the generator, so that "the rows the
@@ -15,8 +16,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines import generate as gen
-from pipelines.schemas import APPEALS, LOGS, LogSchema
+from pipelines.devtools import generate as gen
+from scoring.contract import APPEALS, LOGS, LogSchema
 
 TZ = "Asia/Shanghai"
 START = date(2026, 3, 1)
@@ -709,7 +710,7 @@ def test_respects_another_time_zone(tmp_path: Path) -> None:
 
 def test_bad_rows_zero_writes_clean_data_that_a_first_run_publishes(tmp_path: Path) -> None:
     """`generate --bad-rows 0`: demo data that the quarantine gate does not hold (issue 21)."""
-    from pipelines.run import load_rules, run_day
+    from pipelines.nightly.run import load_rules, run_day
     from tests.builders import DEFAULT_RULES_PATH
 
     report = gen.generate(tmp_path / "raw", START, 3, 20, 200, 4, TZ, bad_rows=0)

@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines.run import load_rules
+from pipelines.nightly.run import load_rules
 from tests.compare import frame_differences
 from tests.golden import EXPECTED, TABLES, golden_dates, read
 

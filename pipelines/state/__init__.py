@@ -36,10 +36,9 @@ from pathlib import Path
 import polars as pl
 
 from pipelines.errors import InputError
-from pipelines.exchange import Exchange, is_uri, subfolder
 from pipelines.executors import IN_PROCESS, ExecutorOptions, open_executor
-from pipelines.load import QUARANTINE_SCHEMA, WindowLoad, list_partitions
-from pipelines.schemas import LOGS
+from pipelines.executors.exchange import Exchange, is_uri, subfolder
+from pipelines.ingest.load import QUARANTINE_SCHEMA, WindowLoad, list_partitions
 from pipelines.state.appeals import APPEALS, appeals_report, keep_appeals, kept_appeals
 from pipelines.state.ingest import (
     ROUTING,
@@ -64,6 +63,7 @@ from pipelines.state.shard import (
 )
 from pipelines.state.store import Manifest, StateDamaged, StateStore
 from scoring.activity import ShopSums, add_up, shop_activity
+from scoring.contract import LOGS
 from scoring.daily import DayFacts
 from scoring.product import merge_item_counts
 from scoring.settling import net_sums

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from pipelines.exchange import Exchange
-from pipelines.schemas import LOGS
+from pipelines.executors.exchange import Exchange
 from pipelines.state.ingest import inbox_part, log_schema
 from pipelines.state.store import Manifest, StateStore
 from scoring.appeals import SUBJECT_KEYS, UPHELD_SCHEMA, Subject, upheld_subjects
+from scoring.contract import LOGS
 from scoring.current import current_rows
 from scoring.window import Window
 

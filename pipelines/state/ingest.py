@@ -24,8 +24,8 @@ import polars as pl
 import pyarrow as pa
 
 from pipelines.errors import InputError
-from pipelines.exchange import Exchange
-from pipelines.load import (
+from pipelines.executors.exchange import Exchange
+from pipelines.ingest.load import (
     QUARANTINE_SCHEMA,
     canonical,
     check_file,
@@ -36,7 +36,7 @@ from pipelines.load import (
     reject_reason_sql,
     unreadable_file_error,
 )
-from pipelines.schemas import LOGS, LogSchema
+from scoring.contract import LOGS, LogSchema
 from scoring.window import Window
 
 # Rows handed from DuckDB to Polars at a time: a rebuild's memory stays at about a batch.

@@ -55,13 +55,13 @@ from functools import cached_property
 
 import polars as pl
 
-from pipelines.exchange import Exchange
-from pipelines.schemas import LOGS
+from pipelines.executors.exchange import Exchange
 from pipelines.state.appeals import Upheld, read_upheld
 from pipelines.state.ingest import inbox_part, log_schema
 from pipelines.state.store import StateStore
 from scoring.activity import refund_days, session_days
 from scoring.appeals import Subject, mark_upheld
+from scoring.contract import LOGS
 from scoring.current import current_rows
 from scoring.daily import part_sums
 from scoring.facts import (

@@ -10,7 +10,8 @@ no manifest lists. This is how Delta Lake and Iceberg commit a table version; a 
 would add concurrent writers and time travel, which a state behind the output lock does not
 need.
 
-The location is a folder or an object-store URI (the filesystems of `pipelines.exchange`), so a
+The location is a folder or an object-store URI (the filesystems of
+`pipelines.executors.exchange`), so a
 state on S3 is read and written by the shard tasks on every worker of a Ray cluster.
 """
 
@@ -27,7 +28,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from pipelines.errors import ExpscoreError
-from pipelines.exchange import resolve
+from pipelines.executors.exchange import resolve
 
 MANIFESTS = "manifests"
 DATA = "data"

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from pipelines.cli import main
+from pipelines.cli.main import main
 
 
 def cli(

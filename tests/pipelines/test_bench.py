@@ -20,8 +20,8 @@ import duckdb
 import polars as pl
 import pytest
 
-from pipelines import bench, bench_peer
-from pipelines.cli import main
+from pipelines.cli.main import main
+from pipelines.devtools import bench, bench_peer
 from scoring.daily import TABLE_SCHEMAS
 
 
@@ -762,7 +762,7 @@ def test_the_disk_need_grows_with_the_scale_and_counts_what_is_already_there(
 def test_the_floor_reads_orders_files_without_the_optional_region(tmp_path: Path) -> None:
     """13.1: an orders file may leave `ship_to_region` out; the floor hashes it where some file
     of the set carries it, and leaves it unnamed where none does (DuckDB could not bind it)."""
-    from pipelines import generate as gen
+    from pipelines.devtools import generate as gen
 
     gen.generate(tmp_path, dt.date(2026, 3, 1), 1, 5, 50, 3, bad_rows=0)
     (day,) = (tmp_path / "orders").iterdir()

@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.run import RunResult, backfill, load_rules
+from pipelines.nightly.run import RunResult, backfill, load_rules
 from tests.builders import DEFAULT_RULES_PATH, tiny_raw
 from tests.pipelines.cli_runner import cli, error_lines
 
@@ -185,7 +185,7 @@ def test_ctrl_c_exits_130_on_one_line(monkeypatch, capsys, raw, tmp_path) -> Non
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("pipelines.cli.run_day", interrupted)
+    monkeypatch.setattr("pipelines.cli.main.run_day", interrupted)
     code, _, err = cli(monkeypatch, capsys, "run", "--raw", str(raw), "--out", str(tmp_path))
     assert code == 130 and error_lines(err) == ["expscore: interrupted"]
     assert "exit_code=130" in err.splitlines()[-2]  # the run's last log line says so too
@@ -217,7 +217,7 @@ def test_ctrl_c_inside_a_duckdb_query_exits_130(monkeypatch, capsys, raw, tmp_pa
     def interrupted(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr("pipelines.cli.run_day", interrupted)
+    monkeypatch.setattr("pipelines.cli.main.run_day", interrupted)
     code, _, err = cli(monkeypatch, capsys, "run", "--raw", str(raw), "--out", str(tmp_path))
     assert code == 130 and error_lines(err) == ["expscore: interrupted"]
     assert "exit_code=130" in err.splitlines()[-2]  # the run's last log line says so too

@@ -18,9 +18,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines.lock import LockedError, output_lock
-from pipelines.publish import partition_dir
-from pipelines.run import clean_stale
+from pipelines.nightly.lock import LockedError, output_lock
+from pipelines.nightly.publish import partition_dir
+from pipelines.nightly.run import clean_stale
 from tests.pipelines.cli_runner import cli
 from tests.pipelines.test_bad_input import D, steady_raw
 
@@ -31,7 +31,7 @@ PUBLISHER = textwrap.dedent(
     import datetime as dt, sys
     from pathlib import Path
     import polars as pl
-    from pipelines.publish import publish_partition
+    from pipelines.nightly.publish import publish_partition
     out = Path(sys.argv[1])
     n = 300_000
     versions = [pl.DataFrame({"version": [v] * n, "x": list(range(n))}) for v in (1, 2)]
@@ -104,7 +104,7 @@ def test_second_run_refuses_while_first_holds_the_lock(monkeypatch, capsys, tmp_
             f"""
             import sys, time
             from pathlib import Path
-            from pipelines.lock import output_lock
+            from pipelines.nightly.lock import output_lock
             with output_lock(Path({str(out)!r})):
                 print("locked", flush=True)
                 time.sleep(60)
@@ -143,10 +143,10 @@ def test_a_run_that_dies_mid_publish_leaves_the_date_unpublished(
     monkeypatch, capsys, tmp_path: Path
 ) -> None:
     """Disk full after two of seven tables: no mix of two runs stands as the published date."""
-    import pipelines.run as run_module
+    import pipelines.nightly.run as run_module
+    from pipelines.analyst.published import published_dates
+    from pipelines.analyst.query import run_query
     from pipelines.errors import InputError
-    from pipelines.published import published_dates
-    from pipelines.query import run_query
 
     raw, out = tmp_path / "raw", tmp_path / "out"
     steady_raw(raw)
@@ -179,7 +179,7 @@ def test_a_run_that_dies_mid_publish_leaves_the_date_unpublished(
 def test_ctrl_c_during_a_night_exits_130_and_publishes_nothing(tmp_path: Path) -> None:
     """SIGINT once the night is under way (its exchange folder exists): exit 130, one line,
     no date published, and the next run works."""
-    from pipelines.published import published_dates
+    from pipelines.analyst.published import published_dates
 
     out = tmp_path / "out"
     sample = ROOT / "data_samples" / "raw"

@@ -22,9 +22,9 @@ import pyarrow.fs as pafs
 import pytest
 
 from pipelines.errors import InputError
-from pipelines.exchange import Exchange
 from pipelines.executors import ExecutorOptions, open_executor
-from pipelines.run import RunResult, StateOptions, backfill, load_rules, run_day
+from pipelines.executors.exchange import Exchange
+from pipelines.nightly.run import RunResult, StateOptions, backfill, load_rules, run_day
 from pipelines.state import EXCHANGE_DIR, STATE_DIR
 from pipelines.state.store import StateStore
 from scoring.daily import TABLE_SCHEMAS

@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines.explain import _indicator_display
+from pipelines.analyst.explain import _indicator_display
 from scoring.catalog import INDICATORS
 from tests.builders import DEFAULT_RULES_PATH
 from tests.golden import golden_dates

@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipelines.cli import main
-from pipelines.schemas import LOGS, Column
+from pipelines.cli.main import main
+from scoring.contract import LOGS, Column
 from scoring.daily import TABLE_SCHEMAS
 from tests.builders import _POLARS_TYPES
 from tests.hypothesis_budget import examples

@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines.gates import (
+from pipelines.nightly.gates import (
     band_change_gate,
     min_rows_gates,
     quarantine_gates,

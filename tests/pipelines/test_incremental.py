@@ -19,10 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipelines.errors import InputError
-from pipelines.run import StateOptions, load_rules, run_day
-from pipelines.schemas import LOGS
+from pipelines.nightly.run import StateOptions, load_rules, run_day
 from pipelines.state import STATE_DIR, current_state, window_facts
 from pipelines.state.store import StateStore
+from scoring.contract import LOGS
 from scoring.daily import rules_window
 from scoring.rules import parse_rules
 from tests.builders import (

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.errors import InputError
-from pipelines.load import REASON_CODES
+from pipelines.ingest.load import REASON_CODES
 from pipelines.state import StateOptions, current_state, window_facts
 from scoring.window import Window
 from tests.builders import complete_rows, ts, write_partition

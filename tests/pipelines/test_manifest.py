@@ -12,8 +12,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines.query import run_query
-from pipelines.run import manifest_path
+from pipelines.analyst.query import run_query
+from pipelines.nightly.run import manifest_path
 from pipelines.version import code_version
 from tests.builders import DEFAULT_RULES_PATH, tiny_raw
 from tests.pipelines.cli_runner import cli

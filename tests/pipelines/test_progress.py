@@ -168,9 +168,9 @@ def test_backfill_failure_is_logged_before_the_error(monkeypatch, capsys, raw, t
 
 def test_rich_bar_on_a_terminal(raw, tmp_path) -> None:
     """Forced to a (fake) terminal, the reporter draws a bar and writes no log lines."""
+    from pipelines.nightly.run import backfill as run_backfill
+    from pipelines.nightly.run import load_rules
     from pipelines.progress import backfill_progress
-    from pipelines.run import backfill as run_backfill
-    from pipelines.run import load_rules
 
     stream = FakeTTY()
     reporter = Reporter(stream=stream)

@@ -7,7 +7,12 @@ from pathlib import Path
 
 import polars as pl
 
-from pipelines.publish import partition_dir, publish_partition, read_partition, write_json_atomic
+from pipelines.nightly.publish import (
+    partition_dir,
+    publish_partition,
+    read_partition,
+    write_json_atomic,
+)
 
 D1, D2 = dt.date(2026, 3, 1), dt.date(2026, 3, 2)
 

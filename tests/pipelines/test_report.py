@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 from plotly.offline import get_plotlyjs
 
+from pipelines.analyst.report import CHARTS, write_report
 from pipelines.progress import Reporter
-from pipelines.report import CHARTS, write_report
 from tests.golden import golden_dates
 from tests.pipelines.analyst_support import cli
 
@@ -119,7 +119,7 @@ def test_bad_input_exits_2(monkeypatch, capsys, out, tmp_path) -> None:
 def test_exemption_and_appeal_panels_show_the_samples_rows(out: Path, page: str) -> None:
     """The sample's window holds the Spring Festival exemption and upheld appeals (v1.1): both
     panels draw them, with the numbers of the published columns."""
-    from pipelines.report import load_report_data
+    from pipelines.analyst.report import load_report_data
 
     data = load_report_data(out, None, 7)
     day = golden_dates()[-1]

@@ -18,10 +18,10 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-import pipelines.whatif as whatif_module
-from pipelines.cli import app, main
-from pipelines.publish import publish_partition, write_json_atomic
-from pipelines.run import load_rules, manifest_path, run_day
+import pipelines.analyst.whatif as whatif_module
+from pipelines.cli.main import app, main
+from pipelines.nightly.publish import publish_partition, write_json_atomic
+from pipelines.nightly.run import load_rules, manifest_path, run_day
 from scoring.catalog import LABELS
 from tests.builders import DEFAULT_RULES_PATH, ts, write_partition
 
@@ -317,7 +317,7 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     previous = run_day(RAW, out, base, day - dt.timedelta(days=1), publish=False)
     for table in ("shop_labels", "shop_traffic_weights"):
         publish_partition(out, table, previous.run_date, previous.tables[table])
-    # the manifest, written last, is what makes the day published (pipelines/run.py)
+    # the manifest, written last, is what makes the day published (pipelines/nightly/run.py)
     write_json_atomic(manifest_path(out, previous.run_date), previous.manifest)
     before = tree(out)
     sides: list[Any] = []

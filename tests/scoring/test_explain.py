@@ -14,7 +14,12 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from scoring.explain import item_next_tier, next_knot, points_lost_by_dimension, with_next_tier
+from scoring.analysis.explain import (
+    item_next_tier,
+    next_knot,
+    points_lost_by_dimension,
+    with_next_tier,
+)
 from tests.scoring.support import rules_with
 
 RULES = rules_with()

@@ -1,4 +1,5 @@
-"""What-if comparison (scoring/whatif.py): pure frames, checked on the committed sample and on
+"""What-if comparison (scoring/analysis/whatif.py): pure frames, checked on the committed sample
+and on
 hand-built frames.
 
 The sample's facts for 2026-02-28 are loaded and computed once for the module; each rule set is
@@ -17,15 +18,7 @@ import polars as pl
 import pytest
 
 from pipelines.state import StateOptions, window_facts
-from scoring.daily import (
-    PREVIOUS_LABELS_SCHEMA,
-    PREVIOUS_WEIGHTS_SCHEMA,
-    DayFacts,
-    rules_window,
-    score_facts,
-)
-from scoring.rules import Knots, Rules
-from scoring.whatif import (
+from scoring.analysis.whatif import (
     ABSENT,
     BONUS_DRIVER,
     band_direction,
@@ -39,6 +32,14 @@ from scoring.whatif import (
     top_movers,
     whatif_frames,
 )
+from scoring.daily import (
+    PREVIOUS_LABELS_SCHEMA,
+    PREVIOUS_WEIGHTS_SCHEMA,
+    DayFacts,
+    rules_window,
+    score_facts,
+)
+from scoring.rules import Knots, Rules
 from tests.builders import default_rules
 
 from .support import rules_with

@@ -12,7 +12,7 @@ from the indicators they name), the twelve indicators with the rows exemptions r
 overrides, weight spreading and dimension scores (5), the shop score, band, display score, peer
 percentile, points lost (6) and the subjects removed by upheld appeals (`appeals_upheld`, 13.4),
 PXI with the late shipments of v1.1 (7) and the traffic figures of 9 that need no history. The
-harness (`pipelines/bench.py`) runs it in a child process like every other scenario and
+harness (`pipelines/devtools/bench.py`) runs it in a child process like every other scenario and
 compares its tables with what expscore published for the same date.
 
 Rules are data: the SQL is built from the rules TOML's values (knots become CASE expressions,
@@ -39,7 +39,8 @@ deadline is moved by every matching exemption's `ship_by` before the `excluded` 
 order excluded from `pickup_on_time_rate`; a `ship_by` without an offset is a local time in
 the rules' `timezone` (the earlier instant when the clocks repeat it).
 
-Run as `python -m pipelines.bench_peer SPEC.json`: the spec names the date, the rules file, the
+Run as `python -m pipelines.devtools.bench_peer SPEC.json`: the spec names the date, the rules
+file, the
 raw files per log and partition, and the output folder; the tables are written there as Parquet
 and one JSON line reports the seconds of each step. Only the standard library and DuckDB are
 imported, so the child's start-up is the interpreter's and DuckDB's.
@@ -1118,9 +1119,10 @@ def run(spec: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str]) -> int:
-    """`python -m pipelines.bench_peer SPEC.json`: run, print the result as one JSON line."""
+    """`python -m pipelines.devtools.bench_peer SPEC.json`: run, print the result as one JSON
+    line."""
     if len(argv) != 1:
-        print("usage: python -m pipelines.bench_peer SPEC.json", file=sys.stderr)
+        print("usage: python -m pipelines.devtools.bench_peer SPEC.json", file=sys.stderr)
         return 2
     spec = json.loads(Path(argv[0]).read_text("utf-8"))
     print(json.dumps(run(spec)))

@@ -19,7 +19,8 @@ import polars as pl
 from pipelines import logs
 from pipelines.errors import ExpscoreError, InputError
 from pipelines.executors import executor_session
-from pipelines.gates import (
+from pipelines.ingest.load import WindowLoad, latest_partition_date, list_partitions
+from pipelines.nightly.gates import (
     GateResult,
     band_change_gate,
     min_rows_gates,
@@ -27,9 +28,8 @@ from pipelines.gates import (
     row_count_gates,
     window_rows_gates,
 )
-from pipelines.load import WindowLoad, latest_partition_date, list_partitions
-from pipelines.lock import output_lock
-from pipelines.publish import (
+from pipelines.nightly.lock import output_lock
+from pipelines.nightly.publish import (
     clean_stale_staging,
     fsync_dir,
     partition_dir,
@@ -37,7 +37,6 @@ from pipelines.publish import (
     read_partition,
     write_json_atomic,
 )
-from pipelines.schemas import LOGS
 from pipelines.state import (
     DEFAULT_STATE,
     EXCHANGE_DIR,
@@ -47,6 +46,7 @@ from pipelines.state import (
     window_facts,
 )
 from pipelines.version import code_version
+from scoring.contract import LOGS
 from scoring.daily import (
     PREVIOUS_LABELS_SCHEMA,
     PREVIOUS_WEIGHTS_SCHEMA,

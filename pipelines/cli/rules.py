@@ -1,6 +1,6 @@
 """`expscore rules check FILE` and `expscore rules schema`: the rules file before a run uses it.
 
-`check` validates a rules file exactly as `run` does (`pipelines.run.load_rules`) but prints
+`check` validates a rules file exactly as `run` does (`pipelines.nightly.run.load_rules`) but prints
 every problem on its own line, so a file with three mistakes needs one edit, not three runs; a
 good file gets a summary, with a line per exemption as the run will read it (a local `ship_by`
 shown with the instant it became), since that reading is the one thing the file does not spell
@@ -20,9 +20,9 @@ from typing import Annotated
 import typer
 
 from pipelines import logs
+from pipelines.nightly.publish import write_text_atomic
+from pipelines.nightly.run import RulesFileError, load_rules
 from pipelines.options import LogFormatOption, use_log_format
-from pipelines.publish import write_text_atomic
-from pipelines.run import RulesFileError, load_rules
 from scoring.rules import ExemptionRule, Rules, rules_json_schema
 
 rules_app = typer.Typer(

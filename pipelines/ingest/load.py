@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.errors import InputError
-from pipelines.schemas import LOGS, Column, LogSchema
+from scoring.contract import LOGS, Column, LogSchema
 from scoring.window import partition_cutoff
 
 PARTITION_RE = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")

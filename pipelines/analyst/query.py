@@ -22,10 +22,10 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipelines.analyst.published import PUBLISHED_TABLES, published_dates
 from pipelines.errors import InputError
-from pipelines.load import sql_literal
-from pipelines.published import PUBLISHED_TABLES, published_dates
-from pipelines.run import MANIFEST_DIR
+from pipelines.ingest.load import sql_literal
+from pipelines.nightly.run import MANIFEST_DIR
 
 MANIFESTS_VIEW = "manifests"
 # The manifest keys the `manifests` view has as columns, with their SQL types.

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 import polars as pl
 
-from pipelines.schemas import LOGS
+from scoring.contract import LOGS
 from scoring.rules import GateRules
 
 # The logs whose row counts are gated: an optional log (appeals, 13.1) may have no rows on any

@@ -19,8 +19,8 @@ import typer
 from pipelines import logs
 from pipelines.errors import ExpscoreError
 from pipelines.executors import ExecutorOptions
+from pipelines.nightly.run import RunResult, StateOptions, backfill, load_rules, run_day
 from pipelines.options import LogFormatOption, parse_date, use_log_format
-from pipelines.run import RunResult, StateOptions, backfill, load_rules, run_day
 from pipelines.state import MAX_SHARDS
 from pipelines.version import code_version
 from scoring.catalog import BANDS
@@ -299,7 +299,7 @@ def generate(
     log_format: LogFormatOption = None,
 ) -> None:
     """Write realistic synthetic raw logs in the spec's layout."""
-    from pipelines.generate import generate_raw
+    from pipelines.devtools.generate import generate_raw
 
     use_log_format(log_format)
 
@@ -343,18 +343,18 @@ def _main() -> None:
         sys.exit(1)
 
 
-from pipelines import analyst_cli  # noqa: E402
+from pipelines.cli import analyst as analyst_cli  # noqa: E402
 
 analyst_cli.register(app)
 
-from pipelines import whatif  # noqa: E402
+from pipelines.analyst import whatif  # noqa: E402
 
 whatif.register(app)
 
-from pipelines import bench  # noqa: E402
+from pipelines.devtools import bench  # noqa: E402
 
 bench.register(app)
 
-from pipelines import rules_cli  # noqa: E402
+from pipelines.cli import rules as rules_cli  # noqa: E402
 
 rules_cli.register(app)

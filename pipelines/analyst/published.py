@@ -14,9 +14,9 @@ from pathlib import Path
 import polars as pl
 
 from pipelines.errors import InputError
-from pipelines.load import QUARANTINE_SCHEMA
-from pipelines.publish import PARTITION_KEY
-from pipelines.run import QUARANTINE_TABLE, manifest_path
+from pipelines.ingest.load import QUARANTINE_SCHEMA
+from pipelines.nightly.publish import PARTITION_KEY
+from pipelines.nightly.run import QUARANTINE_TABLE, manifest_path
 from scoring.daily import TABLE_SCHEMAS
 
 # Every table `run` publishes, in the README's order.

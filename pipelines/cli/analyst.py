@@ -1,6 +1,6 @@
 """The analyst commands `explain`, `query` and `report`, added to the `expscore` app.
 
-They live apart from pipelines/cli.py so the nightly commands stay small; `register(app)` is
+They live apart from pipelines/cli/main.py so the nightly commands stay small; `register(app)` is
 called once at the end of cli.py. Errors are `InputError`s, which the CLI's `main()` turns into
 one line and exit code 2.
 """
@@ -48,8 +48,8 @@ def explain(
     points lost, and the next-tier target [下一档目标值]: the smoothed value that lifts it to its
     next knot.
     """
-    from pipelines.explain import explain_item, explain_shop, to_json_text
-    from pipelines.run import load_rules
+    from pipelines.analyst.explain import explain_item, explain_shop, to_json_text
+    from pipelines.nightly.run import load_rules
 
     use_log_format(log_format)
     if (shop is None) == (item is None):
@@ -82,7 +82,7 @@ def query(
     (dt, held, status, run_id, code_version, started_at, finished_at, rules_version,
     rules_sha256, previous_run_id, manifest JSON).
     """
-    from pipelines.query import format_table, run_query, write_csv, write_parquet
+    from pipelines.analyst.query import format_table, run_query, write_csv, write_parquet
 
     use_log_format(log_format)
     if csv and parquet is not None:
@@ -113,7 +113,7 @@ def report(
     Score distribution, band shares over --days, dimension and indicator distributions, biggest
     movers, labels gained and lost, quarantine counts.
     """
-    from pipelines.report import HEADLINE_BAND, write_report
+    from pipelines.analyst.report import HEADLINE_BAND, write_report
 
     use_log_format(log_format)
     data = write_report(out, html, parse_date(date), days)

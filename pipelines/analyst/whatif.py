@@ -4,7 +4,7 @@ Both rule sets score the same inputs through the one implementation of the rules
 (`scoring.daily.score_facts`); when they share a time zone and window, the facts are loaded and
 computed once and scored twice. Both sides start from the same labels and weights published for
 D-1 under `--out`, which is only read: the what-if publishes nothing and writes only the report
-files it is asked for. The comparison itself is `scoring.whatif` (pure); this module loads,
+files it is asked for. The comparison itself is `scoring.analysis.whatif` (pure); this module loads,
 renders (text, self-contained HTML, JSON) and adds the command.
 
 Rendering is vectorised like the rest: every table cell is a Polars string expression and a
@@ -28,14 +28,12 @@ import polars as pl
 import typer
 
 from pipelines.errors import InputError
-from pipelines.load import latest_partition_date
+from pipelines.ingest.load import latest_partition_date
+from pipelines.nightly.publish import partition_dir, write_json_atomic, write_text_atomic
+from pipelines.nightly.run import DEFAULT_RULES, load_rules, previous_outputs
 from pipelines.options import LogFormatOption, parse_date, use_log_format
-from pipelines.publish import partition_dir, write_json_atomic, write_text_atomic
-from pipelines.run import DEFAULT_RULES, load_rules, previous_outputs
 from pipelines.state import StateOptions, window_facts
-from scoring.daily import DayFacts, rules_window, score_facts
-from scoring.rules import Rules
-from scoring.whatif import (
+from scoring.analysis.whatif import (
     BONUS_DRIVER,
     NEGLIGIBLE,
     TOP_MOVERS,
@@ -44,6 +42,8 @@ from scoring.whatif import (
     same_window,
     whatif_frames,
 )
+from scoring.daily import DayFacts, rules_window, score_facts
+from scoring.rules import Rules
 from scoring.window import Window
 
 REPORT_NAME = "expscore what-if"

@@ -28,7 +28,8 @@ against them):
               on a local Ray (`--executor ray --ray-address local`); its tables must be those
               of `nightly`;
 6. `peer`     a plain DuckDB SQL recompute of the nightly date from the raw logs of its window
-              (`pipelines/bench_peer.py`: the spec's definitions, no state, no expscore code);
+              (`pipelines/devtools/bench_peer.py`: the spec's definitions, no state, no
+              expscore code);
               its tables are compared with what `nightly` published, and the agreement goes
               into the JSON;
 7. `window<W>_prep`, `window<W>_nightly` for each W of `--window-days` (default the scale's
@@ -85,14 +86,14 @@ import polars as pl
 import pyarrow.parquet as pq
 import typer
 
-from pipelines import bench_peer
+from pipelines.analyst.published import partition_files, scan_day
+from pipelines.devtools import bench_peer
 from pipelines.errors import ExpscoreError, InputError
-from pipelines.load import column_list, sql_literal
+from pipelines.ingest.load import column_list, sql_literal
+from pipelines.nightly.run import manifest_path
 from pipelines.options import LogFormatOption, use_log_format
-from pipelines.published import partition_files, scan_day
-from pipelines.run import manifest_path
-from pipelines.schemas import LOGS
 from pipelines.state import MAX_SHARDS, ORDERS_PER_SHARD
+from scoring.contract import LOGS
 from scoring.daily import TABLE_SCHEMAS
 
 GIB = 1024**3
@@ -832,7 +833,8 @@ def copy_output(source: Path, target: Path) -> None:
     """A private copy of an output folder for one run to change.
 
     Files of published partitions (`<table>/dt=D/`) are hard-linked: a run never writes into a
-    published partition, it writes a new one aside and swaps it in (pipelines/publish.py), so
+    published partition, it writes a new one aside and swaps it in
+    (pipelines/nightly/publish.py), so
     the source keeps its files. Everything else (manifests, the lock, any state a run keeps) is
     copied, since a run may change it in place. At M the backfill's output is ~20 GB, which a
     plain copy would duplicate for every repeat.
@@ -863,7 +865,7 @@ def seed_from_scratch(source: Path, target: Path, previous: dt.date) -> None:
         partition = source / table / f"dt={previous.isoformat()}"
         if partition.is_dir():
             shutil.copytree(partition, target / table / partition.name, copy_function=shutil.copy2)
-    # the manifest is what makes those tables a published day (pipelines/run.py)
+    # the manifest is what makes those tables a published day (pipelines/nightly/run.py)
     manifest = manifest_path(source, previous)
     if manifest.is_file():
         manifest_path(target, previous).parent.mkdir(parents=True, exist_ok=True)
@@ -908,7 +910,7 @@ def run_peer(
     tag: str,
     limits: Limits = Limits(),
 ) -> Measurement:
-    """The SQL peer (`pipelines.bench_peer`) for `day`, in a child process like the runs.
+    """The SQL peer (`pipelines.devtools.bench_peer`) for `day`, in a child process like the runs.
 
     Its stages are its own steps (read, facts, score, write). Raises `ScenarioFailed` when it
     fails or passes a limit."""
@@ -931,7 +933,9 @@ def run_peer(
         "utf-8",
     )
     log = layout.log(f"peer-{tag}")
-    m = measure([sys.executable, "-m", "pipelines.bench_peer", str(spec)], log, limits=limits)
+    m = measure(
+        [sys.executable, "-m", "pipelines.devtools.bench_peer", str(spec)], log, limits=limits
+    )
     if not m.ok:
         raise ScenarioFailed(m, failure_text(m, log))
     lines = log.read_text("utf-8").strip().splitlines()
@@ -1421,7 +1425,7 @@ def run_bench(
         "ray": f"expscore run --date {nightly_date} {' '.join(RAY_ARGS)} on top of the "
         "backfill's output",
         "peer": f"plain DuckDB SQL recompute of {nightly_date} from the raw logs of its window "
-        "(pipelines/bench_peer.py)",
+        "(pipelines/devtools/bench_peer.py)",
     }
     rows_of = {"backfill": sum(backfill_rows.values()), "floor_day": sum(day_rows.values())}
     scenarios: dict[str, dict[str, Any]] = {}

@@ -1,7 +1,7 @@
 """Who runs the shard tasks: this process, a local process pool, or a Ray cluster (issue 6).
 
 Every executor runs the same function on the same task values and returns the results in task
-order; tasks read and write their data through the exchange (pipelines/exchange.py), so an
+order; tasks read and write their data through the exchange (pipelines/executors/exchange.py), so an
 executor only moves small task descriptions and small results. Which one runs them cannot change
 a table: that is what tests/pipelines/test_executors.py checks.
 """

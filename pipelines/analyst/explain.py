@@ -2,7 +2,8 @@
 
 A merchant asks two things: "why is my score what it is?" and "what do I fix first?". The answer
 is every indicator with its numerator and denominator, smoothed value, score and points lost,
-sorted by points lost, and for each the next-tier target [下一档目标值] (scoring/explain.py).
+sorted by points lost, and for each the next-tier target [下一档目标值]
+(scoring/analysis/explain.py).
 Everything is read from what `run` published for that date, so the explanation matches the score
 the merchant was shown, plus the rules file for the knots (which must be the version that scored
 the date: the targets would otherwise point at knots that were never used).
@@ -18,12 +19,12 @@ from typing import Any
 
 import polars as pl
 
+from pipelines.analyst.published import resolve_date, scan_day
 from pipelines.errors import InputError
-from pipelines.published import resolve_date, scan_day
+from scoring.analysis.explain import item_next_tier, points_lost_by_dimension, with_next_tier
 from scoring.catalog import DIMENSIONS, INDICATOR_BY_ID
 from scoring.daily import rules_window
 from scoring.exemptions import exempted_by
-from scoring.explain import item_next_tier, points_lost_by_dimension, with_next_tier
 from scoring.rules import Rules
 
 # Column order of the indicator part of an explanation (JSON and text).

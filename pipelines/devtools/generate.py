@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipelines.schemas import EVENT_TYPES, LOGS, REFUND_REASONS, RULINGS, LogSchema
+from scoring.contract import EVENT_TYPES, LOGS, REFUND_REASONS, RULINGS, LogSchema
 
 SECOND = 1_000_000
 MINUTE = 60 * SECOND
@@ -1522,7 +1522,7 @@ def file_style(rng: Rng, log: str, day: int) -> FileStyle:
 
 
 def arrow_schema(schema: LogSchema, style: FileStyle = FileStyle()) -> pa.Schema:
-    """The Parquet schema of a log file (canonical types from pipelines.schemas, or a variant)."""
+    """The Parquet schema of a log file (canonical types from scoring.contract, or a variant)."""
     fields = []
     for column in schema.columns:
         if column.optional and style.omit_optional:

@@ -1,0 +1,1 @@
+"""What analysts and merchants read: the published tables, query, explain, report, what-if."""

@@ -1,0 +1,1 @@
+"""The `expscore` command: Typer apps that parse options, call one function and print."""

@@ -1,0 +1,1 @@
+"""Developers' tools the night never imports: the data generator and the benchmark."""

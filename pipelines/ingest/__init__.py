@@ -1,0 +1,1 @@
+"""Reading the raw logs: file checks, casts, reason codes, the quarantine."""

@@ -1,0 +1,1 @@
+"""The one run sequence of a night: state, score, gates, atomic publish, manifest."""

@@ -1,0 +1,1 @@
+"""Pure comparisons over scored tables: explain a score, compare two rule sets."""
