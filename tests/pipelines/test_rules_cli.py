@@ -160,6 +160,21 @@ def test_check_lists_the_exemptions_as_the_run_reads_them(monkeypatch, capsys, t
     ]
 
 
+def test_check_shows_an_exemption_without_ship_by(monkeypatch, capsys, tmp_path) -> None:
+    """An exemption may only take rows out of indicators: no pickup deadline moves."""
+    flood = (
+        '[[exemptions]]\nname = "flood"\npaid_from = 2026-07-01\npaid_to = 2026-07-02\n'
+        'regions = ["HN"]\nexclude_from = ["negative_review_rate"]\n'
+    )
+    path = rules_with_exemptions(tmp_path, flood)
+    code, stdout, stderr = cli(monkeypatch, capsys, "rules", "check", str(path))
+    assert code == 0 and stderr == ""
+    assert stdout.splitlines()[1:] == [
+        "  exemption flood: 2026-07-01 to 2026-07-02 (local dates, Asia/Shanghai); "
+        "regions: HN (orders only); ship_by: none; excluded from: negative_review_rate"
+    ]
+
+
 def test_check_without_exemptions_says_so(monkeypatch, capsys, tmp_path) -> None:
     path = rules_with_exemptions(tmp_path, "")
     code, stdout, _ = cli(monkeypatch, capsys, "rules", "check", str(path))
