@@ -11,14 +11,19 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import runpy
 import shutil
 import sys
+import tomllib
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import duckdb
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from pipelines import bench, bench_peer
 from pipelines.cli import main
@@ -449,6 +454,155 @@ def test_interp_sql_is_exact_at_knots_and_flat_beyond() -> None:
     assert got[0.06] == 60.0 and got[0.3] == 0.0 and got[2.0] == 0.0
     assert got[0.005] == pytest.approx(97.5) and got[0.03] == pytest.approx(95.0 - 35.0 * 0.4)
     assert got[0.2] == pytest.approx(60.0 * (0.1 / 0.24))
+
+
+def _rules_with(tmp_path: Path, exemption: str) -> Path:
+    shipped = (Path(bench.__file__).parent / "config" / "rules.default.toml").read_text("utf-8")
+    rules = tmp_path / "rules.toml"
+    rules.write_text(shipped + '[[exemptions]]\nname = "x"\n' + exemption, "utf-8")
+    return rules
+
+
+def test_without_a_rules_file_the_peer_reads_the_shipped_rules() -> None:
+    shipped = (Path(bench.__file__).parent / "config" / "rules.default.toml").read_text("utf-8")
+    assert bench_peer.read_rules(None) == tomllib.loads(shipped)
+
+
+@pytest.mark.parametrize(
+    ("exemption", "message"),
+    [
+        (
+            'paid_from = 2026-02-10\npaid_to = 2026-02-11\nexclude_from = ["platform_help_rate"]\n',
+            "exemptions[1] excludes what the peer cannot: platform_help_rate",
+        ),
+        (
+            "paid_from = 2026-02-10\npaid_to = 2026-02-11\nship_by = 2026-02-13\n",
+            "exemption 'x': ship_by is not a datetime",
+        ),
+        (
+            "paid_from = 2026-02-10T00:00:00\npaid_to = 2026-02-11\n",
+            "an exemption date is a datetime: 2026-02-10 00:00:00",
+        ),
+    ],
+)
+def test_the_peer_refuses_exemptions_it_would_read_otherwise_than_13_3(
+    tmp_path: Path, exemption: str, message: str
+) -> None:
+    """13.3 allows every indicator but platform_help_rate, a ship_by instant and calendar
+    dates: anything else would have the peer compute another thing than expscore."""
+    with pytest.raises(bench_peer.PeerRulesError) as refused:
+        bench_peer.exemptions(bench_peer.read_rules(_rules_with(tmp_path, exemption)))
+    assert str(refused.value) == message
+
+
+def test_an_exemption_date_may_be_an_iso_string(tmp_path: Path) -> None:
+    rules = _rules_with(tmp_path, 'paid_from = "2026-02-10"\npaid_to = 2026-02-11\n')
+    listed = bench_peer.exemptions(bench_peer.read_rules(rules))
+    assert (listed[-1].paid_from, listed[-1].paid_to) == (
+        dt.date(2026, 2, 10),
+        dt.date(2026, 2, 11),
+    )
+
+
+def test_literals_read_back_as_the_values_they_spell() -> None:
+    """Floats as DOUBLE (a bare 0.005 would be a DECIMAL), instants with their offset."""
+    instant = dt.datetime(2026, 2, 13, 8, tzinfo=ZoneInfo("Asia/Shanghai"))
+    values = [True, False, 7, 0.005, 2.5e-20, dt.date(2026, 2, 10), instant, "it's"]
+    literals = [bench_peer._lit(v) for v in values]
+    assert duckdb.sql(f"SELECT {', '.join(literals)}").fetchall() == [tuple(values)]
+    types = duckdb.sql(f"SELECT {', '.join(f'typeof({x})' for x in literals)}").fetchall()
+    assert types[0] == (
+        "BOOLEAN", "BOOLEAN", "INTEGER", "DOUBLE", "DOUBLE", "DATE", "TIMESTAMP WITH TIME ZONE",
+        "VARCHAR",
+    )  # fmt: skip
+
+
+def test_rules_without_category_overrides_need_no_case_over_the_rule_key() -> None:
+    def expression(category: int | None) -> str:
+        return f"knots_of_{category}"
+
+    assert bench_peer._by_rule_key({}, expression) == "knots_of_None"
+    overrides = {"categories": {"1003": {}, "1001": {}}}
+    assert bench_peer._by_rule_key(overrides, expression) == (
+        "CASE WHEN rule_key = 1001 THEN knots_of_1001 WHEN rule_key = 1003 THEN knots_of_1003 "
+        "ELSE knots_of_None END"
+    )
+
+
+@pytest.mark.parametrize("partitions", [{}, {dt.date(2026, 2, 13): []}])
+def test_a_log_without_files_in_the_window_reads_as_no_rows_of_its_columns(
+    partitions: dict,
+) -> None:
+    """A window may hold no partition of a log (no appeal in it, say): no rows, the columns."""
+    kept = duckdb.sql(bench_peer._current("appeals", partitions, "Asia/Shanghai", "appeal_id"))
+    assert kept.fetchall() == []
+    assert kept.columns == [name for name, _ in bench_peer.COLUMNS["appeals"]]
+
+
+def test_a_region_list_matches_orders_shipped_there_and_nothing_else() -> None:
+    """13.3: a region list reaches orders only, by ship_to_region (a null region matches no
+    list), on the local date of payment."""
+    gd = bench_peer.Exemption(
+        "x", dt.date(2026, 2, 10), dt.date(2026, 2, 11), ("GD",), None, frozenset()
+    )
+    assert bench_peer._matches(gd, "refund", "Asia/Shanghai") == "false"
+    assert bench_peer._matches(gd, "session", "Asia/Shanghai") == "false"
+    orders = """SELECT * FROM (VALUES
+        (1, TIMESTAMPTZ '2026-02-10 02:00:00+00', 'GD'),
+        (2, TIMESTAMPTZ '2026-02-10 02:00:00+00', 'SH'),
+        (3, TIMESTAMPTZ '2026-02-10 02:00:00+00', NULL),
+        (4, TIMESTAMPTZ '2026-02-11 17:00:00+00', 'GD'),
+        (5, TIMESTAMPTZ '2026-02-09 16:30:00+00', 'GD')
+    ) t(order_id, paid_at, ship_to_region)"""
+    predicate = bench_peer._matches(gd, "order", "Asia/Shanghai")
+    matched = duckdb.sql(f"SELECT order_id FROM ({orders}) WHERE {predicate} ORDER BY 1")
+    assert matched.fetchall() == [(1,), (5,)]  # 4 is paid on the 12th and 5 on the 10th, local
+
+
+def test_the_peer_as_a_command(
+    xs_run, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`python -m pipelines.bench_peer SPEC.json`, as the harness runs it: one JSON line with
+    its steps and the rows of each table written; a spec without rules means the shipped ones;
+    the spec's memory limit bounds DuckDB; without a spec, a usage line and exit code 2."""
+    work, result = xs_run
+    raw = bench.layout_for(work, bench.SCALES["XS"], bench.DEFAULT_SEED).raw
+    day = result["window"]["nightly_date"]
+    files = bench.raw_partition_files(raw, bench.window_dates(dt.date.fromisoformat(day), 2))
+    shipped = Path(bench.__file__).parent / "config" / "rules.default.toml"
+    for name, rules in (("default", None), ("shipped", str(shipped))):
+        spec = {"date": day, "files": files, "out": str(tmp_path / name)}
+        spec |= {"memory_limit_bytes": 512 * 2**20} | ({"rules": rules} if rules else {})
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(spec), "utf-8")
+        assert bench_peer.main([str(path)]) == 0
+        [line] = capsys.readouterr().out.splitlines()
+        printed = json.loads(line)
+        assert set(printed["steps"]) == set(bench_peer.STEPS)
+        assert printed["rows"] == {
+            table: pl.read_parquet(tmp_path / name / f"{table}.parquet").height
+            for table in bench_peer.TABLES
+        }
+        assert printed["rows"]["shop_scores"] > 0
+    for table in bench_peer.TABLES:  # the peer writes rows in no particular order
+        assert_frame_equal(
+            pl.read_parquet(tmp_path / "default" / f"{table}.parquet"),
+            pl.read_parquet(tmp_path / "shipped" / f"{table}.parquet"),
+            check_row_order=False,
+            rel_tol=1e-12,
+            abs_tol=1e-12,
+        )
+    starved = {"date": day, "files": files, "out": str(tmp_path / "starved")}
+    with pytest.raises(duckdb.OutOfMemoryException):
+        bench_peer.run({**starved, "memory_limit_bytes": 2**20})
+
+    monkeypatch.setattr(sys, "argv", ["bench_peer"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the module is imported already
+        with pytest.raises(SystemExit) as exit_info:
+            runpy.run_module("pipelines.bench_peer", run_name="__main__")
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "usage: python -m pipelines.bench_peer SPEC.json\n"
 
 
 def test_compare_outputs_sees_a_changed_value(xs_run, tmp_path: Path) -> None:
