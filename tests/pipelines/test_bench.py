@@ -564,12 +564,15 @@ def test_the_peer_as_a_command(
 ) -> None:
     """`python -m pipelines.bench_peer SPEC.json`, as the harness runs it: one JSON line with
     its steps and the rows of each table written; a spec without rules means the shipped ones;
-    the spec's memory limit bounds DuckDB; without a spec, a usage line and exit code 2."""
+    the spec's memory limit bounds DuckDB; tables an earlier run left in its output folder go;
+    without a spec, a usage line and exit code 2."""
     work, result = xs_run
     raw = bench.layout_for(work, bench.SCALES["XS"], bench.DEFAULT_SEED).raw
     day = result["window"]["nightly_date"]
     files = bench.raw_partition_files(raw, bench.window_dates(dt.date.fromisoformat(day), 2))
     shipped = Path(bench.__file__).parent / "config" / "rules.default.toml"
+    (tmp_path / "shipped").mkdir()
+    (tmp_path / "shipped" / "shop_labels.parquet").write_bytes(b"an earlier run's")
     for name, rules in (("default", None), ("shipped", str(shipped))):
         spec = {"date": day, "files": files, "out": str(tmp_path / name)}
         spec |= {"memory_limit_bytes": 512 * 2**20} | ({"rules": rules} if rules else {})
@@ -584,6 +587,8 @@ def test_the_peer_as_a_command(
             for table in bench_peer.TABLES
         }
         assert printed["rows"]["shop_scores"] > 0
+        written = sorted(p.name for p in (tmp_path / name).glob("*.parquet"))
+        assert written == sorted(f"{table}.parquet" for table in bench_peer.TABLES)
     for table in bench_peer.TABLES:  # the peer writes rows in no particular order
         assert_frame_equal(
             pl.read_parquet(tmp_path / "default" / f"{table}.parquet"),
