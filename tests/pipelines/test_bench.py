@@ -9,6 +9,7 @@ under 2 and 4 days, identity checks, JSON, table) runs in well under a minute th
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import json
 import os
 import runpy
@@ -27,6 +28,7 @@ from polars.testing import assert_frame_equal
 
 from pipelines import bench, bench_peer
 from pipelines.cli import main
+from pipelines.errors import InputError
 from scoring.daily import TABLE_SCHEMAS
 
 
@@ -934,3 +936,296 @@ def test_the_floor_reads_orders_files_without_the_optional_region(tmp_path: Path
         assert ("ship_to_region" in sql) is named
         rows, _ = duckdb.sql(sql).fetchall()[0]
         assert rows == frame.height * len(files)
+
+
+# --------------------------------------------------------------------------------------------
+# the harness's edges, without running children
+
+
+def test_why_a_child_failed_is_said_in_one_line(tmp_path: Path) -> None:
+    """The last three lines of its log with its exit code; the signal that killed it, with the
+    likely OOM killer for a SIGKILL the harness did not send."""
+    log = tmp_path / "generate.log"
+    log.write_text("starting\nday 1\nTraceback (most recent call last):\nOSError: disk full\n")
+    failed = bench.Measurement(
+        wall_s=2.0, cpu_s=1.0, peak_rss_bytes=3 * bench.GIB // 2, exit_code=1
+    )
+    text = (
+        f"exit code 1 (log {log}): day 1 | Traceback (most recent call last): | OSError: disk full"
+    )
+    assert bench.failure_text(failed, log) == text
+    with pytest.raises(bench.BenchError) as refused:
+        bench._require_success("generate", failed, log)
+    assert str(refused.value) == f"bench: generate failed: {text}"
+    killed = bench.Measurement(
+        wall_s=2.0, cpu_s=1.0, peak_rss_bytes=3 * bench.GIB // 2, exit_code=-9
+    )
+    assert bench.failure_text(killed, log) == (
+        f"killed by SIGKILL (most likely the kernel's OOM killer) at 1.5 GiB (log {log})"
+    )
+    killed.exit_code = -15
+    assert bench.failure_text(killed, log) == f"killed by SIGTERM at 1.5 GiB (log {log})"
+    done = bench.Measurement(wall_s=2.0, cpu_s=1.0, peak_rss_bytes=1, exit_code=0)
+    assert bench._require_success("generate", done, log) is None
+
+
+@pytest.mark.parametrize("recorded", ["another seed", "fewer days"])
+def test_data_of_other_parameters_is_generated_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recorded: str
+) -> None:
+    """A generation is reused only with the same parameters and at least the days asked for;
+    otherwise the old data goes and the generator runs with the parameters asked for."""
+    xs = bench.SCALES["XS"]
+    layout = bench.Layout(tmp_path / "XS")
+    old = bench.generation_params(xs, 8 if recorded == "another seed" else 7, days=2)
+    (layout.raw / "orders").mkdir(parents=True)
+    (layout.raw / "orders" / "stale.parquet").write_bytes(b"old")
+    layout.marker.write_text(json.dumps({"params": old}), "utf-8")
+    commands = []
+
+    def generator(command, log, env=None, limits=None):
+        commands.append(command)
+        partial = Path(command[command.index("--out") + 1])
+        (partial / "orders").mkdir(parents=True)
+        (partial / "orders" / "new.parquet").write_bytes(b"new")
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text("wrote: orders 3 rows\n", "utf-8")
+        return bench.Measurement(wall_s=1.0, cpu_s=1.0, peak_rss_bytes=1, exit_code=0)
+
+    monkeypatch.setattr(bench, "measure", generator)
+    generated = bench.ensure_data(layout, xs, 7, echo=lambda _: None, days=3)
+    assert generated["reused"] is False
+    assert generated["params"] == bench.generation_params(xs, 7, days=3)
+    [command] = commands
+    assert command[-5:] == ["--start=2026-01-01", "--days=3", "--shops=30", "--orders-per-day=300",
+                            "--seed=7"]  # fmt: skip
+    assert [p.name for p in (layout.raw / "orders").iterdir()] == ["new.parquet"]
+    assert json.loads(layout.marker.read_text("utf-8"))["params"] == generated["params"]
+    assert bench.ensure_data(layout, xs, 7, echo=lambda _: None, days=3)["reused"] is True
+
+
+def test_skipping_the_peer_leaves_its_spill_out_of_the_disk_need(tmp_path: Path) -> None:
+    m = bench.SCALES["M"]
+    layout = bench.layout_for(tmp_path, m, 7)
+    per_day, window = m.orders_per_day, m.window_days
+    raw = bench.RAW_BYTES_PER_ORDER * per_day * 31
+    runs = bench.RUNS_PEAK_BYTES_PER_ORDER * per_day * window
+    peer = bench.RAW_BYTES_PER_ORDER * per_day * window
+    need = bench.disk_need(m, layout, 31, (), frozenset({"ray"})).needed_bytes
+    assert need == int(bench.DISK_MARGIN * (raw + runs + peer))
+    need = bench.disk_need(m, layout, 31, (), frozenset({"ray", "peer"})).needed_bytes
+    assert need == int(bench.DISK_MARGIN * (raw + runs))
+
+
+def test_the_state_size_is_per_table_without_the_exchange(tmp_path: Path) -> None:
+    assert bench.state_bytes(tmp_path) is None  # an output without a state
+    state = tmp_path / ".state"
+    for relative, size in (
+        ("data/v2/orders/shard-0.parquet", 100),
+        ("data/v2/orders/shard-1.parquet", 50),
+        ("data/v2/refunds/shard-0.parquet", 20),
+        ("meta.json", 5),
+        ("exchange/run-1/part.parquet", 999),  # a run's exchange, empty between runs
+    ):
+        (state / relative).parent.mkdir(parents=True, exist_ok=True)
+        (state / relative).write_bytes(b"x" * size)
+    assert bench.state_bytes(tmp_path) == {
+        "bytes": 175,
+        "by_table": {"meta.json": 5, "orders": 150, "refunds": 20},
+    }
+
+
+def test_stage_times_come_from_the_manifests_of_the_dates(tmp_path: Path) -> None:
+    """A date without a manifest was not published: an error, or (how far a failed backfill
+    got) left out."""
+    d1, d2 = dt.date(2026, 1, 1), dt.date(2026, 1, 2)
+    manifest = {"status": "published", "timings_seconds": {"state": 1.5, "score": 2}}
+    (tmp_path / "manifests").mkdir()
+    (tmp_path / "manifests" / f"dt={d1}.json").write_text(json.dumps(manifest), "utf-8")
+    with pytest.raises(bench.BenchError) as refused:
+        bench.manifest_stages(tmp_path, [d1, d2])
+    path = tmp_path / "manifests" / f"dt={d2}.json"
+    assert str(refused.value) == f"bench: no manifest {path}: the run did not publish {d2}"
+    totals, per_day = bench.manifest_stages(tmp_path, [d1, d2], strict=False)
+    assert totals == {"state": 1.5, "score": 2.0}
+    assert per_day == [
+        {"date": "2026-01-01", "status": "published", "state": 1.5, "score": 2.0, "execution": None}
+    ]
+
+
+def test_from_scratch_is_seeded_with_the_previous_day_s_tables_only(tmp_path: Path) -> None:
+    """What D-1 published and nothing else; a table D-1 lacks stays absent, and without D-1's
+    manifest the seed has none either (so D-1 is not a published date there)."""
+    source, target = tmp_path / "source", tmp_path / "target"
+    previous = dt.date(2026, 1, 4)
+    for relative in (
+        "shop_scores/dt=2026-01-04/part-0.parquet",
+        "shop_scores/dt=2026-01-03/part-0.parquet",
+        "shop_labels/dt=2026-01-04/part-0.parquet",
+        ".state/data/orders.parquet",
+    ):
+        (source / relative).parent.mkdir(parents=True, exist_ok=True)
+        (source / relative).write_bytes(b"x")
+    (target / "stale").mkdir(parents=True)
+    bench.seed_from_scratch(source, target, previous)
+    assert sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file()) == [
+        "shop_labels/dt=2026-01-04/part-0.parquet",
+        "shop_scores/dt=2026-01-04/part-0.parquet",
+    ]
+
+
+def test_a_table_the_peer_did_not_write_is_not_compared(xs_run, tmp_path: Path) -> None:
+    _, result = xs_run
+    day = dt.date.fromisoformat(result["window"]["nightly_date"])
+    runs = Path(result["work"]) / "runs"
+    peer = tmp_path / "peer"
+    peer.mkdir()
+    for table in bench.PEER_KEYS:
+        if table != "item_scores":
+            shutil.copy(runs / "peer" / f"{table}.parquet", peer / f"{table}.parquet")
+    agreement = bench.compare_peer(peer, runs / "nightly", day)
+    assert agreement["tables"]["item_scores"] == {"compared": False}
+    assert agreement["pxi_agree_share"] is None and agreement["pxi_max_abs_diff"] is None
+    assert agreement["all_agree"] is False  # what was not compared does not agree
+    assert agreement["score_agree_share"] == 1.0
+    assert all(agreement["tables"][t]["compared"] for t in bench.PEER_KEYS if t != "item_scores")
+
+
+def test_cpus_busy_is_unknown_without_two_readings_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No /proc/stat (not Linux), or no CPU time passed between the two readings."""
+    monkeypatch.setattr(bench, "_cpu_jiffies", lambda: None)
+    assert bench.cpus_busy(0.0) is None
+    monkeypatch.setattr(bench, "_cpu_jiffies", lambda: (500, 1000))
+    assert bench.cpus_busy(0.0) is None
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"repeats": 0}, "bench: --repeats must be at least 1 and --backfill-repeats at least 0"),
+        ({"backfill_repeats": -1}, "bench: --repeats must be at least 1 and --backfill-repeats "
+         "at least 0"),
+        ({"skip": ["ray", "nope"]}, "bench: --skip nope: not a scenario; use backfill, nightly, "
+         "scratch, ray, peer, window"),
+        ({"window_days": [30, 30]}, "bench: --window-days needs at least two different windows "
+         "of 1+ days"),
+        ({"window_days": [0, 30]}, "bench: --window-days needs at least two different windows "
+         "of 1+ days"),
+    ],
+)  # fmt: skip
+def test_bad_arguments_are_refused_before_anything_runs(
+    tmp_path: Path, arguments: dict, message: str
+) -> None:
+    with pytest.raises(InputError) as refused:
+        bench.run_bench(bench.SCALES["XS"], tmp_path, echo=lambda _: None, **arguments)
+    assert str(refused.value) == message
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--skip", "ray,nope"], "nope: use any of backfill, nightly, scratch, ray, peer, window"),
+        (["--window-days", "30"], "at least two different window lengths of 1 to 90 days"),
+        (["--window-days", "30,91"], "at least two different window lengths of 1 to 90 days"),
+    ],
+)
+def test_bad_options_are_usage_errors(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path,
+    option: list[str], message: str,
+) -> None:  # fmt: skip
+    argv = ["expscore", "bench", "--scale", "XS", "--work", str(tmp_path), *option]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    assert message in " ".join(capsys.readouterr().err.replace("│", " ").split())
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def no_children(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """run_bench with its floors recorded instead of run, no data generated, a quiet machine
+    of unknown memory (and no second's sampling of its CPUs): the names of the floors run."""
+    floors: list[str] = []
+
+    def floor(layout, files, tag, limits=None, name="floor"):
+        floors.append(name)
+        return bench.Measurement(
+            wall_s=0.5, cpu_s=0.4, peak_rss_bytes=50 * 2**20, exit_code=0, stages={"query": 0.25}
+        )
+
+    quiet = {"load_average": [0.1, 0.1, 0.1], "memory_available_bytes": 20 * bench.GIB}
+    monkeypatch.setattr(bench, "run_floor", floor)
+    monkeypatch.setattr(bench, "machine_load", lambda: {**quiet, "cpus_busy": 0.05})
+    monkeypatch.setattr(bench, "machine_memory", lambda: None)
+    monkeypatch.setattr(bench, "ensure_data", lambda *args: {"params": {"days": 3}})
+    return floors
+
+
+def test_without_the_backfill_what_needs_its_output_is_skipped(
+    no_children: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`--skip backfill`: the nightly, from-scratch and Ray runs start from its output, so they
+    are skipped saying so (Ray, here not installed, says that first); the floors still run."""
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "ray" else find_spec(name, *a)
+    )
+    assert bench._ray_missing() == (
+        "Ray is not installed (pip install 'expscore[ray]', or the dev extras)"
+    )
+    result = bench.run_bench(
+        bench.SCALES["XS"], tmp_path, repeats=1, echo=lambda _: None,
+        skip=("backfill", "peer", "window"),
+    )  # fmt: skip
+    needs = "needs the backfill's output, and the backfill was skipped"
+    assert result["skipped"] == {
+        "backfill": "--skip",
+        "peer": "--skip",
+        "window": "--skip",
+        "ray": bench._ray_missing(),
+        "nightly": needs,
+        "scratch": needs,
+    }
+    assert no_children == ["floor", "floor_day"]
+    assert result["scenarios"]["nightly"]["skipped"] == needs
+    assert not (
+        bench.layout_for(tmp_path, bench.SCALES["XS"], bench.DEFAULT_SEED).root / "runs"
+    ).exists()
+    lines = bench.format_table(result).splitlines()
+    assert lines[0].endswith(" CPUs, -")  # the machine's memory, which it did not say
+    assert f"scratch   skipped: {needs}" in lines
+    assert "nightly vs from scratch: not compared (a run failed or was skipped)" in lines
+    assert not any(line.startswith("WARNING: the machine was busy") for line in lines)
+
+
+def test_reusing_a_backfill_needs_an_earlier_one(no_children: list[str], tmp_path: Path) -> None:
+    xs = bench.SCALES["XS"]
+    with pytest.raises(InputError) as refused:
+        bench.run_bench(xs, tmp_path, repeats=1, backfill_repeats=0, echo=lambda _: None)
+    backfill = bench.layout_for(tmp_path, xs, bench.DEFAULT_SEED).out("backfill")
+    assert (
+        str(refused.value) == f"bench: --backfill-repeats 0 needs an earlier backfill in {backfill}"
+    )
+    assert no_children == []  # refused before the first floor
+    last = bench.START + dt.timedelta(days=xs.window_days - 1)  # the backfill's last date
+    (backfill / "manifests").mkdir(parents=True)
+    (backfill / "manifests" / f"dt={last}.json").write_text("{}", "utf-8")
+    result = bench.run_bench(
+        xs, tmp_path, repeats=1, backfill_repeats=0, echo=lambda _: None,
+        skip=("nightly", "scratch", "ray", "peer", "window"),
+    )  # fmt: skip
+    reused = "--backfill-repeats 0: the output of an earlier one is reused"
+    assert result["skipped"]["backfill"] == result["scenarios"]["backfill"]["skipped"] == reused
+    assert no_children == ["floor", "floor_day"]
+
+
+def test_a_scale_of_the_shipped_window_uses_the_shipped_rules(tmp_path: Path) -> None:
+    layout = bench.Layout(tmp_path / "M")
+    assert bench.rules_file(layout, bench.DEFAULT_WINDOW_DAYS) is None
+    assert list(tmp_path.iterdir()) == []  # nothing written
+    copy = bench.rules_file(layout, 2)
+    assert copy == layout.rules_for(2)
+    shipped = (Path(bench.__file__).parent / "config" / "rules.default.toml").read_text("utf-8")
+    assert tomllib.loads(copy.read_text("utf-8")) == {**tomllib.loads(shipped), "window_days": 2}
