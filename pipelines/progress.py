@@ -145,11 +145,6 @@ class Task:
                 f"{self.name}_{step_event}", done=self.done, total=self.total, **fields
             )
 
-    def describe(self, description: str) -> None:
-        """Say what is running now (rich only; log lines are written when a step ends)."""
-        if self._progress is not None:
-            self._progress.update(self._task_id, description=description)
-
 
 # --------------------------------------------------------------------------------------------
 # backfill

@@ -49,8 +49,7 @@ def published_dates(out: Path, table: str = "shop_scores") -> list[dt.date]:
 
 
 def _date_range_text(dates: list[dt.date]) -> str:
-    if not dates:
-        return "none"
+    """Some published dates (at least one), as an error message names them."""
     if len(dates) == 1:
         return dates[0].isoformat()
     return f"{dates[0]} .. {dates[-1]}, {len(dates)} dates"

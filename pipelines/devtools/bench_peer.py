@@ -385,14 +385,14 @@ def _lit(value: object) -> str:
 
 def interp_sql(x: str, knots: Sequence[Sequence[float]]) -> str:
     """`interp(x, knots)` (5.3) as a CASE: piecewise-linear, flat beyond the end knots, exactly
-    a knot's score at a knot (12.12), null for a null `x`."""
+    a knot's score at a knot (12.12), null for a null `x`. Knot values are distinct (the rules
+    parser refuses two knots at one value), so each segment between two knots has a slope."""
     points = sorted((float(v), float(s)) for v, s in knots)
     (v0, s0) = points[0]
     parts = [f"WHEN {x} IS NULL THEN NULL", f"WHEN {x} <= {_lit(v0)} THEN {_lit(s0)}"]
     for (va, sa), (vb, sb) in itertools.pairwise(points):
-        if vb > va:
-            slope = f"({_lit(sb)} - {_lit(sa)}) * ({x} - {_lit(va)}) / ({_lit(vb)} - {_lit(va)})"
-            parts.append(f"WHEN {x} < {_lit(vb)} THEN {_lit(sa)} + {slope}")
+        slope = f"({_lit(sb)} - {_lit(sa)}) * ({x} - {_lit(va)}) / ({_lit(vb)} - {_lit(va)})"
+        parts.append(f"WHEN {x} < {_lit(vb)} THEN {_lit(sa)} + {slope}")
         parts.append(f"WHEN {x} = {_lit(vb)} THEN {_lit(sb)}")
     return f"CASE {' '.join(parts)} ELSE {_lit(points[-1][1])} END"
 
@@ -932,14 +932,13 @@ def _first_of_dimension() -> str:
 
 
 def _shop_scores_sql(rules: Mapping[str, Any]) -> str:
-    """Dimension scores, bonus, score, band, display, percentile (5.4, 6, 12.13, 12.14)."""
-    bonus = rules.get("bonus", {})
-    insured = bonus.get("return_insurance_share", {})
-    next_day = bonus.get("next_day_delivery_share", {})
+    """Dimension scores, bonus, score, band, display, percentile (5.4, 6, 12.13, 12.14).
+
+    Both bonus items are in every rules file (the rules parser requires each, SCORING.md 6)."""
+    insured = rules["bonus"]["return_insurance_share"]
+    next_day = rules["bonus"]["next_day_delivery_share"]
 
     def bonus_term(count: str, item: Mapping[str, Any]) -> str:
-        if not item:
-            return "0e0"
         return (
             f"CASE WHEN valid_orders > 0 "
             f"AND {count} / valid_orders >= {_lit(float(item['threshold']))} "

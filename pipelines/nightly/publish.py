@@ -68,9 +68,8 @@ def partition_dir(out: Path, table: str, day: dt.date) -> Path:
 
 
 def clean_stale_staging(table_dir: Path) -> None:
-    """Remove staging/retired folders a killed run left behind."""
-    if not table_dir.is_dir():
-        return
+    """Remove staging/retired folders a killed run left behind in `table_dir` (a folder: the
+    callers create it or check it first)."""
     for child in table_dir.iterdir():
         if child.name.startswith((".staging-", ".retired-")):
             shutil.rmtree(child, ignore_errors=True)

@@ -9,20 +9,28 @@ under 2 and 4 days, identity checks, JSON, table) runs in well under a minute th
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import json
 import os
+import runpy
 import shutil
 import sys
+import tomllib
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import duckdb
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from pipelines.cli.main import main
 from pipelines.devtools import bench, bench_peer
+from pipelines.errors import InputError
 from scoring.daily import TABLE_SCHEMAS
+from tests.builders import DEFAULT_RULES_PATH
 
 
 @pytest.fixture(scope="module")
@@ -205,7 +213,7 @@ def test_the_sql_peer_follows_the_rules_file(
     of dimension weights, indicator weights, k and knots give expscore's figures (within 1e-9)."""
     work, _ = xs_run
     raw = bench.layout_for(work, bench.SCALES["XS"], bench.DEFAULT_SEED).raw
-    shipped = (Path(bench.__file__).parent / "config" / "rules.default.toml").read_text("utf-8")
+    shipped = DEFAULT_RULES_PATH.read_text("utf-8")
     rules = tmp_path / "rules.toml"
     text = shipped.replace("window_days = 30", "window_days = 3")
     text = text.replace("min_orders = 30", "min_orders = 10")
@@ -375,7 +383,7 @@ def test_the_sql_peer_applies_appeals_regions_and_exemptions(
         folder.mkdir(parents=True, exist_ok=True)
         rows = [{k: v for k, v in a.items() if k != "dt"} for a in appeals if a["dt"] == partition]
         pl.DataFrame(rows).write_parquet(folder / "peer-test.parquet")
-    shipped = (Path(bench.__file__).parent / "config" / "rules.default.toml").read_text("utf-8")
+    shipped = DEFAULT_RULES_PATH.read_text("utf-8")
     rules = tmp_path / "rules.toml"
     text = shipped.replace("window_days = 30", "window_days = 6")
     rules.write_text(text.replace("min_orders = 30", "min_orders = 10") + EXEMPTIONS, "utf-8")
@@ -414,7 +422,7 @@ def test_the_peer_reads_exemptions_and_refuses_only_keys_it_does_not_apply(
     """13.3 in the rules: TOML dates, `ship_by` with an offset or (without) in the rules' time
     zone; an exemption key the spec does not define is refused, not ignored."""
     rules = tmp_path / "rules.toml"
-    shipped = (Path(bench.__file__).parent / "config" / "rules.default.toml").read_text("utf-8")
+    shipped = DEFAULT_RULES_PATH.read_text("utf-8")
     exemptions = (
         '[[exemptions]]\nname = "x"\npaid_from = 2026-02-10\npaid_to = 2026-02-11\n'
         'regions = ["GD"]\nship_by = 2026-02-13T08:00:00\nexclude_from = ["delivery_hours"]\n'
@@ -449,6 +457,160 @@ def test_interp_sql_is_exact_at_knots_and_flat_beyond() -> None:
     assert got[0.06] == 60.0 and got[0.3] == 0.0 and got[2.0] == 0.0
     assert got[0.005] == pytest.approx(97.5) and got[0.03] == pytest.approx(95.0 - 35.0 * 0.4)
     assert got[0.2] == pytest.approx(60.0 * (0.1 / 0.24))
+
+
+def _rules_with(tmp_path: Path, exemption: str) -> Path:
+    shipped = DEFAULT_RULES_PATH.read_text("utf-8")
+    rules = tmp_path / "rules.toml"
+    rules.write_text(shipped + '[[exemptions]]\nname = "x"\n' + exemption, "utf-8")
+    return rules
+
+
+def test_without_a_rules_file_the_peer_reads_the_shipped_rules() -> None:
+    shipped = DEFAULT_RULES_PATH.read_text("utf-8")
+    assert bench_peer.read_rules(None) == tomllib.loads(shipped)
+
+
+@pytest.mark.parametrize(
+    ("exemption", "message"),
+    [
+        (
+            'paid_from = 2026-02-10\npaid_to = 2026-02-11\nexclude_from = ["platform_help_rate"]\n',
+            "exemptions[1] excludes what the peer cannot: platform_help_rate",
+        ),
+        (
+            "paid_from = 2026-02-10\npaid_to = 2026-02-11\nship_by = 2026-02-13\n",
+            "exemption 'x': ship_by is not a datetime",
+        ),
+        (
+            "paid_from = 2026-02-10T00:00:00\npaid_to = 2026-02-11\n",
+            "an exemption date is a datetime: 2026-02-10 00:00:00",
+        ),
+    ],
+)
+def test_the_peer_refuses_exemptions_it_would_read_otherwise_than_13_3(
+    tmp_path: Path, exemption: str, message: str
+) -> None:
+    """13.3 allows every indicator but platform_help_rate, a ship_by instant and calendar
+    dates: anything else would have the peer compute another thing than expscore."""
+    with pytest.raises(bench_peer.PeerRulesError) as refused:
+        bench_peer.exemptions(bench_peer.read_rules(_rules_with(tmp_path, exemption)))
+    assert str(refused.value) == message
+
+
+def test_an_exemption_date_may_be_an_iso_string(tmp_path: Path) -> None:
+    rules = _rules_with(tmp_path, 'paid_from = "2026-02-10"\npaid_to = 2026-02-11\n')
+    listed = bench_peer.exemptions(bench_peer.read_rules(rules))
+    assert (listed[-1].paid_from, listed[-1].paid_to) == (
+        dt.date(2026, 2, 10),
+        dt.date(2026, 2, 11),
+    )
+
+
+def test_literals_read_back_as_the_values_they_spell() -> None:
+    """Floats as DOUBLE (a bare 0.005 would be a DECIMAL), instants with their offset."""
+    instant = dt.datetime(2026, 2, 13, 8, tzinfo=ZoneInfo("Asia/Shanghai"))
+    values = [True, False, 7, 0.005, 2.5e-20, dt.date(2026, 2, 10), instant, "it's"]
+    literals = [bench_peer._lit(v) for v in values]
+    assert duckdb.sql(f"SELECT {', '.join(literals)}").fetchall() == [tuple(values)]
+    types = duckdb.sql(f"SELECT {', '.join(f'typeof({x})' for x in literals)}").fetchall()
+    assert types[0] == (
+        "BOOLEAN", "BOOLEAN", "INTEGER", "DOUBLE", "DOUBLE", "DATE", "TIMESTAMP WITH TIME ZONE",
+        "VARCHAR",
+    )  # fmt: skip
+
+
+def test_rules_without_category_overrides_need_no_case_over_the_rule_key() -> None:
+    def expression(category: int | None) -> str:
+        return f"knots_of_{category}"
+
+    assert bench_peer._by_rule_key({}, expression) == "knots_of_None"
+    overrides = {"categories": {"1003": {}, "1001": {}}}
+    assert bench_peer._by_rule_key(overrides, expression) == (
+        "CASE WHEN rule_key = 1001 THEN knots_of_1001 WHEN rule_key = 1003 THEN knots_of_1003 "
+        "ELSE knots_of_None END"
+    )
+
+
+@pytest.mark.parametrize("partitions", [{}, {dt.date(2026, 2, 13): []}])
+def test_a_log_without_files_in_the_window_reads_as_no_rows_of_its_columns(
+    partitions: dict,
+) -> None:
+    """A window may hold no partition of a log (no appeal in it, say): no rows, the columns."""
+    kept = duckdb.sql(bench_peer._current("appeals", partitions, "Asia/Shanghai", "appeal_id"))
+    assert kept.fetchall() == []
+    assert kept.columns == [name for name, _ in bench_peer.COLUMNS["appeals"]]
+
+
+def test_a_region_list_matches_orders_shipped_there_and_nothing_else() -> None:
+    """13.3: a region list reaches orders only, by ship_to_region (a null region matches no
+    list), on the local date of payment."""
+    gd = bench_peer.Exemption(
+        "x", dt.date(2026, 2, 10), dt.date(2026, 2, 11), ("GD",), None, frozenset()
+    )
+    assert bench_peer._matches(gd, "refund", "Asia/Shanghai") == "false"
+    assert bench_peer._matches(gd, "session", "Asia/Shanghai") == "false"
+    orders = """SELECT * FROM (VALUES
+        (1, TIMESTAMPTZ '2026-02-10 02:00:00+00', 'GD'),
+        (2, TIMESTAMPTZ '2026-02-10 02:00:00+00', 'SH'),
+        (3, TIMESTAMPTZ '2026-02-10 02:00:00+00', NULL),
+        (4, TIMESTAMPTZ '2026-02-11 17:00:00+00', 'GD'),
+        (5, TIMESTAMPTZ '2026-02-09 16:30:00+00', 'GD')
+    ) t(order_id, paid_at, ship_to_region)"""
+    predicate = bench_peer._matches(gd, "order", "Asia/Shanghai")
+    matched = duckdb.sql(f"SELECT order_id FROM ({orders}) WHERE {predicate} ORDER BY 1")
+    assert matched.fetchall() == [(1,), (5,)]  # 4 is paid on the 12th and 5 on the 10th, local
+
+
+def test_the_peer_as_a_command(
+    xs_run, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`python -m pipelines.devtools.bench_peer SPEC.json`, as the harness runs it: one JSON line
+    with its steps and the rows of each table written; a spec without rules means the shipped ones;
+    the spec's memory limit bounds DuckDB; tables an earlier run left in its output folder go;
+    without a spec, a usage line and exit code 2."""
+    work, result = xs_run
+    raw = bench.layout_for(work, bench.SCALES["XS"], bench.DEFAULT_SEED).raw
+    day = result["window"]["nightly_date"]
+    files = bench.raw_partition_files(raw, bench.window_dates(dt.date.fromisoformat(day), 2))
+    shipped = DEFAULT_RULES_PATH
+    (tmp_path / "shipped").mkdir()
+    (tmp_path / "shipped" / "shop_labels.parquet").write_bytes(b"an earlier run's")
+    for name, rules in (("default", None), ("shipped", str(shipped))):
+        spec = {"date": day, "files": files, "out": str(tmp_path / name)}
+        spec |= {"memory_limit_bytes": 512 * 2**20} | ({"rules": rules} if rules else {})
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(spec), "utf-8")
+        assert bench_peer.main([str(path)]) == 0
+        [line] = capsys.readouterr().out.splitlines()
+        printed = json.loads(line)
+        assert set(printed["steps"]) == set(bench_peer.STEPS)
+        assert printed["rows"] == {
+            table: pl.read_parquet(tmp_path / name / f"{table}.parquet").height
+            for table in bench_peer.TABLES
+        }
+        assert printed["rows"]["shop_scores"] > 0
+        written = sorted(p.name for p in (tmp_path / name).glob("*.parquet"))
+        assert written == sorted(f"{table}.parquet" for table in bench_peer.TABLES)
+    for table in bench_peer.TABLES:  # the peer writes rows in no particular order
+        assert_frame_equal(
+            pl.read_parquet(tmp_path / "default" / f"{table}.parquet"),
+            pl.read_parquet(tmp_path / "shipped" / f"{table}.parquet"),
+            check_row_order=False,
+            rel_tol=1e-12,
+            abs_tol=1e-12,
+        )
+    starved = {"date": day, "files": files, "out": str(tmp_path / "starved")}
+    with pytest.raises(duckdb.OutOfMemoryException):
+        bench_peer.run({**starved, "memory_limit_bytes": 2**20})
+
+    monkeypatch.setattr(sys, "argv", ["bench_peer"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the module is imported already
+        with pytest.raises(SystemExit) as exit_info:
+            runpy.run_module("pipelines.devtools.bench_peer", run_name="__main__")
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "usage: python -m pipelines.devtools.bench_peer SPEC.json\n"
 
 
 def test_compare_outputs_sees_a_changed_value(xs_run, tmp_path: Path) -> None:
@@ -775,3 +937,296 @@ def test_the_floor_reads_orders_files_without_the_optional_region(tmp_path: Path
         assert ("ship_to_region" in sql) is named
         rows, _ = duckdb.sql(sql).fetchall()[0]
         assert rows == frame.height * len(files)
+
+
+# --------------------------------------------------------------------------------------------
+# the harness's edges, without running children
+
+
+def test_why_a_child_failed_is_said_in_one_line(tmp_path: Path) -> None:
+    """The last three lines of its log with its exit code; the signal that killed it, with the
+    likely OOM killer for a SIGKILL the harness did not send."""
+    log = tmp_path / "generate.log"
+    log.write_text("starting\nday 1\nTraceback (most recent call last):\nOSError: disk full\n")
+    failed = bench.Measurement(
+        wall_s=2.0, cpu_s=1.0, peak_rss_bytes=3 * bench.GIB // 2, exit_code=1
+    )
+    text = (
+        f"exit code 1 (log {log}): day 1 | Traceback (most recent call last): | OSError: disk full"
+    )
+    assert bench.failure_text(failed, log) == text
+    with pytest.raises(bench.BenchError) as refused:
+        bench._require_success("generate", failed, log)
+    assert str(refused.value) == f"bench: generate failed: {text}"
+    killed = bench.Measurement(
+        wall_s=2.0, cpu_s=1.0, peak_rss_bytes=3 * bench.GIB // 2, exit_code=-9
+    )
+    assert bench.failure_text(killed, log) == (
+        f"killed by SIGKILL (most likely the kernel's OOM killer) at 1.5 GiB (log {log})"
+    )
+    killed.exit_code = -15
+    assert bench.failure_text(killed, log) == f"killed by SIGTERM at 1.5 GiB (log {log})"
+    done = bench.Measurement(wall_s=2.0, cpu_s=1.0, peak_rss_bytes=1, exit_code=0)
+    assert bench._require_success("generate", done, log) is None
+
+
+@pytest.mark.parametrize("recorded", ["another seed", "fewer days"])
+def test_data_of_other_parameters_is_generated_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recorded: str
+) -> None:
+    """A generation is reused only with the same parameters and at least the days asked for;
+    otherwise the old data goes and the generator runs with the parameters asked for."""
+    xs = bench.SCALES["XS"]
+    layout = bench.Layout(tmp_path / "XS")
+    old = bench.generation_params(xs, 8 if recorded == "another seed" else 7, days=2)
+    (layout.raw / "orders").mkdir(parents=True)
+    (layout.raw / "orders" / "stale.parquet").write_bytes(b"old")
+    layout.marker.write_text(json.dumps({"params": old}), "utf-8")
+    commands = []
+
+    def generator(command, log, env=None, limits=None):
+        commands.append(command)
+        partial = Path(command[command.index("--out") + 1])
+        (partial / "orders").mkdir(parents=True)
+        (partial / "orders" / "new.parquet").write_bytes(b"new")
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text("wrote: orders 3 rows\n", "utf-8")
+        return bench.Measurement(wall_s=1.0, cpu_s=1.0, peak_rss_bytes=1, exit_code=0)
+
+    monkeypatch.setattr(bench, "measure", generator)
+    generated = bench.ensure_data(layout, xs, 7, echo=lambda _: None, days=3)
+    assert generated["reused"] is False
+    assert generated["params"] == bench.generation_params(xs, 7, days=3)
+    [command] = commands
+    assert command[-5:] == ["--start=2026-01-01", "--days=3", "--shops=30", "--orders-per-day=300",
+                            "--seed=7"]  # fmt: skip
+    assert [p.name for p in (layout.raw / "orders").iterdir()] == ["new.parquet"]
+    assert json.loads(layout.marker.read_text("utf-8"))["params"] == generated["params"]
+    assert bench.ensure_data(layout, xs, 7, echo=lambda _: None, days=3)["reused"] is True
+
+
+def test_skipping_the_peer_leaves_its_spill_out_of_the_disk_need(tmp_path: Path) -> None:
+    m = bench.SCALES["M"]
+    layout = bench.layout_for(tmp_path, m, 7)
+    per_day, window = m.orders_per_day, m.window_days
+    raw = bench.RAW_BYTES_PER_ORDER * per_day * 31
+    runs = bench.RUNS_PEAK_BYTES_PER_ORDER * per_day * window
+    peer = bench.RAW_BYTES_PER_ORDER * per_day * window
+    need = bench.disk_need(m, layout, 31, (), frozenset({"ray"})).needed_bytes
+    assert need == int(bench.DISK_MARGIN * (raw + runs + peer))
+    need = bench.disk_need(m, layout, 31, (), frozenset({"ray", "peer"})).needed_bytes
+    assert need == int(bench.DISK_MARGIN * (raw + runs))
+
+
+def test_the_state_size_is_per_table_without_the_exchange(tmp_path: Path) -> None:
+    assert bench.state_bytes(tmp_path) is None  # an output without a state
+    state = tmp_path / ".state"
+    for relative, size in (
+        ("data/v2/orders/shard-0.parquet", 100),
+        ("data/v2/orders/shard-1.parquet", 50),
+        ("data/v2/refunds/shard-0.parquet", 20),
+        ("meta.json", 5),
+        ("exchange/run-1/part.parquet", 999),  # a run's exchange, empty between runs
+    ):
+        (state / relative).parent.mkdir(parents=True, exist_ok=True)
+        (state / relative).write_bytes(b"x" * size)
+    assert bench.state_bytes(tmp_path) == {
+        "bytes": 175,
+        "by_table": {"meta.json": 5, "orders": 150, "refunds": 20},
+    }
+
+
+def test_stage_times_come_from_the_manifests_of_the_dates(tmp_path: Path) -> None:
+    """A date without a manifest was not published: an error, or (how far a failed backfill
+    got) left out."""
+    d1, d2 = dt.date(2026, 1, 1), dt.date(2026, 1, 2)
+    manifest = {"status": "published", "timings_seconds": {"state": 1.5, "score": 2}}
+    (tmp_path / "manifests").mkdir()
+    (tmp_path / "manifests" / f"dt={d1}.json").write_text(json.dumps(manifest), "utf-8")
+    with pytest.raises(bench.BenchError) as refused:
+        bench.manifest_stages(tmp_path, [d1, d2])
+    path = tmp_path / "manifests" / f"dt={d2}.json"
+    assert str(refused.value) == f"bench: no manifest {path}: the run did not publish {d2}"
+    totals, per_day = bench.manifest_stages(tmp_path, [d1, d2], strict=False)
+    assert totals == {"state": 1.5, "score": 2.0}
+    assert per_day == [
+        {"date": "2026-01-01", "status": "published", "state": 1.5, "score": 2.0, "execution": None}
+    ]
+
+
+def test_from_scratch_is_seeded_with_the_previous_day_s_tables_only(tmp_path: Path) -> None:
+    """What D-1 published and nothing else; a table D-1 lacks stays absent, and without D-1's
+    manifest the seed has none either (so D-1 is not a published date there)."""
+    source, target = tmp_path / "source", tmp_path / "target"
+    previous = dt.date(2026, 1, 4)
+    for relative in (
+        "shop_scores/dt=2026-01-04/part-0.parquet",
+        "shop_scores/dt=2026-01-03/part-0.parquet",
+        "shop_labels/dt=2026-01-04/part-0.parquet",
+        ".state/data/orders.parquet",
+    ):
+        (source / relative).parent.mkdir(parents=True, exist_ok=True)
+        (source / relative).write_bytes(b"x")
+    (target / "stale").mkdir(parents=True)
+    bench.seed_from_scratch(source, target, previous)
+    assert sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file()) == [
+        "shop_labels/dt=2026-01-04/part-0.parquet",
+        "shop_scores/dt=2026-01-04/part-0.parquet",
+    ]
+
+
+def test_a_table_the_peer_did_not_write_is_not_compared(xs_run, tmp_path: Path) -> None:
+    _, result = xs_run
+    day = dt.date.fromisoformat(result["window"]["nightly_date"])
+    runs = Path(result["work"]) / "runs"
+    peer = tmp_path / "peer"
+    peer.mkdir()
+    for table in bench.PEER_KEYS:
+        if table != "item_scores":
+            shutil.copy(runs / "peer" / f"{table}.parquet", peer / f"{table}.parquet")
+    agreement = bench.compare_peer(peer, runs / "nightly", day)
+    assert agreement["tables"]["item_scores"] == {"compared": False}
+    assert agreement["pxi_agree_share"] is None and agreement["pxi_max_abs_diff"] is None
+    assert agreement["all_agree"] is False  # what was not compared does not agree
+    assert agreement["score_agree_share"] == 1.0
+    assert all(agreement["tables"][t]["compared"] for t in bench.PEER_KEYS if t != "item_scores")
+
+
+def test_cpus_busy_is_unknown_without_two_readings_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No /proc/stat (not Linux), or no CPU time passed between the two readings."""
+    monkeypatch.setattr(bench, "_cpu_jiffies", lambda: None)
+    assert bench.cpus_busy(0.0) is None
+    monkeypatch.setattr(bench, "_cpu_jiffies", lambda: (500, 1000))
+    assert bench.cpus_busy(0.0) is None
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"repeats": 0}, "bench: --repeats must be at least 1 and --backfill-repeats at least 0"),
+        ({"backfill_repeats": -1}, "bench: --repeats must be at least 1 and --backfill-repeats "
+         "at least 0"),
+        ({"skip": ["ray", "nope"]}, "bench: --skip nope: not a scenario; use backfill, nightly, "
+         "scratch, ray, peer, window"),
+        ({"window_days": [30, 30]}, "bench: --window-days needs at least two different windows "
+         "of 1+ days"),
+        ({"window_days": [0, 30]}, "bench: --window-days needs at least two different windows "
+         "of 1+ days"),
+    ],
+)  # fmt: skip
+def test_bad_arguments_are_refused_before_anything_runs(
+    tmp_path: Path, arguments: dict, message: str
+) -> None:
+    with pytest.raises(InputError) as refused:
+        bench.run_bench(bench.SCALES["XS"], tmp_path, echo=lambda _: None, **arguments)
+    assert str(refused.value) == message
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--skip", "ray,nope"], "nope: use any of backfill, nightly, scratch, ray, peer, window"),
+        (["--window-days", "30"], "at least two different window lengths of 1 to 90 days"),
+        (["--window-days", "30,91"], "at least two different window lengths of 1 to 90 days"),
+    ],
+)
+def test_bad_options_are_usage_errors(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path,
+    option: list[str], message: str,
+) -> None:  # fmt: skip
+    argv = ["expscore", "bench", "--scale", "XS", "--work", str(tmp_path), *option]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    assert message in " ".join(capsys.readouterr().err.replace("│", " ").split())
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def no_children(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """run_bench with its floors recorded instead of run, no data generated, a quiet machine
+    of unknown memory (and no second's sampling of its CPUs): the names of the floors run."""
+    floors: list[str] = []
+
+    def floor(layout, files, tag, limits=None, name="floor"):
+        floors.append(name)
+        return bench.Measurement(
+            wall_s=0.5, cpu_s=0.4, peak_rss_bytes=50 * 2**20, exit_code=0, stages={"query": 0.25}
+        )
+
+    quiet = {"load_average": [0.1, 0.1, 0.1], "memory_available_bytes": 20 * bench.GIB}
+    monkeypatch.setattr(bench, "run_floor", floor)
+    monkeypatch.setattr(bench, "machine_load", lambda: {**quiet, "cpus_busy": 0.05})
+    monkeypatch.setattr(bench, "machine_memory", lambda: None)
+    monkeypatch.setattr(bench, "ensure_data", lambda *args: {"params": {"days": 3}})
+    return floors
+
+
+def test_without_the_backfill_what_needs_its_output_is_skipped(
+    no_children: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`--skip backfill`: the nightly, from-scratch and Ray runs start from its output, so they
+    are skipped saying so (Ray, here not installed, says that first); the floors still run."""
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "ray" else find_spec(name, *a)
+    )
+    assert bench._ray_missing() == (
+        "Ray is not installed (pip install 'expscore[ray]', or the dev extras)"
+    )
+    result = bench.run_bench(
+        bench.SCALES["XS"], tmp_path, repeats=1, echo=lambda _: None,
+        skip=("backfill", "peer", "window"),
+    )  # fmt: skip
+    needs = "needs the backfill's output, and the backfill was skipped"
+    assert result["skipped"] == {
+        "backfill": "--skip",
+        "peer": "--skip",
+        "window": "--skip",
+        "ray": bench._ray_missing(),
+        "nightly": needs,
+        "scratch": needs,
+    }
+    assert no_children == ["floor", "floor_day"]
+    assert result["scenarios"]["nightly"]["skipped"] == needs
+    assert not (
+        bench.layout_for(tmp_path, bench.SCALES["XS"], bench.DEFAULT_SEED).root / "runs"
+    ).exists()
+    lines = bench.format_table(result).splitlines()
+    assert lines[0].endswith(" CPUs, -")  # the machine's memory, which it did not say
+    assert f"scratch   skipped: {needs}" in lines
+    assert "nightly vs from scratch: not compared (a run failed or was skipped)" in lines
+    assert not any(line.startswith("WARNING: the machine was busy") for line in lines)
+
+
+def test_reusing_a_backfill_needs_an_earlier_one(no_children: list[str], tmp_path: Path) -> None:
+    xs = bench.SCALES["XS"]
+    with pytest.raises(InputError) as refused:
+        bench.run_bench(xs, tmp_path, repeats=1, backfill_repeats=0, echo=lambda _: None)
+    backfill = bench.layout_for(tmp_path, xs, bench.DEFAULT_SEED).out("backfill")
+    assert (
+        str(refused.value) == f"bench: --backfill-repeats 0 needs an earlier backfill in {backfill}"
+    )
+    assert no_children == []  # refused before the first floor
+    last = bench.START + dt.timedelta(days=xs.window_days - 1)  # the backfill's last date
+    (backfill / "manifests").mkdir(parents=True)
+    (backfill / "manifests" / f"dt={last}.json").write_text("{}", "utf-8")
+    result = bench.run_bench(
+        xs, tmp_path, repeats=1, backfill_repeats=0, echo=lambda _: None,
+        skip=("nightly", "scratch", "ray", "peer", "window"),
+    )  # fmt: skip
+    reused = "--backfill-repeats 0: the output of an earlier one is reused"
+    assert result["skipped"]["backfill"] == result["scenarios"]["backfill"]["skipped"] == reused
+    assert no_children == ["floor", "floor_day"]
+
+
+def test_a_scale_of_the_shipped_window_uses_the_shipped_rules(tmp_path: Path) -> None:
+    layout = bench.Layout(tmp_path / "M")
+    assert bench.rules_file(layout, bench.DEFAULT_WINDOW_DAYS) is None
+    assert list(tmp_path.iterdir()) == []  # nothing written
+    copy = bench.rules_file(layout, 2)
+    assert copy == layout.rules_for(2)
+    shipped = DEFAULT_RULES_PATH.read_text("utf-8")
+    assert tomllib.loads(copy.read_text("utf-8")) == {**tomllib.loads(shipped), "window_days": 2}

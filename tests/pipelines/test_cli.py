@@ -152,6 +152,28 @@ def test_version_names_the_package_and_the_commit(monkeypatch, capsys) -> None:
     assert "(commit " in stdout  # the tests run from a git checkout
 
 
+def test_python_m_pipelines_is_the_expscore_command(monkeypatch, capsys) -> None:
+    """`python -m pipelines ...` (how the crash tests and the benchmark start runs) is
+    `expscore ...`: the same commands, output and exit codes."""
+    import runpy
+    import sys
+
+    from pipelines.cli.main import version_text
+
+    monkeypatch.setattr(sys, "argv", ["pipelines", "--version"])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_module("pipelines", run_name="__main__", alter_sys=True)
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out == version_text() + "\n"
+    monkeypatch.setattr(sys, "argv", ["pipelines", "run", "--date", "soon"])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_module("pipelines", run_name="__main__", alter_sys=True)
+    assert exit_info.value.code == 2
+    assert error_lines(capsys.readouterr().err) == [
+        "expscore: error: --date: 'soon' is not a date (YYYY-MM-DD)"
+    ]
+
+
 @pytest.mark.parametrize("flag", ["-h", "--help"])
 def test_short_and_long_help(monkeypatch, capsys, flag: str) -> None:
     code, stdout, _ = cli(monkeypatch, capsys, "run", flag)

@@ -214,3 +214,83 @@ def test_exemptions_and_upheld_appeals_are_explained(monkeypatch, capsys, out) -
         f"upheld appeals [申诉成立]: {shop['appeals_upheld']} orders, refunds or sessions" in text
     )
     assert "rows removed by exemptions [豁免]: " in text
+
+
+def test_text_of_an_unscored_shop_without_exempted_rows(monkeypatch, capsys, out) -> None:
+    """Shop 100023 has one valid order in the window (fewer than min_orders) and no row an
+    exemption removed: no score line, an unscored line instead, and no exemption line."""
+    code, stdout, _ = cli(monkeypatch, capsys, "explain", "--out", str(out), "--shop", "100023")
+    assert code == 0
+    lines = stdout.splitlines()
+    day = golden_dates()[-1]
+    assert lines[:3] == [
+        f"shop 100023 on {day} (rules 2026.2), main category 1002, 1 valid orders",
+        "unscored: insufficient_orders (fewer valid orders than the minimum); the dimension "
+        "scores and indicators below are computed all the same",
+        "traffic weight 1.000 (target 1.000), refund-only tier standard, campaign not eligible",
+    ]
+    assert not any(line.startswith(("score ", "rows removed by exemptions")) for line in lines)
+    assert lines[-1] == "labels: none"
+
+
+def test_text_of_an_unscored_item(monkeypatch, capsys, out) -> None:
+    """Item 100002003: 4 paid orders (fewer than min_item_orders), none a problem, so no PXI and
+    no PXI gain; the next knot is out of reach of its own rate at this volume."""
+    code, stdout, _ = cli(monkeypatch, capsys, "explain", "--out", str(out), "--item", "100002003")
+    assert code == 0
+    assert stdout.splitlines()[2:] == [
+        "unscored: insufficient_orders (too few paid orders for a PXI)",
+        "traffic weight 1.000, campaign not eligible",
+        "next tier (on the smoothed problem rate): <= 0.03 -> PXI 85; own problem rate needed "
+        "over 4 paid orders: out of reach at this volume",
+    ]
+    _, stdout, _ = cli(
+        monkeypatch, capsys, "explain", "--out", str(out), "--item", "100002003", "--json"
+    )
+    doc = json.loads(stdout)
+    assert doc["pxi"] is None and doc["status"] == "insufficient_orders"
+    assert doc["next_tier"]["pxi_gain"] is None and doc["next_tier"]["raw_rate_needed"] is None
+
+
+def test_an_item_at_the_best_knot_has_no_next_tier(monkeypatch, capsys, out, tmp_path) -> None:
+    """Rules whose best PXI (100) holds up to a smoothed problem rate of 0.05: item 100002003
+    (smoothed 0.0412) is at the best knot already."""
+    rules = tmp_path / "rules.toml"
+    shipped = DEFAULT_RULES_PATH.read_text("utf-8")
+    knots = "pxi_knots = [[0.0, 100.0], [0.01, 95.0], [0.03, 85.0], [0.06, 60.0], "
+    assert knots in shipped
+    rules.write_text(shipped.replace(knots, "pxi_knots = [[0.0, 100.0], [0.05, 100.0], "), "utf-8")
+    args = ["explain", "--out", str(out), "--item", "100002003", "--rules", str(rules)]
+    code, stdout, _ = cli(monkeypatch, capsys, *args)
+    assert code == 0
+    assert stdout.splitlines()[-1] == "next tier: already at the best PXI knot"
+    _, stdout, _ = cli(monkeypatch, capsys, *args, "--json")
+    tier = json.loads(stdout)["next_tier"]
+    assert tier["at_best"] is True
+    assert tier["target_rate"] is None and tier["target_pxi"] is None
+
+
+def test_a_date_without_traffic_weights_is_explained_without_them(
+    monkeypatch, capsys, out, tmp_path
+) -> None:
+    """An output whose traffic weight tables were not kept (only the scores, indicators and
+    labels of the date): the explanation leaves the traffic line out, and its JSON says null."""
+    import shutil
+
+    day = golden_dates()[-1]
+    pruned = tmp_path / "out"
+    for table in ("shop_scores", "shop_indicators", "shop_labels", "item_scores"):
+        shutil.copytree(out / table / f"dt={day}", pruned / table / f"dt={day}")
+    shutil.copytree(out / "manifests", pruned / "manifests")
+    for kind, key in (("--shop", SHOP), ("--item", ITEM)):
+        code, text, _ = cli(monkeypatch, capsys, "explain", "--out", str(pruned), kind, str(key))
+        assert code == 0
+        assert text.count("\n") >= 3 and "traffic weight" not in text
+        with_traffic = cli(monkeypatch, capsys, "explain", "--out", str(out), kind, str(key))[1]
+        assert [line for line in with_traffic.splitlines() if "traffic weight" not in line] == (
+            text.splitlines()
+        )
+        _, stdout, _ = cli(
+            monkeypatch, capsys, "explain", "--out", str(pruned), kind, str(key), "--json"
+        )
+        assert json.loads(stdout)["traffic"] is None

@@ -6,7 +6,9 @@ import datetime as dt
 from pathlib import Path
 
 import polars as pl
+import pytest
 
+from pipelines.nightly import publish
 from pipelines.nightly.publish import (
     partition_dir,
     publish_partition,
@@ -45,3 +47,46 @@ def test_json_written_atomically(tmp_path: Path) -> None:
     write_json_atomic(path, {"a": 2})
     assert path.read_text().strip().endswith("}")
     assert [p.name for p in path.parent.iterdir()] == ["x.json"]
+
+
+@pytest.mark.parametrize("platform", ["no renameat2", "renameat2 refuses the exchange"])
+def test_without_an_atomic_exchange_two_renames_replace_the_partition(
+    monkeypatch, tmp_path: Path, platform: str
+) -> None:
+    """Where the swap is not available (not Linux, or a file system without RENAME_EXCHANGE)
+    the old partition is renamed aside, the new one into place, and the old one removed."""
+    monkeypatch.setattr(
+        publish, "_renameat2", None if platform == "no renameat2" else lambda *args: -1
+    )
+    publish_partition(tmp_path, "t", D1, pl.DataFrame({"x": [1]}))
+    publish_partition(tmp_path, "t", D1, pl.DataFrame({"x": [2, 3]}))
+    assert read_partition(tmp_path, "t", D1)["x"].to_list() == [2, 3]
+    assert [p.name for p in (tmp_path / "t").iterdir()] == ["dt=2026-03-01"]  # nothing retired
+
+
+@pytest.mark.parametrize("error", [OSError("no libc"), AttributeError("renameat2")])
+def test_renameat2_is_none_where_the_c_library_lacks_it(monkeypatch, error: Exception) -> None:
+    def cdll(*args, **kwargs):
+        if isinstance(error, OSError):
+            raise error
+        return object()  # a C library without the symbol: the attribute lookup fails
+
+    monkeypatch.setattr(publish.ctypes, "CDLL", cdll)
+    assert publish._load_renameat2() is None
+
+
+def test_a_dt_column_must_say_the_partition_s_date_and_is_not_written(tmp_path: Path) -> None:
+    """`dt` lives in the folder name only (issue 21): a frame's `dt` column is checked against
+    the date and dropped; rows of another date are refused and nothing is published."""
+    with pytest.raises(ValueError, match=r"^t: rows of another date than 2026-03-01 in its"):
+        publish_partition(tmp_path, "t", D1, pl.DataFrame({"x": [1, 2], "dt": [D1, D2]}))
+    assert not partition_dir(tmp_path, "t", D1).exists()
+    target = publish_partition(tmp_path, "t", D1, pl.DataFrame({"x": [1, 2], "dt": [D1, D1]}))
+    assert pl.read_parquet(target / "part-0.parquet").columns == ["x"]
+    assert read_partition(tmp_path, "t", D1).to_dicts() == [
+        {"x": 1, "dt": D1},
+        {"x": 2, "dt": D1},
+    ]
+    empty = pl.DataFrame({"x": [], "dt": []}, schema={"x": pl.Int64, "dt": pl.Date})
+    target = publish_partition(tmp_path, "t", D2, empty)  # no rows: no date to disagree
+    assert pl.read_parquet(target / "part-0.parquet").columns == ["x"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from pathlib import Path
 
@@ -10,9 +11,10 @@ import pytest
 from plotly.offline import get_plotlyjs
 
 from pipelines.analyst.report import CHARTS, write_report
+from pipelines.errors import InputError
 from pipelines.progress import Reporter
 from tests.golden import golden_dates
-from tests.pipelines.analyst_support import cli
+from tests.pipelines.analyst_support import cli, publish_day
 
 
 @pytest.fixture(scope="module")
@@ -135,3 +137,53 @@ def test_exemption_and_appeal_panels_show_the_samples_rows(out: Path, page: str)
         assert f'<section id="{section}">' in page
     assert "no exemption removed a row" not in page
     assert "no upheld appeal in the period" not in page
+
+
+def test_days_below_one_are_refused(out: Path, tmp_path: Path) -> None:
+    """The command line refuses `--days 0` itself; the function says why too."""
+    html = tmp_path / "r.html"
+    with pytest.raises(InputError, match=r"^report: --days must be at least 1, got 0$"):
+        write_report(out, html, days=0, reporter=Reporter(stream=_Sink(), fmt="plain"))
+    assert not html.exists()
+
+
+def _sections(page: str) -> dict[str, str]:
+    """Each chart's section of the page, by its id."""
+    parts = page.split('<section id="')[1:]
+    return {part.split('"', 1)[0]: part.split("</section>", 1)[0] for part in parts}
+
+
+def test_a_period_with_nothing_to_draw_says_so_in_every_chart(tmp_path: Path) -> None:
+    """Two published dates of a marketplace with only new shops (none scored), no labels,
+    exemptions, appeals or quarantined rows: every chart says what it lacks instead of drawing
+    an empty plot, and the headline share is a dash."""
+    out = tmp_path / "out"
+    d1, d2 = dt.date(2026, 3, 1), dt.date(2026, 3, 2)
+    new_shop = {"status": "insufficient_orders", "band": "unscored", "appeals_upheld": 0}
+    for day in (d1, d2):
+        publish_day(
+            out, day, {"shop_scores": [{"shop_id": 1, **new_shop}, {"shop_id": 2, **new_shop}]}
+        )
+    html = tmp_path / "report.html"
+    data = write_report(out, html, days=7, reporter=Reporter(stream=_Sink(), fmt="plain"))
+    assert (data.day, data.dates) == (d2, [d1, d2])
+    page = html.read_text(encoding="utf-8")
+    sections = _sections(page)
+    assert set(sections) == set(CHARTS)
+    expected = {
+        "score-distribution": f"no scored shop on {d2}",
+        "band-shares": "no scored shop in the period",
+        "dimension-distributions": f"no scored shop on {d2}",
+        "indicator-distributions": f"no assessed indicator of a scored shop on {d2}",
+        "biggest-movers": "no shop's score changed",
+        "labels-gained-lost": "no label gained or lost in the period",
+        "exemptions-applied": "no exemption removed a row on the date",
+        "appeals-upheld": "no upheld appeal in the period",
+        "quarantine-counts": "no quarantined row in the period",
+    }
+    for chart_id, message in expected.items():
+        assert f'"text":"{message}"' in sections[chart_id], chart_id
+    assert "<p>No label held on the date.</p>" in sections["labels-gained-lost"]
+    assert '<div class="kpi headline"><div class="value">–</div>' in page
+    assert 'class="delta"' not in page  # no change of a share that does not exist
+    assert '<div class="value">0 / 2</div>' in page  # shops scored / with activity

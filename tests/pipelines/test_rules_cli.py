@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipelines.cli.rules import schema_text
+from pipelines.cli.main.rules import schema_text
+
 from scoring.rules import rules_json_schema
 from tests.builders import DEFAULT_RULES_PATH, tiny_raw
 from tests.golden import ROOT
@@ -157,6 +158,21 @@ def test_check_lists_the_exemptions_as_the_run_reads_them(monkeypatch, capsys, t
         "  exemption typhoon_2026_08: 2026-08-01 to 2026-08-03 (local dates, Asia/Shanghai); "
         "regions: GD, HI (orders only); ship_by: 2026-08-06T12:00:00 Asia/Shanghai = "
         "2026-08-06T04:00:00Z; excluded from: none",
+    ]
+
+
+def test_check_shows_an_exemption_without_ship_by(monkeypatch, capsys, tmp_path) -> None:
+    """An exemption may only take rows out of indicators: no pickup deadline moves."""
+    flood = (
+        '[[exemptions]]\nname = "flood"\npaid_from = 2026-07-01\npaid_to = 2026-07-02\n'
+        'regions = ["HN"]\nexclude_from = ["negative_review_rate"]\n'
+    )
+    path = rules_with_exemptions(tmp_path, flood)
+    code, stdout, stderr = cli(monkeypatch, capsys, "rules", "check", str(path))
+    assert code == 0 and stderr == ""
+    assert stdout.splitlines()[1:] == [
+        "  exemption flood: 2026-07-01 to 2026-07-02 (local dates, Asia/Shanghai); "
+        "regions: HN (orders only); ship_by: none; excluded from: negative_review_rate"
     ]
 
 
