@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipelines.cli.main.rules import schema_text
+from pipelines.cli.rules import schema_text
 
 from scoring.rules import rules_json_schema
 from tests.builders import DEFAULT_RULES_PATH, tiny_raw
