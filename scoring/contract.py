@@ -1,14 +1,18 @@
-"""The raw input contract (SCORING.md section 2): columns, types, nullability and enums.
+"""The table contract: the raw inputs (SCORING.md 2, 13.1) and the published tables (10, 12.18).
 
-One declaration serves the loader (validation, quarantine), the generator (what it writes) and the
-docs. Types are the *canonical* ones: a file may carry a narrower or wider integer, or a naive or
-UTC-aware timestamp, and the loader casts it to these.
+Every reader and writer takes names, columns, types and keys from here: the loader (validation,
+quarantine), the generator (what it writes), the window state, the publisher, the query views,
+the analyst commands and the tests. For the raw logs the types are the *canonical* ones: a file
+may carry a narrower or wider integer, or a naive or UTC-aware timestamp, and the loader casts it
+to these.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
+
+import polars as pl
 
 Kind = Literal["int", "timestamp", "bool", "string"]
 
@@ -170,3 +174,108 @@ APPEALS = LogSchema(
 )
 
 LOGS: dict[str, LogSchema] = {s.name: s for s in (ORDERS, REFUNDS, LOGISTICS, CS_SESSIONS, APPEALS)}
+
+
+# ---------------------------------------------------------------------------------------
+# Published tables (SCORING.md 10)
+
+# The published columns and their types (SCORING.md 10, reading 12.18), in order.
+TABLE_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
+    "shop_scores": {
+        "shop_id": pl.Int64,
+        "main_category_id": pl.Int64,
+        "valid_orders": pl.Int64,
+        "appeals_upheld": pl.Int64,
+        "status": pl.String,
+        "score": pl.Float64,
+        "score_display": pl.Float64,
+        "band": pl.String,
+        "product_score": pl.Float64,
+        "logistics_score": pl.Float64,
+        "service_score": pl.Float64,
+        "bonus": pl.Float64,
+        "peer_percentile": pl.Float64,
+    },
+    "shop_indicators": {
+        "shop_id": pl.Int64,
+        "indicator": pl.String,
+        "dimension": pl.String,
+        "numerator": pl.Float64,
+        "denominator": pl.Int64,
+        "excluded": pl.Int64,
+        "raw_value": pl.Float64,
+        "prior": pl.Float64,
+        "smoothed_value": pl.Float64,
+        "indicator_score": pl.Float64,
+        "effective_weight": pl.Float64,
+        "points_lost": pl.Float64,
+        "assessed": pl.Boolean,
+    },
+    "item_scores": {
+        "item_id": pl.Int64,
+        "shop_id": pl.Int64,
+        "category_id": pl.Int64,
+        "paid_orders": pl.Int64,
+        "problem_orders": pl.Int64,
+        "smoothed_rate": pl.Float64,
+        "pxi": pl.Float64,
+        "status": pl.String,
+        "category_percentile": pl.Float64,
+    },
+    "shop_labels": {
+        "shop_id": pl.Int64,
+        "label": pl.String,
+        "value": pl.Float64,
+        "display_text": pl.String,
+        "since": pl.Date,
+    },
+    "shop_traffic_weights": {
+        "shop_id": pl.Int64,
+        "target_weight": pl.Float64,
+        "weight": pl.Float64,
+        "refund_only_tier": pl.String,
+        "campaign_eligible": pl.Boolean,
+    },
+    "item_traffic_weights": {
+        "item_id": pl.Int64,
+        "shop_id": pl.Int64,
+        "weight": pl.Float64,
+        "campaign_eligible": pl.Boolean,
+    },
+}
+TABLE_KEYS: dict[str, list[str]] = {
+    "shop_scores": ["shop_id"],
+    "shop_indicators": ["shop_id", "indicator"],
+    "item_scores": ["item_id"],
+    "shop_labels": ["shop_id", "label"],
+    "shop_traffic_weights": ["shop_id"],
+    "item_traffic_weights": ["item_id"],
+}
+
+PREVIOUS_LABELS_SCHEMA = {"shop_id": pl.Int64, "label": pl.String, "since": pl.Date}
+PREVIOUS_WEIGHTS_SCHEMA = {"shop_id": pl.Int64, "weight": pl.Float64}
+
+# A quarantined row: its log, first reason code, where it came from, its key and the whole row.
+QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
+    "log": pl.String,
+    "reason": pl.String,
+    "source_dt": pl.Date,
+    "source_file": pl.String,
+    "source_row": pl.Int64,
+    "record_key": pl.Int64,
+    "row": pl.String,
+}
+
+# A published table's partitions: `<table>/dt=YYYY-MM-DD/`; readers take `dt` from the folder.
+PARTITION_KEY = "dt"
+QUARANTINE_TABLE = "quarantine"
+# Every table `run` publishes, in the README's order.
+PUBLISHED_TABLES: tuple[str, ...] = (*TABLE_SCHEMAS, QUARANTINE_TABLE)
+
+# The published columns of each table, with the partition key and the rules version every row
+# carries: an empty frame of these stands for a date without a partition.
+_EXTRA = {PARTITION_KEY: pl.Date, "rules_version": pl.String}
+PUBLISHED_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
+    **{name: {**schema, **_EXTRA} for name, schema in TABLE_SCHEMAS.items()},
+    QUARANTINE_TABLE: {**QUARANTINE_SCHEMA, **_EXTRA},
+}

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from scoring.activity import ShopSums
+from scoring.contract import TABLE_KEYS, TABLE_SCHEMAS
 from scoring.indicators import indicator_counts
 from scoring.labels import held_labels, label_candidates
 from scoring.product import item_scores
@@ -18,82 +19,6 @@ from scoring.rules import Rules
 from scoring.shop_score import scored_indicators, shop_scores
 from scoring.weights import item_traffic_weights, shop_traffic_weights
 from scoring.window import Window
-
-# The published columns and their types (SCORING.md 10, reading 12.18), in order.
-TABLE_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
-    "shop_scores": {
-        "shop_id": pl.Int64,
-        "main_category_id": pl.Int64,
-        "valid_orders": pl.Int64,
-        "appeals_upheld": pl.Int64,
-        "status": pl.String,
-        "score": pl.Float64,
-        "score_display": pl.Float64,
-        "band": pl.String,
-        "product_score": pl.Float64,
-        "logistics_score": pl.Float64,
-        "service_score": pl.Float64,
-        "bonus": pl.Float64,
-        "peer_percentile": pl.Float64,
-    },
-    "shop_indicators": {
-        "shop_id": pl.Int64,
-        "indicator": pl.String,
-        "dimension": pl.String,
-        "numerator": pl.Float64,
-        "denominator": pl.Int64,
-        "excluded": pl.Int64,
-        "raw_value": pl.Float64,
-        "prior": pl.Float64,
-        "smoothed_value": pl.Float64,
-        "indicator_score": pl.Float64,
-        "effective_weight": pl.Float64,
-        "points_lost": pl.Float64,
-        "assessed": pl.Boolean,
-    },
-    "item_scores": {
-        "item_id": pl.Int64,
-        "shop_id": pl.Int64,
-        "category_id": pl.Int64,
-        "paid_orders": pl.Int64,
-        "problem_orders": pl.Int64,
-        "smoothed_rate": pl.Float64,
-        "pxi": pl.Float64,
-        "status": pl.String,
-        "category_percentile": pl.Float64,
-    },
-    "shop_labels": {
-        "shop_id": pl.Int64,
-        "label": pl.String,
-        "value": pl.Float64,
-        "display_text": pl.String,
-        "since": pl.Date,
-    },
-    "shop_traffic_weights": {
-        "shop_id": pl.Int64,
-        "target_weight": pl.Float64,
-        "weight": pl.Float64,
-        "refund_only_tier": pl.String,
-        "campaign_eligible": pl.Boolean,
-    },
-    "item_traffic_weights": {
-        "item_id": pl.Int64,
-        "shop_id": pl.Int64,
-        "weight": pl.Float64,
-        "campaign_eligible": pl.Boolean,
-    },
-}
-TABLE_KEYS: dict[str, list[str]] = {
-    "shop_scores": ["shop_id"],
-    "shop_indicators": ["shop_id", "indicator"],
-    "item_scores": ["item_id"],
-    "shop_labels": ["shop_id", "label"],
-    "shop_traffic_weights": ["shop_id"],
-    "item_traffic_weights": ["item_id"],
-}
-
-PREVIOUS_LABELS_SCHEMA = {"shop_id": pl.Int64, "label": pl.String, "since": pl.Date}
-PREVIOUS_WEIGHTS_SCHEMA = {"shop_id": pl.Int64, "weight": pl.Float64}
 
 
 def _finish(frame: pl.LazyFrame, table: str, run_date: dt.date, rules: Rules) -> pl.LazyFrame:

@@ -22,13 +22,8 @@ import polars as pl
 from pipelines.errors import InputError
 from pipelines.nightly.run import require_input
 from pipelines.state import StateOptions, window_facts
-from scoring.contract import LOGS
-from scoring.daily import (
-    PREVIOUS_LABELS_SCHEMA,
-    PREVIOUS_WEIGHTS_SCHEMA,
-    rules_window,
-    score_facts,
-)
+from scoring.contract import LOGS, PREVIOUS_LABELS_SCHEMA, PREVIOUS_WEIGHTS_SCHEMA
+from scoring.daily import rules_window, score_facts
 from scoring.rules import Rules, parse_rules
 
 DEFAULT_RULES_PATH = (

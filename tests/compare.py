@@ -8,7 +8,7 @@ from typing import Any
 
 import polars as pl
 
-from scoring.daily import TABLE_KEYS
+from scoring.contract import TABLE_KEYS
 
 TOLERANCE = 1e-9
 

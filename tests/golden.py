@@ -24,8 +24,8 @@ import polars as pl
 
 from pipelines.analyst.published import scan_day
 from pipelines.ingest.load import latest_partition_date
-from pipelines.nightly.run import QUARANTINE_TABLE, backfill, load_rules
-from scoring.daily import TABLE_KEYS, TABLE_SCHEMAS
+from pipelines.nightly.run import backfill, load_rules
+from scoring.contract import QUARANTINE_TABLE, TABLE_KEYS, TABLE_SCHEMAS
 from tests.compare import _same
 
 ROOT = Path(__file__).resolve().parents[1]

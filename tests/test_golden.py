@@ -94,7 +94,7 @@ def test_sample_holds_a_label_by_hysteresis_and_drops_one() -> None:
 
 def test_sample_matches_independent_reference(produced: Path) -> None:
     """The first golden date (nothing held on D-1) agrees with the row-by-row oracle."""
-    from scoring.daily import TABLE_SCHEMAS
+    from scoring.contract import TABLE_SCHEMAS
     from tests.builders import default_rules_dict
     from tests.compare import table_differences
     from tests.golden import SAMPLE_RAW

@@ -14,20 +14,8 @@ from pathlib import Path
 import polars as pl
 
 from pipelines.errors import InputError
-from pipelines.ingest.load import QUARANTINE_SCHEMA
-from pipelines.nightly.publish import PARTITION_KEY
-from pipelines.nightly.run import QUARANTINE_TABLE, manifest_path
-from scoring.daily import TABLE_SCHEMAS
-
-# Every table `run` publishes, in the README's order.
-PUBLISHED_TABLES: tuple[str, ...] = (*TABLE_SCHEMAS, QUARANTINE_TABLE)
-
-# The published columns of each table, for an empty frame where a date has no partition.
-_EXTRA = {PARTITION_KEY: pl.Date, "rules_version": pl.String}
-PUBLISHED_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
-    **{name: {**schema, **_EXTRA} for name, schema in TABLE_SCHEMAS.items()},
-    QUARANTINE_TABLE: {**QUARANTINE_SCHEMA, **_EXTRA},
-}
+from pipelines.nightly.run import manifest_path
+from scoring.contract import PARTITION_KEY, PUBLISHED_SCHEMAS
 
 
 def published_dates(out: Path, table: str = "shop_scores") -> list[dt.date]:

@@ -22,10 +22,11 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.analyst.published import PUBLISHED_TABLES, published_dates
+from pipelines.analyst.published import published_dates
 from pipelines.errors import InputError
 from pipelines.ingest.load import sql_literal
 from pipelines.nightly.run import MANIFEST_DIR
+from scoring.contract import PUBLISHED_TABLES
 
 MANIFESTS_VIEW = "manifests"
 # The manifest keys the `manifests` view has as columns, with their SQL types.

@@ -93,8 +93,7 @@ from pipelines.ingest.load import column_list, sql_literal
 from pipelines.nightly.run import manifest_path
 from pipelines.options import LogFormatOption, use_log_format
 from pipelines.state import MAX_SHARDS, ORDERS_PER_SHARD
-from scoring.contract import LOGS
-from scoring.daily import TABLE_SCHEMAS
+from scoring.contract import LOGS, PUBLISHED_TABLES, TABLE_SCHEMAS
 
 GIB = 1024**3
 MIB = 1024**2
@@ -113,7 +112,6 @@ SKIPPABLE = ("backfill", "nightly", "scratch", "ray", "peer", "window")
 WINDOW_WARMUP_NIGHTS = 3
 RAY_ARGS = ("--executor", "ray", "--ray-address", "local")  # a new local Ray, whatever RAY_ADDRESS
 STAGE_ORDER = ("state", "score", "publish")  # known stages first; others follow by name
-PUBLISHED_TABLES = (*TABLE_SCHEMAS, "quarantine")
 
 
 class BenchError(ExpscoreError):

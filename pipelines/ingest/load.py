@@ -235,18 +235,6 @@ def reject_reason_sql(schema: LogSchema) -> str:
     return "CASE " + " ".join(whens) + " END"
 
 
-# A quarantined row: its log, first reason code, where it came from, its key and the whole row.
-QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
-    "log": pl.String,
-    "reason": pl.String,
-    "source_dt": pl.Date,
-    "source_file": pl.String,
-    "source_row": pl.Int64,
-    "record_key": pl.Int64,
-    "row": pl.String,
-}
-
-
 def quarantine_select(log: str, schema: LogSchema, table: str) -> str:
     """The rejected rows of `table` as quarantine rows: reason, source, key and the row as JSON."""
     row_struct = ", ".join(f'"{c}" := "{c}"' for c in schema.column_names)

@@ -25,8 +25,7 @@ from typing import Any
 
 import polars as pl
 
-# The hive partition key: `<table>/dt=YYYY-MM-DD/`. Readers take it from the folder name.
-PARTITION_KEY = "dt"
+from scoring.contract import PARTITION_KEY
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100

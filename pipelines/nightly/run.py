@@ -46,21 +46,20 @@ from pipelines.state import (
     window_facts,
 )
 from pipelines.version import code_version
-from scoring.contract import LOGS
-from scoring.daily import (
+from scoring.contract import (
+    LOGS,
     PREVIOUS_LABELS_SCHEMA,
     PREVIOUS_WEIGHTS_SCHEMA,
+    QUARANTINE_TABLE,
     TABLE_KEYS,
     TABLE_SCHEMAS,
-    rules_window,
-    score_facts,
 )
+from scoring.daily import rules_window, score_facts
 from scoring.exemptions import exemption_account
 from scoring.rules import Rules, RulesError, parse_rules
 from scoring.window import Window
 
 DEFAULT_RULES = "rules.default.toml"
-QUARANTINE_TABLE = "quarantine"
 MANIFEST_DIR = "manifests"
 
 

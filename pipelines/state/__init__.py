@@ -38,7 +38,7 @@ import polars as pl
 from pipelines.errors import InputError
 from pipelines.executors import IN_PROCESS, ExecutorOptions, open_executor
 from pipelines.executors.exchange import Exchange, is_uri, subfolder
-from pipelines.ingest.load import QUARANTINE_SCHEMA, WindowLoad, list_partitions
+from pipelines.ingest.load import WindowLoad, list_partitions
 from pipelines.state.appeals import APPEALS, appeals_report, keep_appeals, kept_appeals
 from pipelines.state.ingest import (
     ROUTING,
@@ -63,7 +63,7 @@ from pipelines.state.shard import (
 )
 from pipelines.state.store import Manifest, StateDamaged, StateStore
 from scoring.activity import ShopSums, add_up, shop_activity
-from scoring.contract import LOGS
+from scoring.contract import LOGS, QUARANTINE_SCHEMA
 from scoring.daily import DayFacts
 from scoring.product import merge_item_counts
 from scoring.settling import net_sums

@@ -26,7 +26,6 @@ import pyarrow as pa
 from pipelines.errors import InputError
 from pipelines.executors.exchange import Exchange
 from pipelines.ingest.load import (
-    QUARANTINE_SCHEMA,
     canonical,
     check_file,
     check_integer_ranges,
@@ -36,7 +35,7 @@ from pipelines.ingest.load import (
     reject_reason_sql,
     unreadable_file_error,
 )
-from scoring.contract import LOGS, LogSchema
+from scoring.contract import LOGS, QUARANTINE_SCHEMA, LogSchema
 from scoring.window import Window
 
 # Rows handed from DuckDB to Polars at a time: a rebuild's memory stays at about a batch.

@@ -15,10 +15,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines.analyst.published import PUBLISHED_SCHEMAS
 from pipelines.cli.main import main
 from pipelines.nightly.publish import publish_partition, write_json_atomic
 from pipelines.nightly.run import manifest_path
+from scoring.contract import PUBLISHED_SCHEMAS
 
 
 def cli(

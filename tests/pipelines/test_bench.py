@@ -29,7 +29,7 @@ from polars.testing import assert_frame_equal
 from pipelines.cli.main import main
 from pipelines.devtools import bench, bench_peer
 from pipelines.errors import InputError
-from scoring.daily import TABLE_SCHEMAS
+from scoring.contract import TABLE_SCHEMAS
 from tests.builders import DEFAULT_RULES_PATH
 
 

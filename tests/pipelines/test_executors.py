@@ -27,7 +27,7 @@ from pipelines.executors.exchange import Exchange
 from pipelines.nightly.run import RunResult, StateOptions, backfill, load_rules, run_day
 from pipelines.state import EXCHANGE_DIR, STATE_DIR
 from pipelines.state.store import StateStore
-from scoring.daily import TABLE_SCHEMAS
+from scoring.contract import TABLE_SCHEMAS
 from tests.builders import small_raw
 from tests.compare import run_differences
 from tests.pipelines.cli_runner import cli

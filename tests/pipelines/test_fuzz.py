@@ -18,8 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipelines.cli.main import main
-from scoring.contract import LOGS, Column
-from scoring.daily import TABLE_SCHEMAS
+from scoring.contract import LOGS, TABLE_SCHEMAS, Column
 from tests.builders import _POLARS_TYPES
 from tests.hypothesis_budget import examples
 

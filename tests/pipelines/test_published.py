@@ -9,8 +9,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines.analyst.published import PUBLISHED_SCHEMAS, published_dates, resolve_date, scan_days
+from pipelines.analyst.published import published_dates, resolve_date, scan_days
 from pipelines.errors import InputError
+from scoring.contract import PUBLISHED_SCHEMAS
 from tests.pipelines.analyst_support import publish_day
 
 D1, D2, D3 = dt.date(2026, 3, 1), dt.date(2026, 3, 2), dt.date(2026, 3, 3)

@@ -12,8 +12,8 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.analyst.published import PUBLISHED_TABLES
 from pipelines.analyst.query import run_query, view_sql
+from scoring.contract import PUBLISHED_TABLES
 from tests.golden import ROOT, golden_dates
 from tests.pipelines.analyst_support import cli
 

@@ -23,8 +23,8 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.analyst.published import PUBLISHED_TABLES
 from pipelines.ingest.load import sql_literal
+from scoring.contract import PUBLISHED_TABLES
 from tests.golden import ROOT, golden_dates
 
 DOCS = ROOT / "docs" / "analysts.md"

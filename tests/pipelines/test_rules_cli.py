@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 from pipelines.cli.rules import schema_text
-
 from scoring.rules import rules_json_schema
 from tests.builders import DEFAULT_RULES_PATH, tiny_raw
 from tests.golden import ROOT

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scoring.catalog import LABEL_BY_ID
-from scoring.daily import PREVIOUS_LABELS_SCHEMA
+from scoring.contract import PREVIOUS_LABELS_SCHEMA
 from scoring.labels import display_text, held_labels
 from tests.builders import PAID, RUN_DATE, day_inputs, default_rules, score, ts
 from tests.hypothesis_budget import examples

@@ -7,7 +7,7 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from scoring.daily import PREVIOUS_WEIGHTS_SCHEMA
+from scoring.contract import PREVIOUS_WEIGHTS_SCHEMA
 from scoring.weights import item_traffic_weights, shop_traffic_weights
 from scoring.window import partition_cutoff
 from tests.builders import day_inputs, default_rules, picked_up_on_time, score

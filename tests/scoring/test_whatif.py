@@ -32,13 +32,8 @@ from scoring.analysis.whatif import (
     top_movers,
     whatif_frames,
 )
-from scoring.daily import (
-    PREVIOUS_LABELS_SCHEMA,
-    PREVIOUS_WEIGHTS_SCHEMA,
-    DayFacts,
-    rules_window,
-    score_facts,
-)
+from scoring.contract import PREVIOUS_LABELS_SCHEMA, PREVIOUS_WEIGHTS_SCHEMA
+from scoring.daily import DayFacts, rules_window, score_facts
 from scoring.rules import Knots, Rules
 from tests.builders import default_rules
 
