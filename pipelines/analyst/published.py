@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from pipelines.errors import InputError
-from pipelines.nightly.run import manifest_path
+from pipelines.layout import manifest_path, partition_date, partition_dir
 from scoring.contract import PARTITION_KEY, PUBLISHED_SCHEMAS
 
 
@@ -26,7 +26,7 @@ def published_dates(out: Path, table: str = "shop_scores") -> list[dt.date]:
     dates = []
     for folder in table_dir.glob("dt=*"):
         try:
-            day = dt.date.fromisoformat(folder.name.removeprefix("dt="))
+            day = partition_date(folder.name)
         except ValueError:
             continue
         # a date is published once its manifest is written (last): without it, the run of
@@ -61,7 +61,7 @@ def resolve_date(out: Path, day: dt.date | None, table: str = "shop_scores") -> 
 
 
 def partition_files(out: Path, table: str, day: dt.date) -> list[Path]:
-    folder = Path(out) / table / f"dt={day.isoformat()}"
+    folder = partition_dir(out, table, day)
     return sorted(folder.glob("*.parquet")) if folder.is_dir() else []
 
 

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from pipelines.analyst.published import published_dates
 from pipelines.errors import InputError
 from pipelines.ingest.load import sql_literal
-from pipelines.nightly.run import MANIFEST_DIR
+from pipelines.layout import MANIFEST_DIR, partition_dir
 from scoring.contract import PUBLISHED_TABLES
 
 MANIFESTS_VIEW = "manifests"
@@ -52,8 +52,7 @@ def view_sql(out: Path) -> dict[str, str]:
             continue
         # the published dates only: a date whose run did not finish publishing is left out
         globs = ", ".join(
-            sql_literal(str(Path(out) / table / f"dt={day.isoformat()}" / "*.parquet"))
-            for day in dates
+            sql_literal(str(partition_dir(out, table, day) / "*.parquet")) for day in dates
         )
         statements[table] = (
             f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet([{globs}], "

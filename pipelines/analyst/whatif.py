@@ -29,7 +29,8 @@ import typer
 
 from pipelines.errors import InputError
 from pipelines.ingest.load import latest_partition_date
-from pipelines.nightly.publish import partition_dir, write_json_atomic, write_text_atomic
+from pipelines.layout import partition_dir
+from pipelines.nightly.publish import write_json_atomic, write_text_atomic
 from pipelines.nightly.run import DEFAULT_RULES, load_rules, previous_outputs
 from pipelines.options import LogFormatOption, parse_date, use_log_format
 from pipelines.state import StateOptions, window_facts

@@ -90,7 +90,7 @@ from pipelines.analyst.published import partition_files, scan_day
 from pipelines.devtools import bench_peer
 from pipelines.errors import ExpscoreError, InputError
 from pipelines.ingest.load import column_list, sql_literal
-from pipelines.nightly.run import manifest_path
+from pipelines.layout import default_state_location, manifest_path, partition_dir, raw_partition
 from pipelines.options import LogFormatOption, use_log_format
 from pipelines.state import MAX_SHARDS, ORDERS_PER_SHARD
 from scoring.contract import LOGS, PUBLISHED_TABLES, TABLE_SCHEMAS
@@ -641,7 +641,7 @@ def window_dates(last: dt.date, days: int) -> list[dt.date]:
 def window_files(raw: Path, dates: Sequence[dt.date]) -> dict[str, list[Path]]:
     """The raw Parquet files of `dates`, per log (the partitions a run of the last date reads)."""
     return {
-        log: sorted(p for d in dates for p in (raw / log / f"dt={d.isoformat()}").glob("*.parquet"))
+        log: sorted(p for d in dates for p in raw_partition(raw, log, d).glob("*.parquet"))
         for log in LOGS
     }
 
@@ -658,7 +658,7 @@ def raw_partition_files(raw: Path, dates: Sequence[dt.date]) -> dict[str, dict[s
     for log in LOGS:
         listing[log] = {}
         for day in dates:
-            paths = sorted((raw / log / f"dt={day.isoformat()}").glob("*.parquet"))
+            paths = sorted(raw_partition(raw, log, day).glob("*.parquet"))
             if paths:
                 listing[log][day.isoformat()] = [str(p) for p in paths]
     return listing
@@ -682,7 +682,7 @@ def state_bytes(out: Path) -> dict[str, Any] | None:
     """The window state a run left under `out` (`<out>/.state`, the default `--state`): bytes
     on disk in total and per table of its data files (orders, events, refunds, ...), the run
     exchange (empty between runs) left out. None when there is no state."""
-    root = out / ".state"
+    root = Path(default_state_location(out))
     if not root.is_dir():
         return None
     by_table: dict[str, int] = {}
@@ -783,7 +783,7 @@ def manifest_stages(
     totals: dict[str, float] = {}
     per_day = []
     for day in dates:
-        path = out / "manifests" / f"dt={day.isoformat()}.json"
+        path = manifest_path(out, day)
         if not path.is_file():
             if not strict:
                 continue
@@ -860,7 +860,7 @@ def seed_from_scratch(source: Path, target: Path, previous: dt.date) -> None:
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     for table in TABLE_SCHEMAS:
-        partition = source / table / f"dt={previous.isoformat()}"
+        partition = partition_dir(source, table, previous)
         if partition.is_dir():
             shutil.copytree(partition, target / table / partition.name, copy_function=shutil.copy2)
     # the manifest is what makes those tables a published day (pipelines/nightly/run.py)
@@ -1325,7 +1325,7 @@ def run_bench(
     if (
         backfill_repeats == 0
         and "backfill" not in skip
-        and not (backfill_out / "manifests" / f"dt={backfill_dates[-1].isoformat()}.json").is_file()
+        and not manifest_path(backfill_out, backfill_dates[-1]).is_file()
     ):
         raise InputError(f"bench: --backfill-repeats 0 needs an earlier backfill in {backfill_out}")
     failures: dict[str, str] = {}

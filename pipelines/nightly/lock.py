@@ -13,8 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pipelines.errors import ExpscoreError, InputError
-
-LOCK_NAME = ".expscore.lock"
+from pipelines.layout import lock_path
 
 
 class LockedError(ExpscoreError):
@@ -28,7 +27,7 @@ def output_lock(out: Path) -> Iterator[None]:
     """Hold `<out>/.expscore.lock` for one run; an --out that cannot be written is exit 2."""
     try:
         out.mkdir(parents=True, exist_ok=True)
-        fd = os.open(out / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(lock_path(out), os.O_RDWR | os.O_CREAT, 0o644)
     except (FileExistsError, NotADirectoryError) as exc:
         raise InputError(f"--out {out}: not a folder ({exc.strerror})") from exc
     except PermissionError as exc:

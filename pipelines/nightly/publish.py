@@ -25,6 +25,7 @@ from typing import Any
 
 import polars as pl
 
+from pipelines.layout import partition_dir
 from scoring.contract import PARTITION_KEY
 
 _RENAME_EXCHANGE = 2
@@ -60,10 +61,6 @@ def fsync_dir(path: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-
-
-def partition_dir(out: Path, table: str, day: dt.date) -> Path:
-    return out / table / f"dt={day.isoformat()}"
 
 
 def clean_stale_staging(table_dir: Path) -> None:

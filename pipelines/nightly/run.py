@@ -20,6 +20,14 @@ from pipelines import logs
 from pipelines.errors import ExpscoreError, InputError
 from pipelines.executors import executor_session
 from pipelines.ingest.load import WindowLoad, latest_partition_date, list_partitions
+from pipelines.layout import (
+    MANIFEST_DIR,
+    default_exchange,
+    held_manifest_path,
+    manifest_path,
+    partition_dir,
+    partition_path,
+)
 from pipelines.nightly.gates import (
     GateResult,
     band_change_gate,
@@ -32,19 +40,11 @@ from pipelines.nightly.lock import output_lock
 from pipelines.nightly.publish import (
     clean_stale_staging,
     fsync_dir,
-    partition_dir,
     publish_partition,
     read_partition,
     write_json_atomic,
 )
-from pipelines.state import (
-    DEFAULT_STATE,
-    EXCHANGE_DIR,
-    STATE_DIR,
-    StateOptions,
-    state_for_run,
-    window_facts,
-)
+from pipelines.state import DEFAULT_STATE, StateOptions, state_for_run, window_facts
 from pipelines.version import code_version
 from scoring.contract import (
     LOGS,
@@ -60,7 +60,6 @@ from scoring.rules import Rules, RulesError, parse_rules
 from scoring.window import Window
 
 DEFAULT_RULES = "rules.default.toml"
-MANIFEST_DIR = "manifests"
 
 
 class RulesFileError(InputError):
@@ -177,7 +176,7 @@ def previous_outputs(out: Path, run_date: dt.date) -> History:
         frames[table] = frame.lazy().select([pl.col(c).cast(t) for c, t in schema.items()])
         used[table] = {
             "dt": day.isoformat(),
-            "path": f"{table}/dt={day}",
+            "path": partition_path(table, day),
             "rows": frame.height,
             "run_id": previous_run,
         }
@@ -399,7 +398,7 @@ def clean_stale(out: Path) -> None:
     """Remove what a killed run left behind: staging folders, temporary manifests, shard files."""
     if not out.is_dir():
         return
-    shutil.rmtree(out / STATE_DIR / EXCHANGE_DIR, ignore_errors=True)
+    shutil.rmtree(default_exchange(out), ignore_errors=True)
     for table_dir in out.iterdir():
         if table_dir.is_dir():
             clean_stale_staging(table_dir)
@@ -416,14 +415,6 @@ def retract_manifest(out: Path, run_date: dt.date) -> None:
     if path.exists():
         path.unlink()
         fsync_dir(path.parent)
-
-
-def held_manifest_path(out: Path, run_date: dt.date) -> Path:
-    return out / MANIFEST_DIR / f"dt={run_date.isoformat()}.held.json"
-
-
-def manifest_path(out: Path, run_date: dt.date) -> Path:
-    return out / MANIFEST_DIR / f"dt={run_date.isoformat()}.json"
 
 
 def build_manifest(
@@ -467,7 +458,7 @@ def build_manifest(
         "files": [{**entry, **_file_stat(raw / entry["path"])} for entry in loaded.files],
         "rejected_by_reason": {log: reasons for log, reasons in loaded.rejected.items() if reasons},
         "outputs": {
-            name: {"rows": frame.height, "path": f"{name}/dt={run_date.isoformat()}"}
+            name: {"rows": frame.height, "path": partition_path(name, run_date)}
             for name, frame in {**tables, QUARANTINE_TABLE: quarantine}.items()
         },
         "timings_seconds": timings,

@@ -39,6 +39,7 @@ from pipelines.errors import InputError
 from pipelines.executors import IN_PROCESS, ExecutorOptions, open_executor
 from pipelines.executors.exchange import Exchange, is_uri, subfolder
 from pipelines.ingest.load import WindowLoad, list_partitions
+from pipelines.layout import EXCHANGE_DIR, default_state_location
 from pipelines.state.appeals import APPEALS, appeals_report, keep_appeals, kept_appeals
 from pipelines.state.ingest import (
     ROUTING,
@@ -71,8 +72,6 @@ from scoring.window import Window
 
 log = logging.getLogger(__name__)
 
-STATE_DIR = ".state"
-EXCHANGE_DIR = "exchange"
 # v2.1: raw files fingerprinted by their Parquet footer; page checksums. v2.2: the settled
 # orders' sums kept, order rows with their refund flags, sorted by order_id for lookups.
 # v2.3: the current refunds and sessions kept. v2.4: the driver keeps the window's order and
@@ -123,7 +122,7 @@ class WindowFacts:
 
 
 def state_location(out: Path, options: StateOptions) -> str:
-    return options.location or str(out / STATE_DIR)
+    return options.location or default_state_location(out)
 
 
 @contextmanager

@@ -16,8 +16,8 @@ import polars as pl
 import pytest
 
 from pipelines.cli.main import main
+from pipelines.layout import manifest_path
 from pipelines.nightly.publish import publish_partition, write_json_atomic
-from pipelines.nightly.run import manifest_path
 from scoring.contract import PUBLISHED_SCHEMAS
 
 

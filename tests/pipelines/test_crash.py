@@ -18,8 +18,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from pipelines.layout import partition_dir
 from pipelines.nightly.lock import LockedError, output_lock
-from pipelines.nightly.publish import partition_dir
 from pipelines.nightly.run import clean_stale
 from tests.pipelines.cli_runner import cli
 from tests.pipelines.test_bad_input import D, steady_raw

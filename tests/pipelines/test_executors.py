@@ -24,8 +24,8 @@ import pytest
 from pipelines.errors import InputError
 from pipelines.executors import ExecutorOptions, open_executor
 from pipelines.executors.exchange import Exchange
+from pipelines.layout import EXCHANGE_DIR, STATE_DIR
 from pipelines.nightly.run import RunResult, StateOptions, backfill, load_rules, run_day
-from pipelines.state import EXCHANGE_DIR, STATE_DIR
 from pipelines.state.store import StateStore
 from scoring.contract import TABLE_SCHEMAS
 from tests.builders import small_raw

@@ -19,8 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipelines.errors import InputError
+from pipelines.layout import STATE_DIR
 from pipelines.nightly.run import StateOptions, load_rules, run_day
-from pipelines.state import STATE_DIR, current_state, window_facts
+from pipelines.state import current_state, window_facts
 from pipelines.state.store import StateStore
 from scoring.contract import LOGS
 from scoring.daily import rules_window

@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from pipelines.analyst.query import run_query
-from pipelines.nightly.run import manifest_path
+from pipelines.layout import manifest_path
 from pipelines.version import code_version
 from tests.builders import DEFAULT_RULES_PATH, tiny_raw
 from tests.pipelines.cli_runner import cli

@@ -8,13 +8,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from pipelines.layout import partition_dir
 from pipelines.nightly import publish
-from pipelines.nightly.publish import (
-    partition_dir,
-    publish_partition,
-    read_partition,
-    write_json_atomic,
-)
+from pipelines.nightly.publish import publish_partition, read_partition, write_json_atomic
 
 D1, D2 = dt.date(2026, 3, 1), dt.date(2026, 3, 2)
 

@@ -20,8 +20,9 @@ from typer.testing import CliRunner
 
 import pipelines.analyst.whatif as whatif_module
 from pipelines.cli.main import app, main
+from pipelines.layout import manifest_path
 from pipelines.nightly.publish import publish_partition, write_json_atomic
-from pipelines.nightly.run import load_rules, manifest_path, run_day
+from pipelines.nightly.run import load_rules, run_day
 from scoring.catalog import LABELS
 from tests.builders import DEFAULT_RULES_PATH, ts, write_partition
 
