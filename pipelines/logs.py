@@ -33,10 +33,11 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal, TextIO
 
+from pipelines.config import LOG_FORMAT_VAR
 from pipelines.errors import ExpscoreError, InputError
 
 LogFormat = Literal["rich", "text", "json"]
-ENV_VAR = "EXPSCORE_LOG_FORMAT"
+ENV_VAR = LOG_FORMAT_VAR
 ENV_FORMATS: tuple[str, ...] = ("auto", "text", "json", "rich", "plain")
 OPTION_FORMATS: tuple[str, ...] = ("text", "json")
 LOGGER = "pipelines"

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.analyst.published import published_dates
+from pipelines.config import QUERY_MAX_ROWS
 from pipelines.errors import InputError
 from pipelines.ingest.load import sql_literal
 from pipelines.layout import MANIFEST_DIR, partition_dir
@@ -40,7 +41,6 @@ MANIFEST_COLUMNS: dict[str, str] = {
     "rules_sha256": "VARCHAR",
     "previous_run_id": "VARCHAR",
 }
-DEFAULT_MAX_ROWS = 50
 
 
 def view_sql(out: Path) -> dict[str, str]:
@@ -134,7 +134,7 @@ def run_query(out: Path, sql: str) -> pa.Table | None:
         con.close()
 
 
-def format_table(result: pa.Table, max_rows: int = DEFAULT_MAX_ROWS) -> str:
+def format_table(result: pa.Table, max_rows: int = QUERY_MAX_ROWS) -> str:
     """The result as an aligned text table (Polars layout), with its row count."""
     frame = pl.from_arrow(result)
     assert isinstance(frame, pl.DataFrame)

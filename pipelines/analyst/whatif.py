@@ -20,18 +20,18 @@ import json
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
 import polars as pl
 import typer
 
+from pipelines.config import DEFAULT_OUT, DEFAULT_RAW, shipped_rules_bytes
 from pipelines.errors import InputError
 from pipelines.ingest.load import latest_partition_date
 from pipelines.layout import partition_dir
 from pipelines.nightly.publish import write_json_atomic, write_text_atomic
-from pipelines.nightly.run import DEFAULT_RULES, load_rules, previous_outputs
+from pipelines.nightly.run import load_rules, previous_outputs
 from pipelines.options import LogFormatOption, parse_date, use_log_format
 from pipelines.state import StateOptions, window_facts
 from scoring.analysis.whatif import (
@@ -79,7 +79,7 @@ class WhatIfReport:
 def _rules_text(path: Path | None) -> str:
     """The text of a rules file (for the file diff); `load_rules` has already validated it."""
     if path is None:
-        return resources.files("pipelines.config").joinpath(DEFAULT_RULES).read_text("utf-8")
+        return shipped_rules_bytes().decode("utf-8")
     return Path(path).read_text("utf-8")
 
 
@@ -933,11 +933,11 @@ def whatif(
     ] = None,
     raw: Annotated[
         Path, typer.Option("--raw", help="Raw logs: <raw>/<log>/dt=YYYY-MM-DD/*.parquet.")
-    ] = Path("data_samples/raw"),
+    ] = DEFAULT_RAW,
     out: Annotated[
         Path,
         typer.Option("--out", help="Published output, read only for D-1's labels and weights."),
-    ] = Path("output"),
+    ] = DEFAULT_OUT,
     html_path: Annotated[
         Path | None, typer.Option("--html", help="Write the report as one HTML file.")
     ] = None,

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from pipelines.config import DEFAULT_OUT
 from pipelines.errors import InputError
 from pipelines.options import LogFormatOption, parse_date, use_log_format
 
@@ -30,7 +31,7 @@ def explain(
         int | None, typer.Option("--item", help="Item id: explain its product score (PXI).")
     ] = None,
     date: DateOption = None,
-    out: OutOption = Path("output"),
+    out: OutOption = DEFAULT_OUT,
     rules: Annotated[
         Path | None,
         typer.Option(
@@ -65,7 +66,7 @@ def explain(
 
 def query(
     sql: Annotated[str, typer.Argument(help="SQL (DuckDB dialect) over the published tables.")],
-    out: OutOption = Path("output"),
+    out: OutOption = DEFAULT_OUT,
     csv: Annotated[bool, typer.Option("--csv", help="Write the result as CSV to stdout.")] = False,
     parquet: Annotated[
         Path | None, typer.Option("--parquet", help="Write the result to this Parquet file.")
@@ -105,7 +106,7 @@ def report(
     days: Annotated[
         int, typer.Option("--days", min=1, help="Days of history in the time charts.")
     ] = 30,
-    out: OutOption = Path("output"),
+    out: OutOption = DEFAULT_OUT,
     log_format: LogFormatOption = None,
 ) -> None:
     """Write a self-contained HTML report with charts (opens offline).

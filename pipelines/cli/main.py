@@ -8,7 +8,6 @@ line on stderr, never a traceback (set EXPSCORE_DEBUG=1 to see one).
 from __future__ import annotations
 
 import datetime as dt
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -17,11 +16,11 @@ import polars as pl
 import typer
 
 from pipelines import logs
+from pipelines.config import DEFAULT_OUT, DEFAULT_RAW, MAX_SHARDS, debug
 from pipelines.errors import ExpscoreError
 from pipelines.executors import ExecutorOptions
 from pipelines.nightly.run import RunResult, StateOptions, backfill, load_rules, run_day
 from pipelines.options import LogFormatOption, parse_date, use_log_format
-from pipelines.state import MAX_SHARDS
 from pipelines.version import code_version
 from scoring.catalog import BANDS
 
@@ -197,8 +196,8 @@ def run(
         str | None,
         typer.Option("--date", help="Business date YYYY-MM-DD (default: latest raw dt)."),
     ] = None,
-    raw: RawOption = Path("data_samples/raw"),
-    out: OutOption = Path("output"),
+    raw: RawOption = DEFAULT_RAW,
+    out: OutOption = DEFAULT_OUT,
     rules: RulesOption = None,
     force: ForceOption = False,
     rebuild: RebuildOption = False,
@@ -240,8 +239,8 @@ def run(
 def backfill_command(
     start: Annotated[str, typer.Option("--start", help="First business date, YYYY-MM-DD.")],
     end: Annotated[str, typer.Option("--end", help="Last business date, YYYY-MM-DD.")],
-    raw: RawOption = Path("data_samples/raw"),
-    out: OutOption = Path("output"),
+    raw: RawOption = DEFAULT_RAW,
+    out: OutOption = DEFAULT_OUT,
     rules: RulesOption = None,
     force: ForceOption = False,
     rebuild: RebuildOption = False,
@@ -337,7 +336,7 @@ def _main() -> None:
         if logs.is_interrupt(exc):
             logs.say("interrupted", code=130)
             sys.exit(130)
-        if os.environ.get("EXPSCORE_DEBUG"):
+        if debug():
             raise
         logs.say("internal error", f"{type(exc).__name__}: {exc}", 1)
         sys.exit(1)

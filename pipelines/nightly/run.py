@@ -11,12 +11,12 @@ import time
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from importlib import resources
 from pathlib import Path
 
 import polars as pl
 
 from pipelines import logs
+from pipelines.config import SHIPPED_RULES, shipped_rules_bytes
 from pipelines.errors import ExpscoreError, InputError
 from pipelines.executors import executor_session
 from pipelines.ingest.load import WindowLoad, latest_partition_date, list_partitions
@@ -59,8 +59,6 @@ from scoring.exemptions import exemption_account
 from scoring.rules import Rules, RulesError, parse_rules
 from scoring.window import Window
 
-DEFAULT_RULES = "rules.default.toml"
-
 
 class RulesFileError(InputError):
     """A rules file that cannot be used (exit 2). `str()` is one line with every problem, for
@@ -75,8 +73,8 @@ def load_rules(path: Path | None) -> Rules:
     """The rules file at `path`, or the shipped defaults (SCORING.md 11), validated by
     `scoring.rules.parse_rules`: `run`, `rules check` and the analyst commands share it."""
     if path is None:
-        content = resources.files("pipelines.config").joinpath(DEFAULT_RULES).read_bytes()
-        source = f"<default {DEFAULT_RULES}>"
+        content = shipped_rules_bytes()
+        source = f"<default {SHIPPED_RULES}>"
     else:
         try:
             content = Path(path).read_bytes()

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import polars as pl
 
+from pipelines.config import MAX_SHARDS, ORDERS_PER_SHARD
 from pipelines.errors import InputError
 from pipelines.executors import IN_PROCESS, ExecutorOptions, open_executor
 from pipelines.executors.exchange import Exchange, is_uri, subfolder
@@ -82,8 +83,6 @@ FORMAT = "v2.6"
 QUARANTINE = "quarantine"  # the manifest's files entry of the quarantined rows, by log and dt
 TOTALS = "totals"  # the manifest's files entry of the window's sums kept by the driver
 # Order versions per shard when the shard count is chosen (at the state's first build).
-ORDERS_PER_SHARD = 4_000_000
-MAX_SHARDS = 1024
 
 
 @dataclass(frozen=True)

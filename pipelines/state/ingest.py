@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
+from pipelines.config import duckdb_memory
 from pipelines.errors import InputError
 from pipelines.executors.exchange import Exchange
 from pipelines.ingest.load import (
@@ -40,9 +40,6 @@ from scoring.window import Window
 
 # Rows handed from DuckDB to Polars at a time: a rebuild's memory stays at about a batch.
 BATCH_ROWS = 1_000_000
-# DuckDB's memory limit while reading raw files (EXPSCORE_DUCKDB_MEMORY overrides): one
-# partition of one log at a time needs little, and Polars wants the rest of the machine.
-DUCKDB_MEMORY = "2GB"
 # The routing key of each log: rows about one order meet in one shard (12.4).
 ROUTING_KEY: dict[str, str | None] = {
     "orders": "order_id",
@@ -195,7 +192,7 @@ class Ingested:
 def connect(spill: Path) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB for reading raw files, spilling into `spill` past its limit."""
     con = duckdb.connect()
-    con.sql(f"SET memory_limit = '{os.environ.get('EXPSCORE_DUCKDB_MEMORY', DUCKDB_MEMORY)}'")
+    con.sql(f"SET memory_limit = '{duckdb_memory()}'")
     con.sql(f"SET temp_directory = '{spill.as_posix()}'")
     con.sql("SET preserve_insertion_order = false")
     con.sql("SET TimeZone = 'UTC'")
