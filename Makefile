@@ -57,8 +57,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 # Hypothesis profiles: tests/hypothesis_budget.py. `make test` runs "ci" (derandomized).
-PROPERTY_TESTS := tests/test_properties.py tests/pipelines/test_incremental.py \
-	tests/pipelines/test_fuzz.py tests/scoring/test_tracking_merge.py \
+PROPERTY_TESTS := tests/test_properties.py tests/pipelines/state/test_incremental.py \
+	tests/pipelines/nightly/test_fuzz.py tests/scoring/test_tracking_merge.py \
 	tests/scoring/test_shop_score.py tests/scoring/test_labels.py tests/scoring/test_interp.py
 test-thorough: $(STAMP)
 	HYPOTHESIS_PROFILE=thorough $(BIN)/python -m pytest -q -m hypothesis $(PROPERTY_TESTS)

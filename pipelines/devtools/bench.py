@@ -494,7 +494,7 @@ def ensure_data(
 
     A longer generation serves a shorter one: the generator draws every value from (seed, what
     it is about) and writes each day from the days before it, so its first days are what a
-    shorter generation writes (tests/pipelines/test_bench.py checks it), and runs read only
+    shorter generation writes (tests/pipelines/devtools/test_bench.py checks it), and runs read only
     their window's partitions. Generation runs in a child process (`expscore generate`) into a
     side folder that is renamed into place, and the marker is written last, so an interrupted
     generation is never reused.

@@ -3,7 +3,7 @@
 Every executor runs the same function on the same task values and returns the results in task
 order; tasks read and write their data through the exchange (pipelines/executors/exchange.py), so an
 executor only moves small task descriptions and small results. Which one runs them cannot change
-a table: that is what tests/pipelines/test_executors.py checks.
+a table: that is what tests/pipelines/executors/test_executors.py checks.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from pipelines.nightly.gates import (
 from scoring.rules import GateRules
 from tests.builders import DEFAULT_RULES_PATH, write_partition
 from tests.pipelines.cli_runner import cli
-from tests.pipelines.test_bad_input import D, steady_raw
+from tests.pipelines.ingest.test_bad_input import D, steady_raw
 
 GATES = GateRules()
 

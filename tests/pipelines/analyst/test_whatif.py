@@ -26,7 +26,7 @@ from pipelines.nightly.run import load_rules, run_day
 from scoring.catalog import LABELS
 from tests.builders import DEFAULT_RULES_PATH, ts, write_partition
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 RAW = ROOT / "data_samples" / "raw"
 EXAMPLE = ROOT / "examples" / "rules.stricter_help_1001.toml"
 DATE = "2026-02-28"

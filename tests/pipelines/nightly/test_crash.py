@@ -22,9 +22,9 @@ from pipelines.layout import partition_dir
 from pipelines.nightly.lock import LockedError, output_lock
 from pipelines.nightly.run import clean_stale
 from tests.pipelines.cli_runner import cli
-from tests.pipelines.test_bad_input import D, steady_raw
+from tests.pipelines.ingest.test_bad_input import D, steady_raw
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 PUBLISHER = textwrap.dedent(
     """

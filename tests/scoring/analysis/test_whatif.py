@@ -37,9 +37,9 @@ from scoring.daily import DayFacts, rules_window, score_facts
 from scoring.rules import Knots, Rules
 from tests.builders import default_rules
 
-from .support import rules_with
+from ..support import rules_with
 
-SAMPLE_RAW = Path(__file__).resolve().parents[2] / "data_samples" / "raw"
+SAMPLE_RAW = Path(__file__).resolve().parents[3] / "data_samples" / "raw"
 SAMPLE_DATE = dt.date(2026, 2, 28)
 Tables = dict[str, pl.LazyFrame]
 
