@@ -22,9 +22,9 @@ from pathlib import Path
 
 import polars as pl
 
-from pipelines.analyst.published import scan_day
 from pipelines.ingest.load import latest_partition_date
 from pipelines.nightly.run import backfill, load_rules
+from pipelines.published import scan_day
 from scoring.contract import QUARANTINE_TABLE, TABLE_KEYS, TABLE_SCHEMAS
 from tests.compare import _same
 

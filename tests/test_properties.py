@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipelines.analyst.published import scan_day
 from pipelines.errors import InputError
 from pipelines.nightly.run import load_rules, run_day
+from pipelines.published import scan_day
 from scoring.contract import LOGS, PUBLISHED_SCHEMAS, TABLE_SCHEMAS
 from tests.builders import DEFAULT_RULES_PATH, default_rules_dict, window_is_empty
 from tests.compare import frame_differences, table_differences

@@ -1,1 +1,1 @@
-"""What analysts and merchants read: the published tables, query, explain, report, what-if."""
+"""What analysts and merchants run: query, explain, report and what-if over the published tables."""

@@ -19,8 +19,8 @@ from typing import Any
 
 import polars as pl
 
-from pipelines.analyst.published import resolve_date, scan_day
 from pipelines.errors import InputError
+from pipelines.published import resolve_date, scan_day
 from scoring.analysis.explain import item_next_tier, points_lost_by_dimension, with_next_tier
 from scoring.catalog import DIMENSIONS, INDICATOR_BY_ID
 from scoring.daily import rules_window

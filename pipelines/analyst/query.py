@@ -22,11 +22,11 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.analyst.published import published_dates
 from pipelines.config import QUERY_MAX_ROWS
 from pipelines.errors import InputError
 from pipelines.ingest.load import sql_literal
 from pipelines.layout import MANIFEST_DIR, partition_dir
+from pipelines.published import published_dates
 from scoring.contract import PUBLISHED_TABLES
 
 MANIFESTS_VIEW = "manifests"

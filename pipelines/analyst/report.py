@@ -31,10 +31,10 @@ import polars as pl
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
-from pipelines.analyst.published import published_dates, resolve_date, scan_days
 from pipelines.errors import InputError
 from pipelines.nightly.publish import write_text_atomic
 from pipelines.progress import Reporter
+from pipelines.published import published_dates, resolve_date, scan_days
 from scoring.catalog import BANDS, DIMENSIONS, INDICATORS
 
 HEADLINE_BAND = "4.8+"

@@ -86,13 +86,13 @@ import polars as pl
 import pyarrow.parquet as pq
 import typer
 
-from pipelines.analyst.published import partition_files, scan_day
 from pipelines.config import MAX_SHARDS, ORDERS_PER_SHARD
 from pipelines.devtools import bench_peer
 from pipelines.errors import ExpscoreError, InputError
 from pipelines.ingest.load import column_list, sql_literal
 from pipelines.layout import default_state_location, manifest_path, partition_dir, raw_partition
 from pipelines.options import LogFormatOption, use_log_format
+from pipelines.published import partition_files, scan_day
 from scoring.contract import LOGS, PUBLISHED_TABLES, TABLE_SCHEMAS
 
 GIB = 1024**3

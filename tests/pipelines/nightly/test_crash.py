@@ -144,9 +144,9 @@ def test_a_run_that_dies_mid_publish_leaves_the_date_unpublished(
 ) -> None:
     """Disk full after two of seven tables: no mix of two runs stands as the published date."""
     import pipelines.nightly.run as run_module
-    from pipelines.analyst.published import published_dates
     from pipelines.analyst.query import run_query
     from pipelines.errors import InputError
+    from pipelines.published import published_dates
 
     raw, out = tmp_path / "raw", tmp_path / "out"
     steady_raw(raw)
@@ -179,7 +179,7 @@ def test_a_run_that_dies_mid_publish_leaves_the_date_unpublished(
 def test_ctrl_c_during_a_night_exits_130_and_publishes_nothing(tmp_path: Path) -> None:
     """SIGINT once the night is under way (its exchange folder exists): exit 130, one line,
     no date published, and the next run works."""
-    from pipelines.analyst.published import published_dates
+    from pipelines.published import published_dates
 
     out = tmp_path / "out"
     sample = ROOT / "data_samples" / "raw"

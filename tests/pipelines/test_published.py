@@ -1,4 +1,4 @@
-"""Reading the published output back (pipelines/analyst/published.py): which dates exist, a date
+"""Reading the published output back (pipelines/published.py): which dates exist, a date
 asked for, and tables or dates without a partition."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines.analyst.published import published_dates, resolve_date, scan_days
 from pipelines.errors import InputError
+from pipelines.published import published_dates, resolve_date, scan_days
 from scoring.contract import PUBLISHED_SCHEMAS
 from tests.pipelines.analyst_support import publish_day
 
