@@ -21,12 +21,13 @@ SAMPLE := data_samples/raw
 OUT    ?= output
 SCALE  ?= S
 
-.PHONY: install run test test-thorough lint golden schema lock bench clean help
+.PHONY: install run test test-thorough mutation lint golden schema lock bench clean help
 
 help:
 	@echo "make run     install, then score the sample marketplace (data_samples/) into $(OUT)/"
 	@echo "make test    install, then lint and run the test suite"
 	@echo "make test-thorough  the Hypothesis properties with many more random examples (under an hour)"
+	@echo "make mutation  planted bugs (tests/mutation/mutants.toml) vs the fast tests: the kill rate; not in CI"
 	@echo "make golden  deliberately regenerate data_samples/expected/ from the current code"
 	@echo "make schema  regenerate docs/rules.schema.json from the rules' definition (scoring/rules.py)"
 	@echo "make lock    update uv.lock after changing the dependencies in pyproject.toml"
@@ -62,6 +63,12 @@ PROPERTY_TESTS := tests/test_properties.py tests/pipelines/state/test_incrementa
 	tests/scoring/test_shop_score.py tests/scoring/test_labels.py tests/scoring/test_interp.py
 test-thorough: $(STAMP)
 	HYPOTHESIS_PROFILE=thorough $(BIN)/python -m pytest -q -m hypothesis $(PROPERTY_TESTS)
+
+# Not a test and not in CI: each planted bug of tests/mutation/mutants.toml, in a temporary copy,
+# against the fast tests; prints the kill rate (docs/testing.md). MUTATION_ARGS: --only ID ...,
+# --jobs N, --tests PATH ..., --json PATH.
+mutation: $(STAMP)
+	$(BIN)/python -m tests.mutation.run $(MUTATION_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipelines scoring tests

@@ -131,6 +131,47 @@ def test_an_abnormal_order_is_always_settled_and_counts_nowhere() -> None:
     assert contribution(order, window(0)) == {"orders": [], "categories": [], "items": []}
 
 
+def test_a_deadline_exactly_at_the_cutoff_is_not_yet_due_so_the_order_is_not_settled() -> None:
+    # Paid 2026-03-01 00:00 local (2026-02-28 16:00 UTC), no pickup: deadline(o) = paid + 48 h =
+    # 2026-03-03 00:00 local = 2026-03-02 16:00 UTC, exactly the cutoff of run date 2026-03-02.
+    order = rows({"paid_at": PAID - 10 * HOUR})
+    # Due means deadline(o) < cutoff (4): not at that cutoff (0 due), but one day later it is
+    # due and late (1 due, 0 on time, and a late shipment for PXI (7c)).
+    at_deadline, day_after = contribution(order, window(1)), contribution(order, window(2))
+    pickup = ("pickup_on_time_rate__num", "pickup_on_time_rate__den")
+    assert [at_deadline["orders"][0][c] for c in pickup] == [0, 0]
+    assert [day_after["orders"][0][c] for c in pickup] == [0, 1]
+    assert [c["items"][0]["problem_orders"] for c in (at_deadline, day_after)] == [0, 1]
+    # so at the cutoff equal to its deadline the order has not settled yet
+    assert not is_settled(order, window(1))
+    assert is_settled(order, window(2))
+
+
+def test_a_cancelled_order_that_was_picked_up_stays_open_until_its_delivery_promise() -> None:
+    # Picked up 2 h after payment (its only tracking event), cancelled an hour later, never
+    # delivered; delivery promised for 2026-03-10 12:00 local = 2026-03-10 04:00 UTC (PAID + 218 h).
+    order = rows(
+        {
+            "pickup_at": PAID + 2 * HOUR,
+            "last_trail_event_at": PAID + 2 * HOUR,
+            "cancelled_at": PAID + 3 * HOUR,
+            "promised_delivery_at": PAID + 218 * HOUR,
+        }
+    )
+    # Cancelled but picked up, so it stays in delivery_promise_rate (4): due once the promise has
+    # passed, and not kept. Cutoff of run date 03-09: 03-09 16:00 UTC, before the promise (0 of 0);
+    # of 03-10: 03-10 16:00 UTC, after it (0 of 1).
+    before, after = contribution(order, window(8)), contribution(order, window(9))
+    promise = ("delivery_promise_rate__num", "delivery_promise_rate__den")
+    assert [before["orders"][0][c] for c in promise] == [0, 0]
+    assert [after["orders"][0][c] for c in promise] == [0, 1]
+    # Its open trail stalled long before (72 h after the pickup: 2026-03-04 04:00 UTC), so only
+    # the promise still moves at the cutoff of 03-09: the order settles after the promise only.
+    assert before["orders"][0]["track_anomaly_rate__num"] == 1
+    assert not is_settled(order, window(8))
+    assert is_settled(order, window(9))
+
+
 def test_net_sums_take_away_exactly_and_drop_keys_left_with_no_order() -> None:
     w = window(10)
     one = rows({"order_id": 1}, {"order_id": 2, "item_id": 101, "shop_id": 2})
