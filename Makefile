@@ -21,11 +21,12 @@ SAMPLE := data_samples/raw
 OUT    ?= output
 SCALE  ?= S
 
-.PHONY: install run test test-thorough mutation lint golden schema lock bench clean help
+.PHONY: install run test coverage test-thorough mutation lint golden schema lock bench clean help
 
 help:
 	@echo "make run     install, then score the sample marketplace (data_samples/) into $(OUT)/"
-	@echo "make test    install, then lint and run the test suite"
+	@echo "make test    install, then lint and run the test suite (import contracts included)"
+	@echo "make coverage  the suite under coverage: every module's branch coverage, 85% floor"
 	@echo "make test-thorough  the Hypothesis properties with many more random examples (under an hour)"
 	@echo "make mutation  planted bugs (tests/mutation/mutants.toml) vs the fast tests: the kill rate; not in CI"
 	@echo "make golden  deliberately regenerate data_samples/expected/ from the current code"
@@ -53,9 +54,17 @@ install: $(STAMP)
 run: $(RUN_STAMP)
 	$(BIN)/expscore run --raw $(SAMPLE) --out $(OUT)
 
+# Lint, then the suite on every core (pytest-xdist; a test's module fixtures run once per worker).
 test: $(STAMP)
 	$(BIN)/ruff check pipelines scoring tests
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist worksteal
+
+# The suite under pytest-cov, then every module of scoring/ and pipelines/ held to 85% branch
+# coverage (tests/coverage_floor.py names any under it). Slower than `make test`; not in CI.
+coverage: $(STAMP)
+	$(BIN)/python -m pytest -q -n auto --dist worksteal --cov=scoring --cov=pipelines \
+		--cov-branch --cov-report=json:.coverage.json --cov-report=
+	$(BIN)/python -m tests.coverage_floor .coverage.json
 
 # Hypothesis profiles: tests/hypothesis_budget.py. `make test` runs "ci" (derandomized).
 PROPERTY_TESTS := tests/test_properties.py tests/pipelines/state/test_incremental.py \
@@ -73,6 +82,7 @@ mutation: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check pipelines scoring tests
 	$(BIN)/ruff format --check pipelines scoring tests
+	$(BIN)/lint-imports --no-cache
 
 # Golden files change only on purpose: review `git diff data_samples/expected` before committing.
 golden: $(STAMP)
@@ -91,4 +101,4 @@ bench: $(STAMP)
 	$(BIN)/expscore bench --scale $(SCALE) $(BENCH_ARGS)
 
 clean:
-	rm -rf $(OUT) .pytest_cache .ruff_cache
+	rm -rf $(OUT) .pytest_cache .ruff_cache .coverage .coverage.json
