@@ -5,7 +5,8 @@ Both rule sets score the same inputs through the one implementation of the rules
 computed once and scored twice. Both sides start from the same labels and weights published for
 D-1 under `--out`, which is only read: the what-if publishes nothing and writes only the report
 files it is asked for. The comparison itself is `scoring.analysis.whatif` (pure); this module loads,
-renders (text, self-contained HTML, JSON) and adds the command.
+renders (text, self-contained HTML, JSON) and writes the report files; the command is
+`pipelines/cli/whatif.py`.
 
 Rendering is vectorised like the rest: every table cell is a Polars string expression and a
 table is one `concat_str` per row joined in Polars, so no Python loop walks report rows.
@@ -21,18 +22,16 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import polars as pl
-import typer
 
-from pipelines.config import DEFAULT_OUT, DEFAULT_RAW, shipped_rules_bytes
+from pipelines.config import shipped_rules_bytes
 from pipelines.errors import InputError
 from pipelines.ingest.load import latest_partition_date
 from pipelines.layout import partition_dir
 from pipelines.nightly.publish import write_json_atomic, write_text_atomic
 from pipelines.nightly.run import load_rules, previous_outputs
-from pipelines.options import LogFormatOption, parse_date, use_log_format
 from pipelines.state import StateOptions, window_facts
 from scoring.analysis.whatif import (
     BONUS_DRIVER,
@@ -912,7 +911,7 @@ def report_html(report: WhatIfReport) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# files and the command
+# files
 
 
 def _outside_out(path: Path | None, out: Path, option: str) -> None:
@@ -921,48 +920,28 @@ def _outside_out(path: Path | None, out: Path, option: str) -> None:
         raise InputError(f"{option} {path}: is under --out {out}; the what-if writes nothing there")
 
 
-def whatif(
-    rules: Annotated[Path, typer.Option("--rules", help="The candidate (new) rules TOML file.")],
-    base: Annotated[
-        Path | None,
-        typer.Option("--base", help="The rules in force (default: the shipped rules)."),
-    ] = None,
-    date: Annotated[
-        str | None,
-        typer.Option("--date", help="Business date YYYY-MM-DD (default: latest raw dt)."),
-    ] = None,
-    raw: Annotated[
-        Path, typer.Option("--raw", help="Raw logs: <raw>/<log>/dt=YYYY-MM-DD/*.parquet.")
-    ] = DEFAULT_RAW,
-    out: Annotated[
-        Path,
-        typer.Option("--out", help="Published output, read only for D-1's labels and weights."),
-    ] = DEFAULT_OUT,
-    html_path: Annotated[
-        Path | None, typer.Option("--html", help="Write the report as one HTML file.")
-    ] = None,
-    json_path: Annotated[
-        Path | None, typer.Option("--json", help="Write the report as JSON (for review tools).")
-    ] = None,
-    log_format: LogFormatOption = None,
-) -> None:
-    """What-if: score a date under the base and the new rules, show who wins and who loses.
-
-    Publishes nothing; --out is only read (D-1's labels and weights, as a run would).
-    """
-    use_log_format(log_format)
+def check_report_paths(out: Path, html_path: Path | None, json_path: Path | None) -> None:
+    """Refuse report files under --out before anything runs (`InputError`, exit 2)."""
     _outside_out(html_path, out, "--html")
     _outside_out(json_path, out, "--json")
-    report = run_whatif(raw, out, rules, base, parse_date(date))
+
+
+def write_whatif(
+    raw: Path,
+    out: Path,
+    rules_path: Path,
+    base_path: Path | None = None,
+    run_date: dt.date | None = None,
+    html_path: Path | None = None,
+    json_path: Path | None = None,
+) -> WhatIfReport:
+    """`run_whatif`, then the report files asked for (self-contained HTML, JSON), each written
+    atomically and listed in the report's `written`."""
+    report = run_whatif(raw, out, rules_path, base_path, run_date)
     if html_path is not None:
         write_text_atomic(html_path, report_html(report))
         report.written.append(html_path)
     if json_path is not None:
         write_json_atomic(json_path, report_json(report))
         report.written.append(json_path)
-    typer.echo("\n".join(summary_lines(report)))
-
-
-def register(app: typer.Typer) -> None:
-    """Add the `whatif` command to the `expscore` app."""
-    app.command("whatif")(whatif)
+    return report

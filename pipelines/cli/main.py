@@ -346,9 +346,9 @@ from pipelines.cli import analyst as analyst_cli  # noqa: E402
 
 analyst_cli.register(app)
 
-from pipelines.analyst import whatif  # noqa: E402
+from pipelines.cli import whatif as whatif_cli  # noqa: E402
 
-whatif.register(app)
+whatif_cli.register(app)
 
 from pipelines.cli import bench as bench_cli  # noqa: E402
 
