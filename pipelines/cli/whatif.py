@@ -12,7 +12,8 @@ from typing import Annotated
 
 import typer
 
-from pipelines.analyst.whatif import check_report_paths, summary_lines, write_whatif
+from pipelines.analyst.whatif import check_report_paths, write_whatif
+from pipelines.analyst.whatif_format import summary_lines
 from pipelines.config import DEFAULT_OUT, DEFAULT_RAW
 from pipelines.options import LogFormatOption, parse_date, use_log_format
 
