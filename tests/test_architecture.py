@@ -39,3 +39,23 @@ def test_every_module_opens_with_what_it_is_for() -> None:
         if path.name != "__main__.py" and not ast.get_docstring(ast.parse(path.read_text("utf-8")))
     ]
     assert missing == []
+
+
+# A module says one thing: past about 500 lines it is split, unless it is one concept, named here
+# with the reason (issue 22).
+LONG_LINES = 550
+ONE_CONCEPT = {
+    "scoring/rules.py": "the rules file as data: its models, their checks and the typed rules",
+    "scoring/analysis/whatif.py": "comparing two rule sets' tables, one frame per question",
+    "pipelines/state/shard.py": "one shard's night, each step folding into the same files",
+    "pipelines/devtools/bench_peer.py": "the SQL peer: the spec written as SQL text",
+}
+
+
+def test_a_module_over_about_500_lines_is_one_named_concept() -> None:
+    long = {
+        str(path.relative_to(ROOT))
+        for path in modules()
+        if len(path.read_text("utf-8").splitlines()) > LONG_LINES
+    }
+    assert long <= set(ONE_CONCEPT), sorted(long - set(ONE_CONCEPT))

@@ -346,13 +346,13 @@ from pipelines.cli import analyst as analyst_cli  # noqa: E402
 
 analyst_cli.register(app)
 
-from pipelines.analyst import whatif  # noqa: E402
+from pipelines.cli import whatif as whatif_cli  # noqa: E402
 
-whatif.register(app)
+whatif_cli.register(app)
 
-from pipelines.devtools import bench  # noqa: E402
+from pipelines.cli import bench as bench_cli  # noqa: E402
 
-bench.register(app)
+bench_cli.register(app)
 
 from pipelines.cli import rules as rules_cli  # noqa: E402
 

@@ -12,7 +12,7 @@ from the indicators they name), the twelve indicators with the rows exemptions r
 overrides, weight spreading and dimension scores (5), the shop score, band, display score, peer
 percentile, points lost (6) and the subjects removed by upheld appeals (`appeals_upheld`, 13.4),
 PXI with the late shipments of v1.1 (7) and the traffic figures of 9 that need no history. The
-harness (`pipelines/devtools/bench.py`) runs it in a child process like every other scenario and
+harness (`pipelines/devtools/bench/`) runs it in a child process like every other scenario and
 compares its tables with what expscore published for the same date.
 
 Rules are data: the SQL is built from the rules TOML's values (knots become CASE expressions,

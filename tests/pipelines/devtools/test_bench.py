@@ -28,8 +28,9 @@ from polars.testing import assert_frame_equal
 
 from pipelines.cli.main import main
 from pipelines.devtools import bench, bench_peer
+from pipelines.devtools.bench import children, data, harness, machine, windows
 from pipelines.errors import InputError
-from scoring.contract import TABLE_SCHEMAS
+from scoring.contract import PUBLISHED_TABLES, TABLE_SCHEMAS
 from tests.builders import DEFAULT_RULES_PATH
 
 
@@ -112,7 +113,7 @@ def test_nightly_and_from_scratch_tables_are_compared(xs_run) -> None:
     _, result = xs_run
     comparison = result["nightly_vs_scratch"]
     assert comparison["identical"] is True
-    assert set(comparison["tables"]) == set(bench.PUBLISHED_TABLES)
+    assert set(comparison["tables"]) == set(PUBLISHED_TABLES)
     assert comparison["speedup"] > 0
     assert result["targets"] == []  # issue 19's targets are for M and mid only
 
@@ -121,7 +122,7 @@ def test_ray_runs_the_same_night_with_identical_tables(xs_run) -> None:
     _, result = xs_run
     ray = result["ray_vs_local"]
     assert ray["identical"] is True and ray["ratio"] > 0
-    assert set(ray["tables"]) == set(bench.PUBLISHED_TABLES)
+    assert set(ray["tables"]) == set(PUBLISHED_TABLES)
     execution = result["scenarios"]["ray"]["runs"][0]["extra"]["per_day"][0]["execution"]
     assert execution["executor"] == "ray"
     assert not (Path(result["work"]) / "runs" / "ray").exists()  # deleted once compared
@@ -814,7 +815,7 @@ def test_a_failed_backfill_is_recorded_and_its_dependents_skipped(
     shutil.copy(source.marker, target.marker)
     real_floor = bench.run_floor
     monkeypatch.setattr(  # the floors unguarded: only the backfill is to fail
-        bench,
+        harness,
         "run_floor",
         lambda layout, files, tag, limits, name="floor": real_floor(layout, files, tag, name=name),
     )
@@ -867,7 +868,7 @@ def test_copy_output_links_published_partitions_and_copies_the_rest(tmp_path: Pa
 def test_a_scale_the_disk_cannot_hold_is_refused_before_anything_is_generated(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(bench, "free_disk_bytes", lambda path: 10 * 2**30)
+    monkeypatch.setattr(data, "free_disk_bytes", lambda path: 10 * 2**30)
     argv = ["expscore", "bench", "--scale", "M", "--work", str(tmp_path)]
     monkeypatch.setattr(sys, "argv", argv)
     with pytest.raises(SystemExit) as exit_info:
@@ -891,8 +892,8 @@ def test_without_the_disk_check_the_harness_starts_anyway(
     def generate(*args: object) -> None:
         raise Started
 
-    monkeypatch.setattr(bench, "free_disk_bytes", lambda path: 0)
-    monkeypatch.setattr(bench, "ensure_data", generate)
+    monkeypatch.setattr(data, "free_disk_bytes", lambda path: 0)
+    monkeypatch.setattr(harness, "ensure_data", generate)
     with pytest.raises(bench.BenchError):
         bench.run_bench(bench.SCALES["M"], tmp_path, repeats=1, echo=lambda _: None)
     with pytest.raises(Started):
@@ -904,7 +905,7 @@ def test_without_the_disk_check_the_harness_starts_anyway(
 def test_the_disk_need_grows_with_the_scale_and_counts_what_is_already_there(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(bench, "free_disk_bytes", lambda path: 0)
+    monkeypatch.setattr(data, "free_disk_bytes", lambda path: 0)
     m, l_ = (bench.SCALES[name] for name in ("M", "L"))
     need_m = bench.disk_need(m, bench.layout_for(tmp_path, m, 7))
     need_l = bench.disk_need(l_, bench.layout_for(tmp_path, l_, 7))
@@ -956,7 +957,7 @@ def test_why_a_child_failed_is_said_in_one_line(tmp_path: Path) -> None:
     )
     assert bench.failure_text(failed, log) == text
     with pytest.raises(bench.BenchError) as refused:
-        bench._require_success("generate", failed, log)
+        children._require_success("generate", failed, log)
     assert str(refused.value) == f"bench: generate failed: {text}"
     killed = bench.Measurement(
         wall_s=2.0, cpu_s=1.0, peak_rss_bytes=3 * bench.GIB // 2, exit_code=-9
@@ -967,7 +968,7 @@ def test_why_a_child_failed_is_said_in_one_line(tmp_path: Path) -> None:
     killed.exit_code = -15
     assert bench.failure_text(killed, log) == f"killed by SIGTERM at 1.5 GiB (log {log})"
     done = bench.Measurement(wall_s=2.0, cpu_s=1.0, peak_rss_bytes=1, exit_code=0)
-    assert bench._require_success("generate", done, log) is None
+    assert children._require_success("generate", done, log) is None
 
 
 @pytest.mark.parametrize("recorded", ["another seed", "fewer days"])
@@ -993,7 +994,7 @@ def test_data_of_other_parameters_is_generated_again(
         log.write_text("wrote: orders 3 rows\n", "utf-8")
         return bench.Measurement(wall_s=1.0, cpu_s=1.0, peak_rss_bytes=1, exit_code=0)
 
-    monkeypatch.setattr(bench, "measure", generator)
+    monkeypatch.setattr(data, "measure", generator)
     generated = bench.ensure_data(layout, xs, 7, echo=lambda _: None, days=3)
     assert generated["reused"] is False
     assert generated["params"] == bench.generation_params(xs, 7, days=3)
@@ -1094,9 +1095,9 @@ def test_a_table_the_peer_did_not_write_is_not_compared(xs_run, tmp_path: Path) 
 
 def test_cpus_busy_is_unknown_without_two_readings_apart(monkeypatch: pytest.MonkeyPatch) -> None:
     """No /proc/stat (not Linux), or no CPU time passed between the two readings."""
-    monkeypatch.setattr(bench, "_cpu_jiffies", lambda: None)
+    monkeypatch.setattr(machine, "_cpu_jiffies", lambda: None)
     assert bench.cpus_busy(0.0) is None
-    monkeypatch.setattr(bench, "_cpu_jiffies", lambda: (500, 1000))
+    monkeypatch.setattr(machine, "_cpu_jiffies", lambda: (500, 1000))
     assert bench.cpus_busy(0.0) is None
 
 
@@ -1157,10 +1158,12 @@ def no_children(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         )
 
     quiet = {"load_average": [0.1, 0.1, 0.1], "memory_available_bytes": 20 * bench.GIB}
-    monkeypatch.setattr(bench, "run_floor", floor)
-    monkeypatch.setattr(bench, "machine_load", lambda: {**quiet, "cpus_busy": 0.05})
-    monkeypatch.setattr(bench, "machine_memory", lambda: None)
-    monkeypatch.setattr(bench, "ensure_data", lambda *args: {"params": {"days": 3}})
+    for module in (harness, windows):
+        monkeypatch.setattr(module, "run_floor", floor)
+    for module in (harness, machine):
+        monkeypatch.setattr(module, "machine_load", lambda: {**quiet, "cpus_busy": 0.05})
+    monkeypatch.setattr(machine, "machine_memory", lambda: None)
+    monkeypatch.setattr(harness, "ensure_data", lambda *args: {"params": {"days": 3}})
     return floors
 
 
@@ -1173,7 +1176,7 @@ def test_without_the_backfill_what_needs_its_output_is_skipped(
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name == "ray" else find_spec(name, *a)
     )
-    assert bench._ray_missing() == (
+    assert harness._ray_missing() == (
         "Ray is not installed (pip install 'expscore[ray]', or the dev extras)"
     )
     result = bench.run_bench(
@@ -1185,7 +1188,7 @@ def test_without_the_backfill_what_needs_its_output_is_skipped(
         "backfill": "--skip",
         "peer": "--skip",
         "window": "--skip",
-        "ray": bench._ray_missing(),
+        "ray": harness._ray_missing(),
         "nightly": needs,
         "scratch": needs,
     }

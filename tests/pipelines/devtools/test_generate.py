@@ -1,4 +1,4 @@
-"""Tests of the synthetic raw-log generator (pipelines/devtools/generate.py) against SCORING.md
+"""Tests of the synthetic raw-log generator (pipelines/devtools/generate/) against SCORING.md
 sections 2
 and 13.1 (the orders' optional `ship_to_region`, the optional `appeals` log).
 
