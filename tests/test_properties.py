@@ -174,11 +174,17 @@ TWIN = 9
 
 
 def _twin_of_shop_one(logs: dict[str, list[dict]]) -> dict[str, list[dict]]:
-    """Shop 9: an exact copy of shop 1 under new ids (same categories, amounts, times)."""
+    """Shop 9: an exact copy of shop 1 under new ids (same categories, amounts, times, and
+    appeals of the copied subjects)."""
     shop_one_orders = {r["order_id"] for r in logs["orders"] if r["shop_id"] == 1}
     twin: dict[str, list[dict]] = {}
     for log, rows in logs.items():
-        ids = [c for c in ("order_id", "item_id", LOGS[log].key) if c in rows[0]] if rows else []
+        # an appeal's subject is an order, refund or session id: the twin's appeals name its own
+        ids = (
+            [c for c in ("order_id", "item_id", "subject_id", LOGS[log].key) if c in rows[0]]
+            if rows
+            else []
+        )
         mine = [r for r in rows if r["shop_id"] == 1 or r.get("order_id") in shop_one_orders]
         twin[log] = [
             {**r, "shop_id": TWIN, **{c: r[c] + ID_OFFSET for c in ids if r[c] is not None}}
