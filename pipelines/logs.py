@@ -25,7 +25,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import secrets
 import sys
 from collections.abc import Callable, Mapping
@@ -33,7 +32,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal, TextIO
 
-from pipelines.config import LOG_FORMAT_VAR
+from pipelines.config import LOG_FORMAT_VAR, environment
 from pipelines.errors import ExpscoreError, InputError
 
 LogFormat = Literal["rich", "text", "json"]
@@ -89,7 +88,7 @@ def resolve_format(
         value, where = option.strip().lower(), f"--log-format {option!r}"
         known = OPTION_FORMATS
     else:
-        raw = (os.environ if env is None else env).get(ENV_VAR, "auto")
+        raw = environment(env).get(ENV_VAR, "auto")
         value, where, known = raw.strip().lower() or "auto", f"{ENV_VAR}={raw!r}", ENV_FORMATS
     if value not in known:
         raise InputError(f"{where}: expected one of {', '.join(known)}")

@@ -214,25 +214,33 @@ def day_inputs(
     )
 
 
-VERSION_TIME = {
-    "orders": "updated_at",
-    "refunds": "updated_at",
-    "logistics": "event_at",
-    "cs_sessions": "closed_at",
-    "appeals": "decided_at",
-}
-
-
-def write_raw(raw: Path, logs: dict[str, list[dict]], tz: str) -> Path:
+def write_raw(
+    raw: Path,
+    logs: dict[str, list[dict]],
+    tz: str,
+    files_per_partition: int = 1,
+    order_key: int = 0,
+) -> Path:
     """Each row into the raw partition of its version time's local business day (in `tz`),
-    as upstream would emit it: a row the run's window cannot see lands after the run date."""
+    as upstream would emit it: a row the run's window cannot see lands after the run date.
+
+    `files_per_partition` splits a partition into several files; `order_key` permutes rows.
+    """
     zone = zoneinfo.ZoneInfo(tz)
     for log, rows in logs.items():
+        version = LOGS[log].version_column
         by_day: dict[dt.date, list[dict]] = {}
         for row in complete_rows(log, rows):
-            by_day.setdefault(row[VERSION_TIME[log]].astimezone(zone).date(), []).append(row)
+            by_day.setdefault(row[version].astimezone(zone).date(), []).append(row)
         for day, day_rows in by_day.items():
-            write_partition(raw, log, day, day_rows)
+            if order_key:
+                day_rows = sorted(
+                    day_rows, key=lambda r: hash((order_key, repr(sorted(r.items()))))
+                )
+            for part in range(files_per_partition):
+                chunk = day_rows[part::files_per_partition]
+                if chunk:
+                    write_partition(raw, log, day, chunk, name=f"part-{part}")
     return raw
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import polars as pl
 
 from pipelines.ingest.load import latest_partition_date
+from pipelines.layout import partition_date
 from pipelines.nightly.run import backfill, load_rules
 from pipelines.published import scan_day
 from scoring.contract import QUARANTINE_TABLE, TABLE_KEYS, TABLE_SCHEMAS
@@ -148,8 +149,7 @@ def frame_change(old: pl.DataFrame, new: pl.DataFrame, key: list[str] | None) ->
 
 def _partitions(root: Path, table: str) -> dict[dt.date, Path]:
     return {
-        dt.date.fromisoformat(p.parent.name.removeprefix("dt=")): p
-        for p in sorted((root / table).glob("dt=*/part-0.parquet"))
+        partition_date(p.parent.name): p for p in sorted((root / table).glob("dt=*/part-0.parquet"))
     }
 
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from scoring.catalog import EXCLUDABLE_INDICATORS
 from scoring.contract import EVENT_TYPES, REFUND_REASONS, RULINGS, SELLER_DECISIONS
-from tests.builders import complete_rows, frame
+from tests.builders import complete_rows, write_raw
 
 TZ = zoneinfo.ZoneInfo("Asia/Shanghai")
 RUN_DATE = dt.date(2026, 3, 20)
@@ -239,34 +239,9 @@ def exemptions(draw: st.DrawFn) -> list[dict]:
     return entries
 
 
-VERSION_COLUMN = {
-    "orders": "updated_at",
-    "refunds": "updated_at",
-    "logistics": "event_at",
-    "cs_sessions": "closed_at",
-    "appeals": "decided_at",
-}
-
-
 def write_marketplace(
     raw: Path, logs: dict[str, list[dict]], files_per_partition: int = 1, order_key: int = 0
-) -> None:
-    """Write each row into the partition of its version's business day.
-
-    `files_per_partition` splits a partition into several files; `order_key` permutes rows.
-    """
-    for log, rows in logs.items():
-        by_day: dict[dt.date, list[dict]] = {}
-        for row in rows:
-            by_day.setdefault(business_day(row[VERSION_COLUMN[log]]), []).append(row)
-        for day, day_rows in by_day.items():
-            if order_key:
-                day_rows = sorted(
-                    day_rows, key=lambda r: hash((order_key, repr(sorted(r.items()))))
-                )
-            folder = raw / log / f"dt={day.isoformat()}"
-            folder.mkdir(parents=True, exist_ok=True)
-            for part in range(files_per_partition):
-                chunk = day_rows[part::files_per_partition]
-                if chunk:
-                    frame(log, chunk).write_parquet(folder / f"part-{part}.parquet")
+) -> Path:
+    """Write each row into the partition of its version's business day (`write_raw` in the
+    marketplace's zone)."""
+    return write_raw(raw, logs, TZ.key, files_per_partition, order_key)

@@ -104,11 +104,7 @@ def test_matches_independent_reference_with_exemptions(logs, entries) -> None:
 @given(marketplaces(), st.integers(2, 4), st.integers(1, 10_000))
 def test_invariant_to_row_order_file_split_and_duplicates(logs, files, order_key) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        base = (
-            run_tables(Path(tmp) / "raw0", Path(tmp) / "out0")
-            if write_marketplace(Path(tmp) / "raw0", logs) is None
-            else None
-        )
+        base = run_tables(write_marketplace(Path(tmp) / "raw0", logs), Path(tmp) / "out0")
         duplicated = {log: rows + rows[: len(rows) // 2] for log, rows in logs.items()}
         write_marketplace(
             Path(tmp) / "raw1", duplicated, files_per_partition=files, order_key=order_key

@@ -24,7 +24,7 @@ import pytest
 from pipelines.errors import InputError
 from pipelines.executors import ExecutorOptions, open_executor
 from pipelines.executors.exchange import Exchange
-from pipelines.layout import EXCHANGE_DIR, STATE_DIR
+from pipelines.layout import EXCHANGE_DIR, STATE_DIR, partition_name
 from pipelines.nightly.run import RunResult, StateOptions, backfill, load_rules, run_day
 from pipelines.state.store import StateStore
 from scoring.contract import TABLE_SCHEMAS
@@ -215,7 +215,7 @@ def last_days(raw: Path, days: int) -> Path:
     few files, since every request to the local S3 server costs milliseconds."""
     for log_dir in small_raw().iterdir():
         for part in log_dir.iterdir():
-            if part.name >= f"dt={D - dt.timedelta(days=days - 1)}":
+            if part.name >= partition_name(D - dt.timedelta(days=days - 1)):
                 shutil.copytree(part, raw / log_dir.name / part.name)
     return raw
 

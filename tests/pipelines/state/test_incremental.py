@@ -39,7 +39,6 @@ from tests.compare import run_differences as differences
 from tests.hypothesis_budget import examples
 from tests.marketplace import (
     RUN_DATE,
-    VERSION_COLUMN,
     business_day,
     exemptions,
     marketplaces,
@@ -97,7 +96,7 @@ def by_partition(log: str, rows: list[dict], lags: list[int]) -> dict[dt.date, l
     """Rows grouped by the partition they arrive in: their own business day plus a lag."""
     grouped: dict[dt.date, list[dict]] = {}
     for row, lag in zip(rows, lags, strict=True):
-        day = business_day(row[VERSION_COLUMN[log]]) + dt.timedelta(days=lag)
+        day = business_day(row[LOGS[log].version_column]) + dt.timedelta(days=lag)
         grouped.setdefault(day, []).append(row)
     return grouped
 
